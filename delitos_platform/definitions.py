@@ -1,0 +1,15 @@
+"""The one ``Definitions`` of the code location (``dagster dev`` or ``-m delitos_platform.definitions``)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from delitos_platform.defs.lake.assets import lake_delitos
+from delitos_platform.defs.source.assets import socrata_delitos
+from delitos_platform.environment import build_resources
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Assets, checks, jobs and automation, with the resources of ``DELITOS_ENV``."""
+    return dg.Definitions(assets=[socrata_delitos, lake_delitos], resources=build_resources())

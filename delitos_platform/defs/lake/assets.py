@@ -1,0 +1,78 @@
+"""The lake asset: one Parquet object (and one quarantine object) per month of ``fecha_hecho``."""
+
+import dagster as dg
+
+from delitos_platform.defs.source.assets import SOCRATA_DELITOS
+from delitos_platform.lake.extract import Extraction, extract_to_lake
+from delitos_platform.lake.storage import LakeError, LakeResource
+from delitos_platform.partitions import Window, monthly_partitions
+from delitos_platform.socrata import SocrataError, SocrataResource
+
+LAKE_DELITOS = dg.AssetKey(["lake", "delitos"])
+
+
+@dg.asset(
+    key=LAKE_DELITOS,
+    deps=[SOCRATA_DELITOS],
+    partitions_def=monthly_partitions,
+    # A backfill of any range is ONE run and ONE paged query, never a run per month.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="lake",
+    kinds={"parquet"},
+    owners=["team:data-engineering"],
+    pool="socrata",
+    description=(
+        "The source's rows of each month of `fecha_hecho`, typed and sorted by `row_id`, as one Parquet object "
+        "per month; rows that break the contract go to a quarantine object with the reason."
+    ),
+)
+def lake_delitos(
+    context: dg.AssetExecutionContext, socrata: SocrataResource, lake: LakeResource
+) -> dg.MaterializeResult:
+    """Extract the run's months from Socrata into the lake."""
+    window = Window.from_time_window(context.partition_time_window)
+    context.log.info(f"Extracting [{window.start}, {window.end}) from {socrata.url} into the lake")
+    try:
+        extraction = extract_to_lake(socrata, lake, window, log=context.log)
+    except (SocrataError, LakeError) as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    context.log.info(
+        f"{extraction.rows} rows and {extraction.quarantined} quarantined in {extraction.pages} pages, "
+        f"{extraction.seconds:.1f} s"
+    )
+    return dg.MaterializeResult(metadata=lake_metadata(extraction))
+
+
+def lake_metadata(extraction: Extraction) -> dict[str, dg.MetadataValue]:
+    """Materialization metadata: counts, bytes, pages, the query, the object URI(s) and the duration."""
+    metadata: dict[str, dg.MetadataValue] = {
+        "rows": dg.MetadataValue.int(extraction.rows),
+        "quarantined": dg.MetadataValue.int(extraction.quarantined),
+        "bytes": dg.MetadataValue.int(sum(month.bytes for month in extraction.months)),
+        "pages": dg.MetadataValue.int(extraction.pages),
+        "source_query": dg.MetadataValue.text(f"$where={extraction.where}&$order=:id"),
+        "duration_seconds": dg.MetadataValue.float(round(extraction.seconds, 3)),
+    }
+    if len(extraction.months) == 1:
+        month = extraction.months[0]
+        metadata["uri"] = dg.MetadataValue.url(month.uri)
+        metadata["quarantine_uri"] = dg.MetadataValue.url(month.quarantine_uri)
+    else:
+        metadata["months"] = dg.MetadataValue.table(
+            records=[
+                dg.TableRecord(
+                    {"month": m.month[:7], "rows": m.rows, "quarantined": m.quarantined, "bytes": m.bytes, "uri": m.uri}
+                )
+                for m in extraction.months
+            ],
+            schema=dg.TableSchema(
+                columns=[
+                    dg.TableColumn("month", "string"),
+                    dg.TableColumn("rows", "int"),
+                    dg.TableColumn("quarantined", "int"),
+                    dg.TableColumn("bytes", "int"),
+                    dg.TableColumn("uri", "string"),
+                ]
+            ),
+        )
+    return metadata

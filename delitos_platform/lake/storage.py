@@ -1,0 +1,186 @@
+"""Where lake objects live: a local folder (embedded default) or an S3 bucket (production).
+
+Every write is atomic: a reader sees the old object or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dagster as dg
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+from dagster_aws.s3 import S3Resource
+from pydantic import Field
+
+T = TypeVar("T")
+
+
+class LakeError(Exception):
+    """A lake failure told in one sentence."""
+
+
+def data_key(month_key: str) -> str:
+    """The object holding a month's rows, e.g. ``delitos/mes=2024-01/delitos-2024-01.parquet``."""
+    month = month_key[:7]
+    return f"delitos/mes={month}/delitos-{month}.parquet"
+
+
+def quarantine_key(month_key: str) -> str:
+    """The object holding a month's refused rows and why they were refused."""
+    month = month_key[:7]
+    return f"quarantine/mes={month}/quarantine-{month}.parquet"
+
+
+class LakeResource(dg.ConfigurableResource):
+    """The lake's interface: write, read and name objects by key."""
+
+    def check_writable(self) -> None:
+        """Fail early, in one sentence, if objects cannot be written (before any data is fetched)."""
+        raise NotImplementedError
+
+    def write(self, key: str, data: bytes) -> str:
+        """Store ``data`` under ``key`` atomically and return the object's URI."""
+        raise NotImplementedError
+
+    def read(self, key: str) -> bytes:
+        """The bytes stored under ``key``."""
+        raise NotImplementedError
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key``."""
+        raise NotImplementedError
+
+    def uri(self, key: str) -> str:
+        """The URI of the object under ``key`` (``file://`` or ``s3://``)."""
+        raise NotImplementedError
+
+
+class LocalLake(LakeResource):
+    """The embedded lake: objects are files under ``root`` (``$DELITOS_DATA_DIR/lake``)."""
+
+    root: str = Field(description="Folder that holds the lake's objects.")
+
+    def path(self, key: str) -> Path:
+        """The file of an object."""
+        return Path(self.root).resolve() / key
+
+    def check_writable(self) -> None:
+        root = Path(self.root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=root):
+                pass
+        except OSError as error:
+            raise LakeError(f"cannot write to the lake folder {root}: {error.strerror or error}") from None
+
+    def write(self, key: str, data: bytes) -> str:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Write beside the target, flush to disk, then rename over it: rename is atomic on POSIX.
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        _fsync_directory(target.parent)
+        return self.uri(key)
+
+    def read(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def uri(self, key: str) -> str:
+        return self.path(key).as_uri()
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class S3Lake(LakeResource):
+    """The production lake: objects in an S3 bucket, each stored by one encrypted ``PutObject``."""
+
+    s3: S3Resource
+    bucket: str = Field(description="Bucket of the lake (DELITOS_LAKE_BUCKET).")
+    prefix: str = Field(default="", description="Key prefix inside the bucket (DELITOS_LAKE_PREFIX).")
+    kms_key_id: str | None = Field(
+        default=None, description="KMS key for aws:kms encryption (DELITOS_LAKE_KMS_KEY_ID); AES256 when unset."
+    )
+
+    def object_key(self, key: str) -> str:
+        """The S3 key of a lake key, under the configured prefix."""
+        prefix = self.prefix.strip("/")
+        return f"{prefix}/{key}" if prefix else key
+
+    def encryption(self) -> dict[str, str]:
+        """The server-side encryption arguments of every ``PutObject``."""
+        if self.kms_key_id:
+            return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
+        return {"ServerSideEncryption": "AES256"}
+
+    def check_writable(self) -> None:
+        self._call("reach", lambda client: client.head_bucket(Bucket=self.bucket))
+
+    def write(self, key: str, data: bytes) -> str:
+        # A single PutObject is atomic: S3 never exposes a partly written object.
+        self._call(
+            "write to",
+            lambda client: client.put_object(
+                Bucket=self.bucket, Key=self.object_key(key), Body=data, **self.encryption()
+            ),
+        )
+        return self.uri(key)
+
+    def read(self, key: str) -> bytes:
+        response = self._call(
+            "read from", lambda client: client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+        )
+        return response["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.s3.get_client().head_object(Bucket=self.bucket, Key=self.object_key(key))
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise LakeError(self._explain("read from", error)) from None
+        return True
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.object_key(key)}"
+
+    def _call(self, verb: str, action: Callable[[Any], T]) -> T:
+        try:
+            return action(self.s3.get_client())
+        except (BotoCoreError, ClientError) as error:
+            raise LakeError(self._explain(verb, error)) from None
+
+    def _explain(self, verb: str, error: Exception) -> str:
+        where = f"S3 bucket {self.bucket!r}"
+        if isinstance(error, NoCredentialsError):
+            return f"cannot {verb} {where}: no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        if isinstance(error, EndpointConnectionError):
+            return f"cannot {verb} {where}: the S3 endpoint is unreachable ({error.kwargs.get('endpoint_url')})"
+        if isinstance(error, ClientError):
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket"):
+                return f"cannot {verb} {where}: the bucket does not exist"
+            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                return f"cannot {verb} {where}: access denied ({code})"
+            return f"cannot {verb} {where}: {code} {error.response.get('Error', {}).get('Message', '')}".strip()
+        return f"cannot {verb} {where}: {error}"

@@ -1,0 +1,62 @@
+"""Monthly partitions on ``fecha_hecho`` and the half-open ``[start, end)`` windows built from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import dagster as dg
+
+FIRST_MONTH = "2006-05-01"
+
+# The last partition is the last complete month; the source publishes a month after it ends.
+monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=FIRST_MONTH)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open interval of days ``[start, end)``: every window in the platform is built here."""
+
+    start: date
+    end: date
+
+    def __post_init__(self) -> None:
+        if self.start >= self.end:
+            raise ValueError(f"empty window [{self.start}, {self.end})")
+
+    @classmethod
+    def from_time_window(cls, time_window: dg.TimeWindow) -> Window:
+        """The window of a Dagster partition time window (its datetimes fall on midnight)."""
+        return cls(time_window.start.date(), time_window.end.date())
+
+    @classmethod
+    def for_month(cls, month_key: str) -> Window:
+        """The window of one month partition key such as ``2024-01-01``."""
+        start = parse_partition_key(month_key)
+        end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+        return cls(start, end)
+
+    def month_keys(self) -> list[str]:
+        """The partition keys of every month the window covers."""
+        keys, month = [], self.start.replace(day=1)
+        while month < self.end:
+            keys.append(month.isoformat())
+            month = Window.for_month(month.isoformat()).end
+        return keys
+
+    def soql(self, column: str = "fecha_hecho") -> str:
+        """The SoQL ``$where`` clause of this window, with floating-timestamp literals."""
+        return (
+            f"{column} >= '{self.start.isoformat()}T00:00:00.000' AND {column} < '{self.end.isoformat()}T00:00:00.000'"
+        )
+
+
+def parse_partition_key(key: str) -> date:
+    """A month partition key as a date, with a clear error for anything else."""
+    try:
+        day = datetime.strptime(key, "%Y-%m-%d").date()
+    except ValueError:
+        raise ValueError(f"bad partition key {key!r}: expected the first day of a month, like 2024-01-01") from None
+    if day.day != 1:
+        raise ValueError(f"bad partition key {key!r}: expected the first day of a month, like {day:%Y-%m}-01")
+    return day
