@@ -93,7 +93,7 @@ def _quarantined(
     indices = pc.indices_nonzero(refused).to_pylist()
     masks = [(reason, mask.to_pylist()) for reason, mask in failures if pc.any(mask).as_py()]
     reasons = ["; ".join(reason for reason, mask in masks if mask[i]) for i in indices]
-    refused_rows = raw.select(RAW_SCHEMA.names).take(indices).to_pylist()
+    refused_rows = raw.select(RAW_SCHEMA.names).take(pa.array(indices, pa.int64())).to_pylist()
     raws = [json.dumps(_as_source_row(row), ensure_ascii=False, sort_keys=True) for row in refused_rows]
     columns = {
         "row_id": [row["row_id"] for row in refused_rows],

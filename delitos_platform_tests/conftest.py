@@ -1,0 +1,57 @@
+"""Shared fixtures: real servers on loopback (our SODA emulator, moto's S3) and a private DAGSTER_HOME."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from delitos_platform.emulator import DEFAULT_SNAPSHOT, EmulatorServer
+from delitos_platform.lake.storage import LocalLake
+from delitos_platform.socrata import SocrataResource
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test runs against its own Dagster instance folder, never the user's."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(scope="session")
+def snapshot_rows() -> list[dict[str, str]]:
+    """The shipped snapshot's rows, as the API serves them (without system fields)."""
+    with gzip.open(DEFAULT_SNAPSHOT, "rt", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[EmulatorServer]:
+    """A read-only emulator over the shipped snapshot, shared by tests that do not change its data."""
+    with EmulatorServer(snapshot=DEFAULT_SNAPSHOT, host="127.0.0.1", port=0) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_emulator() -> Iterator[EmulatorServer]:
+    """An emulator of this test's own, free to be revised or made to misbehave."""
+    with EmulatorServer(snapshot=DEFAULT_SNAPSHOT, host="127.0.0.1", port=0, admin=True) as server:
+        yield server
+
+
+def socrata_for(server: EmulatorServer, **overrides: object) -> SocrataResource:
+    """A Socrata resource pointed at an emulator, with retries fast enough for tests."""
+    settings = {"url": server.url, "backoff_seconds": 0.01, "max_retries": 3, "timeout_seconds": 10.0}
+    return SocrataResource(**{**settings, **overrides})
+
+
+@pytest.fixture
+def local_lake(tmp_path: Path) -> LocalLake:
+    """An empty lake folder."""
+    return LocalLake(root=str(tmp_path / "lake"))

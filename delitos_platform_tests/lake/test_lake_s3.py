@@ -1,0 +1,78 @@
+"""Source → S3 lake through dagster-aws, against moto's S3 server over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from dagster_aws.s3 import S3Resource
+from moto.server import ThreadedMotoServer
+
+from delitos_platform.lake.storage import LocalLake, S3Lake, data_key, quarantine_key
+from delitos_platform_tests.conftest import socrata_for
+from delitos_platform_tests.lake.helpers import failure_message, materialize_lake
+
+MONTH = "2019-03-01"
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on loopback, with throwaway credentials."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        yield f"http://{host}:{port}"
+    server.stop()
+
+
+def _client(endpoint: str, service: str = "s3"):
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> str:
+    name = f"lake-{request.node.name.lower().replace('_', '-')[:40]}"
+    _client(s3_endpoint).create_bucket(Bucket=name)
+    return name
+
+
+def _s3_lake(endpoint: str, bucket: str, **settings: object) -> S3Lake:
+    return S3Lake(s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"), bucket=bucket, **settings)
+
+
+def test_months_land_in_s3_encrypted_and_identical_to_the_local_lake(emulator, s3_endpoint, bucket, tmp_path):
+    s3_lake = _s3_lake(s3_endpoint, bucket, prefix="raw/delitos")
+    local = LocalLake(root=str(tmp_path / "lake"))
+
+    assert materialize_lake(socrata_for(emulator), s3_lake, MONTH).success
+    assert materialize_lake(socrata_for(emulator), local, MONTH).success
+
+    for key in (data_key(MONTH), quarantine_key(MONTH)):
+        stored = _client(s3_endpoint).head_object(Bucket=bucket, Key=f"raw/delitos/{key}")
+        assert stored["ServerSideEncryption"] == "AES256"
+        assert s3_lake.read(key) == local.read(key)
+    assert s3_lake.uri(data_key(MONTH)) == f"s3://{bucket}/raw/delitos/{data_key(MONTH)}"
+
+
+def test_a_kms_key_encrypts_with_aws_kms(emulator, s3_endpoint, bucket):
+    key_id = _client(s3_endpoint, "kms").create_key(Description="lake")["KeyMetadata"]["KeyId"]
+    s3_lake = _s3_lake(s3_endpoint, bucket, kms_key_id=key_id)
+
+    assert materialize_lake(socrata_for(emulator), s3_lake, MONTH).success
+
+    stored = _client(s3_endpoint).head_object(Bucket=bucket, Key=data_key(MONTH))
+    assert stored["ServerSideEncryption"] == "aws:kms"
+    assert key_id in stored["SSEKMSKeyId"]
+
+
+def test_a_missing_bucket_is_one_sentence_and_nothing_is_fetched(fresh_emulator, s3_endpoint):
+    served = fresh_emulator.requests_served
+    result = materialize_lake(socrata_for(fresh_emulator), _s3_lake(s3_endpoint, "no-such-bucket"), MONTH)
+
+    assert failure_message(result) == "cannot reach S3 bucket 'no-such-bucket': the bucket does not exist"
+    assert fresh_emulator.requests_served == served
