@@ -1,0 +1,77 @@
+"""The ``delitos emulator`` and ``delitos synthesize`` sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from delitos_platform.contract import DATASET_ID
+from delitos_platform.emulator.faults import parse_fault
+from delitos_platform.emulator.server import DEFAULT_SNAPSHOT, EmulatorServer
+
+
+def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``delitos emulator``."""
+    parser.add_argument("--snapshot", type=Path, default=DEFAULT_SNAPSHOT,
+                        help="a .json or .json.gz JSON array of rows (default: the shipped Santander snapshot)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    parser.add_argument("--dataset", default=DATASET_ID, help="the dataset id to serve the snapshot as")
+    parser.add_argument("--admin", action="store_true", help="enable the /admin/ endpoints (off by default)")
+    parser.add_argument("--fault", action="append", default=[], metavar="KIND:OPTS",
+                        help="inject a fault, e.g. 429:count=3,retry_after=2 or reset:probability=0.1 (repeatable)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of probabilistic faults")
+
+
+def run_emulator(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or SIGINT; returns 0 on a clean stop."""
+    faults = [parse_fault(spec) for spec in args.fault]  # bad specs fail before loading anything
+    server = EmulatorServer(args.snapshot, host=args.host, port=args.port, dataset_id=args.dataset,
+                            admin=args.admin, seed=args.seed)
+    for kind, options in faults:
+        server.faults.inject(kind, **options)
+    stop = threading.Event()
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server.start()
+    try:
+        print(f"Serving {len(server.dataset):,} rows of {server.dataset_id} at {server.url}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``delitos synthesize``."""
+    parser.add_argument("--rows", type=int, default=492_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--output", type=Path, required=True, help="the .json.gz (or .json) file to write")
+    parser.add_argument("--start", default="2006-05", help="first month, YYYY-MM")
+    parser.add_argument("--end", default="2026-05", help="last month, YYYY-MM")
+    parser.add_argument("--source", type=Path, default=DEFAULT_SNAPSHOT, help="the real rows to resample")
+
+
+def run_synthesize(args: argparse.Namespace) -> int:
+    """Write the synthetic snapshot and say where."""
+    from delitos_platform.emulator.synthetic import synthesize
+
+    started = time.perf_counter()
+    written = synthesize(args.source, args.output, rows=args.rows, seed=args.seed, start=args.start, end=args.end)
+    print(f"Wrote {written:,} rows to {args.output} in {time.perf_counter() - started:.1f} s", file=sys.stdout)
+    return 0
+
+
+EMULATOR = (add_emulator_arguments, run_emulator)
+SYNTHESIZE = (add_synthesize_arguments, run_synthesize)

@@ -1,0 +1,313 @@
+"""The HTTP side of the emulator: SODA endpoints, faults and the optional admin endpoint.
+
+Built on the stdlib ``ThreadingHTTPServer`` because faults need raw control of the socket
+(resets without a response, bodies shorter than their ``Content-Length``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import duckdb
+
+from delitos_platform.contract import ATTRIBUTION, DATASET_ID
+from delitos_platform.emulator.faults import Fault, Faults
+from delitos_platform.emulator.snapshot import Dataset
+from delitos_platform.emulator.soql import SoqlError, compile_query
+
+DEFAULT_SNAPSHOT = Path(__file__).parent / "data" / "santander_4v6r-wu98.json.gz"
+JSON_TYPE = "application/json;charset=utf-8"
+_RESOURCE = re.compile(r"^/resource/([^/.]+)(?:\.json)?$")
+_VIEW = re.compile(r"^/api/views/([^/.]+)(?:\.json)?$")
+_FAULT_BODIES = {
+    "429": (429, {"code": "too_many_requests", "error": True, "message": "Too many requests, slow down"}),
+    "500": (500, {"code": "internal_error", "error": True, "message": "Internal error"}),
+    "503": (503, {"code": "service_unavailable", "error": True, "message": "Service temporarily unavailable"}),
+}
+
+
+def _missing(dataset_id: str) -> dict[str, Any]:
+    return {"code": "dataset.missing", "error": True,
+            "message": f"Not found: dataset {dataset_id} does not exist", "data": {}}
+
+
+class EmulatorServer:
+    """A SODA-compatible server over one dataset, serving from a background thread."""
+
+    def __init__(
+        self,
+        snapshot: str | Path | Sequence[Mapping[str, Any]] = DEFAULT_SNAPSHOT,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        dataset_id: str = DATASET_ID,
+        admin: bool = False,
+        seed: int = 0,
+    ):
+        """Load ``snapshot`` (a .json/.json.gz file, or the rows themselves); raises ValueError if malformed."""
+        if isinstance(snapshot, str | Path):
+            self.dataset = Dataset.from_file(snapshot, dataset_id)
+        else:
+            self.dataset = Dataset(list(snapshot), dataset_id)
+        self.host, self.port = host, port
+        self.admin = admin
+        self.faults = Faults(seed)
+        self.requests_served = 0
+        self._count_lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def dataset_id(self) -> str:
+        """The id the dataset is served under."""
+        return self.dataset.dataset_id
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:54321``."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> EmulatorServer:
+        """Bind and serve in a daemon thread; returns ``self``."""
+        handler = type("Handler", (_Handler,), {"emulator": self})
+        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        self._httpd.daemon_threads = True
+        self.host, self.port = self._httpd.server_address[:2]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="soda-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Block until :meth:`stop` is called (from a signal handler or another thread)."""
+        if self._thread is None:
+            self.start()
+        assert self._thread is not None
+        while self._thread.is_alive():
+            self._thread.join(0.2)
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def count_request(self) -> None:
+        """Count one /resource or /api/views request."""
+        with self._count_lock:
+            self.requests_served += 1
+
+    def metadata(self) -> dict[str, Any]:
+        """The ``/api/views/{id}.json`` document."""
+        dataset = self.dataset
+        columns = [
+            {"id": index + 1, "name": column.field_name, "fieldName": column.field_name,
+             "dataTypeName": column.data_type, "renderTypeName": column.data_type, "position": index + 1}
+            for index, column in enumerate(dataset.columns)
+        ]
+        return {
+            "id": dataset.dataset_id, "name": dataset.name, "assetType": "dataset", "displayType": "table",
+            "attribution": ATTRIBUTION, "attributionLink": f"https://www.datos.gov.co/d/{dataset.dataset_id}",
+            "license": {"name": "Creative Commons Attribution | Share Alike 4.0 International"},
+            "rowsUpdatedAt": dataset.rows_updated_at, "viewLastModified": dataset.rows_updated_at,
+            "columns": columns,
+        }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One connection; HTTP/1.1 keep-alive with Content-Length on every response."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "soda-emulator/1.0"
+    timeout = 60  # drop idle keep-alive connections so their threads end
+    emulator: EmulatorServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet: tests and benchmarks make thousands of requests."""
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    # ------------------------------------------------------------ routing
+    def _dispatch(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        path = parts.path
+        try:
+            if path.startswith("/admin/"):
+                self._admin(method, path)
+                return
+            resource, view = _RESOURCE.match(path), _VIEW.match(path)
+            if method != "GET" or not (resource or view):
+                self._json(404, {"code": "not_found", "error": True, "message": f"Not found: {path}"})
+                return
+            self.emulator.count_request()
+            fault = self.emulator.faults.pick(path)
+            if fault is not None and self._fault_answers(fault):
+                return
+            if resource:
+                self._resource(resource.group(1), parse_qsl(parts.query, keep_blank_values=True), fault)
+            else:
+                self._view(view.group(1), fault)  # type: ignore[union-attr]
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+
+    def _fault_answers(self, fault: Fault) -> bool:
+        """Apply a fault; True when it replaced the response (``slow`` and ``truncate`` do not)."""
+        if fault.kind in _FAULT_BODIES:
+            status, body = _FAULT_BODIES[fault.kind]
+            headers = {"Retry-After": str(fault.retry_after)} if fault.kind in ("429", "503") else {}
+            self._json(status, body, headers)
+            return True
+        if fault.kind == "slow":
+            time.sleep(fault.delay)
+            return False
+        if fault.kind == "reset":
+            # SO_LINGER with a zero timeout makes close() send RST instead of FIN: a connection reset.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return True
+        return False  # truncate: answered by _send
+
+    # ---------------------------------------------------------- endpoints
+    def _resource(self, dataset_id: str, query: list[tuple[str, str]], fault: Fault | None) -> None:
+        dataset = self.emulator.dataset
+        if dataset_id != dataset.dataset_id:
+            self._json(404, _missing(dataset_id))
+            return
+        params = dict(query)
+        version, updated = dataset.version, dataset.rows_updated_at
+        etag = '"' + hashlib.md5(f"{version}|{sorted(params.items())}".encode()).hexdigest() + '"'
+        headers = {"Last-Modified": formatdate(updated, usegmt=True), "ETag": etag}
+        if self.headers.get("If-None-Match") == etag and fault is None:
+            self._send(304, b"", headers, None)
+            return
+        try:
+            compiled = compile_query(params, list(dataset.columns))
+            rows = dataset.cursor().execute(compiled.sql, compiled.params).fetchall()
+        except SoqlError as error:
+            self._json(400, error.body())
+            return
+        except duckdb.Error as error:
+            # A query that compiles but fails in the engine (e.g. an overflow) is still the client's fault.
+            first = str(error).splitlines()[0]
+            self._json(400, SoqlError(f"Query failed: {first}", "query.execution.failed").body())
+            return
+        body = ("[" + ",\n".join(row[0] for row in rows) + "]\n").encode()
+        headers["X-SODA2-Fields"] = json.dumps(compiled.fields)
+        headers["X-SODA2-Types"] = json.dumps(compiled.types)
+        self._send(200, body, headers, fault)
+
+    def _view(self, dataset_id: str, fault: Fault | None) -> None:
+        if dataset_id != self.emulator.dataset.dataset_id:
+            self._json(404, _missing(dataset_id))
+            return
+        self._send(200, json.dumps(self.emulator.metadata(), ensure_ascii=False).encode(), {}, fault)
+
+    def _admin(self, method: str, path: str) -> None:
+        if not self.emulator.admin:
+            self._json(404, {"code": "not_found", "error": True, "message": f"Not found: {path}"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            payload = json.loads(self.rfile.read(length) or b"{}") if length else {}
+            if not isinstance(payload, dict):
+                raise ValueError("the body must be a JSON object")
+            result = _admin_action(self.emulator, method, path, payload)
+        except (ValueError, TypeError, KeyError) as error:
+            self._json(400, {"code": "bad_request", "error": True, "message": str(error)})
+            return
+        if result is None:
+            self._json(404, {"code": "not_found", "error": True, "message": f"Not found: {method} {path}"})
+            return
+        result["rowsUpdatedAt"] = self.emulator.dataset.rows_updated_at
+        self._json(200, result)
+
+    # ------------------------------------------------------------ output
+    def _json(self, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> None:
+        self._send(status, json.dumps(body, ensure_ascii=False).encode(), headers or {}, None)
+
+    def _send(self, status: int, body: bytes, headers: Mapping[str, str], fault: Fault | None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", JSON_TYPE)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if fault is not None and fault.kind == "truncate":
+            # Promise the whole body, send half of it, then close: the client sees an incomplete read.
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
+        if status != 304:
+            self.wfile.write(body)
+
+
+def _admin_faults(emulator: EmulatorServer, payload: dict[str, Any]) -> dict[str, Any]:
+    kind = str(payload.pop("kind"))
+    emulator.faults.inject(kind, **payload)
+    return {"ok": True}
+
+
+def _admin_delete(emulator: EmulatorServer, payload: dict[str, Any]) -> dict[str, Any]:
+    if "month" in payload:
+        return {"deleted": emulator.dataset.delete_month(str(payload["month"]))}
+    return {"deleted": emulator.dataset.delete_rows(list(payload["ids"]))}
+
+
+def _admin_replace_ids(emulator: EmulatorServer, _payload: dict[str, Any]) -> dict[str, Any]:
+    emulator.dataset.replace_ids()
+    return {"ok": True}
+
+
+def _admin_touch(emulator: EmulatorServer, _payload: dict[str, Any]) -> dict[str, Any]:
+    emulator.dataset.touch()
+    return {"ok": True}
+
+
+def _admin_clear(emulator: EmulatorServer, _payload: dict[str, Any]) -> dict[str, Any]:
+    emulator.faults.clear()
+    return {"ok": True}
+
+
+# (method, action) -> handler(emulator, JSON body) returning the JSON answer.
+_ADMIN_ACTIONS: dict[tuple[str, str], Callable[[EmulatorServer, dict[str, Any]], dict[str, Any]]] = {
+    ("POST", "faults"): _admin_faults,
+    ("DELETE", "faults"): _admin_clear,
+    ("POST", "revise"): lambda e, p: {"ids": e.dataset.revise_month(str(p["month"]), int(p.get("rows", 5)))},
+    ("POST", "add"): lambda e, p: {"ids": e.dataset.add_rows(p["rows"])},
+    ("POST", "delete"): _admin_delete,
+    ("POST", "replace-ids"): _admin_replace_ids,
+    ("POST", "touch"): _admin_touch,
+}
+
+
+def _admin_action(emulator: EmulatorServer, method: str, path: str, payload: dict[str, Any]) -> dict | None:
+    """Run one admin request; ``None`` when no such action exists."""
+    handler = _ADMIN_ACTIONS.get((method, path.removeprefix("/admin/").strip("/")))
+    return None if handler is None else handler(emulator, payload)

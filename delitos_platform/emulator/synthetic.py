@@ -1,0 +1,147 @@
+"""A national-scale synthetic snapshot built by resampling the real Santander rows.
+
+Each synthetic row takes its article text and ``cantidad`` from a real row of a comparable period
+(so the article mix drifts over time as it really does), a month drawn from a growth curve (early
+years sparse), a day within that month, and a municipality from a set of real DANE codes across
+departments.  Everything derives from one seed: the same seed writes a byte-identical file.
+"""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from delitos_platform.emulator.snapshot import read_snapshot
+
+# (cod_depto, departamento, cod_muni, municipio, weight ~ population in thousands).  Santander's own
+# municipalities come from the real snapshot and are added with weights from their real counts.
+MUNICIPALITIES: tuple[tuple[str, str, str, str, int], ...] = (
+    ("11", "BOGOTA D.C.", "11001", "BOGOTA D.C.", 7900),
+    ("05", "ANTIOQUIA", "05001", "MEDELLIN", 2600),
+    ("05", "ANTIOQUIA", "05088", "BELLO", 550),
+    ("05", "ANTIOQUIA", "05360", "ITAGUI", 290),
+    ("05", "ANTIOQUIA", "05266", "ENVIGADO", 240),
+    ("05", "ANTIOQUIA", "05615", "RIONEGRO", 135),
+    ("76", "VALLE DEL CAUCA", "76001", "CALI", 2250),
+    ("76", "VALLE DEL CAUCA", "76520", "PALMIRA", 350),
+    ("76", "VALLE DEL CAUCA", "76109", "BUENAVENTURA", 310),
+    ("76", "VALLE DEL CAUCA", "76834", "TULUA", 220),
+    ("08", "ATLANTICO", "08001", "BARRANQUILLA", 1300),
+    ("08", "ATLANTICO", "08758", "SOLEDAD", 680),
+    ("13", "BOLIVAR", "13001", "CARTAGENA", 1030),
+    ("54", "NORTE DE SANTANDER", "54001", "CUCUTA", 780),
+    ("66", "RISARALDA", "66001", "PEREIRA", 480),
+    ("66", "RISARALDA", "66170", "DOSQUEBRADAS", 230),
+    ("17", "CALDAS", "17001", "MANIZALES", 450),
+    ("63", "QUINDIO", "63001", "ARMENIA", 300),
+    ("73", "TOLIMA", "73001", "IBAGUE", 540),
+    ("41", "HUILA", "41001", "NEIVA", 360),
+    ("52", "NARIÑO", "52001", "PASTO", 390),
+    ("50", "META", "50001", "VILLAVICENCIO", 530),
+    ("15", "BOYACA", "15001", "TUNJA", 180),
+    ("15", "BOYACA", "15759", "SOGAMOSO", 120),
+    ("25", "CUNDINAMARCA", "25754", "SOACHA", 660),
+    ("25", "CUNDINAMARCA", "25175", "CHIA", 150),
+    ("25", "CUNDINAMARCA", "25899", "ZIPAQUIRA", 130),
+    ("25", "CUNDINAMARCA", "25290", "FUSAGASUGA", 140),
+    ("23", "CORDOBA", "23001", "MONTERIA", 500),
+    ("47", "MAGDALENA", "47001", "SANTA MARTA", 530),
+    ("20", "CESAR", "20001", "VALLEDUPAR", 530),
+    ("19", "CAUCA", "19001", "POPAYAN", 320),
+    ("70", "SUCRE", "70001", "SINCELEJO", 290),
+    ("44", "LA GUAJIRA", "44001", "RIOHACHA", 200),
+    ("27", "CHOCO", "27001", "QUIBDO", 130),
+    ("18", "CAQUETA", "18001", "FLORENCIA", 180),
+    ("85", "CASANARE", "85001", "YOPAL", 160),
+    ("81", "ARAUCA", "81001", "ARAUCA", 95),
+    ("86", "PUTUMAYO", "86001", "MOCOA", 60),
+    ("88", "ARCHIPIELAGO DE SAN ANDRES", "88001", "SAN ANDRES", 65),
+)
+SANTANDER_WEIGHT = 2300  # thousands of inhabitants, shared among the real Santander municipalities
+
+
+def _months(start: str, end: str) -> list[date]:
+    first, last = date.fromisoformat(start + "-01"), date.fromisoformat(end + "-01")
+    if last < first:
+        raise ValueError(f"--end {end} is before --start {start}")
+    months, current = [], first
+    while current <= last:
+        months.append(current)
+        current = date(current.year + current.month // 12, current.month % 12 + 1, 1)
+    return months
+
+
+def _growth(count: int) -> np.ndarray:
+    """Monthly weights: a logistic curve (cybercrime reports grow steeply after ~2019), never zero."""
+    t = np.arange(count, dtype=float)
+    return 0.02 + 1.0 / (1.0 + np.exp(-(t - 0.7 * count) / (0.075 * count)))
+
+
+def _municipalities(real: list[dict]) -> tuple[list[str], np.ndarray]:
+    """JSON fragments ``"cod_depto":…,"municipio":…`` for every municipality, and their weights."""
+    counts: dict[tuple[str, str, str, str], int] = {}
+    for row in real:
+        if all(row.get(k) for k in ("cod_depto", "departamento", "cod_muni", "municipio")):
+            key = (row["cod_depto"], row["departamento"], row["cod_muni"], row["municipio"])
+            if len(key[0]) == 2 and len(key[2]) == 5 and key[2].startswith(key[0]):
+                counts[key] = counts.get(key, 0) + 1
+    total = sum(counts.values()) or 1
+    entries = [(*m[:4], float(m[4])) for m in MUNICIPALITIES]
+    entries += [(*key, SANTANDER_WEIGHT * n / total) for key, n in sorted(counts.items())]
+    fragments = [
+        ",".join(f"{json.dumps(k)}:{json.dumps(v, ensure_ascii=False)}" for k, v in
+                 zip(("cod_depto", "departamento", "cod_muni", "municipio"), entry[:4], strict=True))
+        for entry in entries
+    ]
+    weights = np.array([entry[4] for entry in entries])
+    return fragments, weights / weights.sum()
+
+
+def synthesize(source: str | Path, output: str | Path, *, rows: int = 492_000, seed: int = 7,
+               start: str = "2006-05", end: str = "2026-05") -> int:
+    """Write ``rows`` synthetic rows to ``output`` (.json.gz or .json); returns the number written."""
+    if rows < 1:
+        raise ValueError("--rows must be at least 1")
+    real = [r for r in read_snapshot(source) if r.get("fecha_hecho") and r.get("descripcion_conducta")]
+    real.sort(key=lambda r: r["fecha_hecho"])
+    months = _months(start, end)
+    rng = np.random.default_rng(seed)
+    cdf = np.cumsum(_growth(len(months)))
+    cdf /= cdf[-1]
+    quantile = rng.random(rows)
+    month_index = np.minimum(np.searchsorted(cdf, quantile), len(months) - 1)
+    # A real row from the same point of the real timeline keeps the period's article mix.
+    jitter = rng.normal(0.0, 0.02, rows)
+    real_index = np.clip(((quantile + jitter) * len(real)).astype(np.int64), 0, len(real) - 1)
+    fragments, weights = _municipalities(real)
+    muni_index = rng.choice(len(fragments), size=rows, p=weights)
+    lengths = np.array([calendar.monthrange(m.year, m.month)[1] for m in months])
+    day = 1 + (rng.random(rows) * lengths[month_index]).astype(np.int64)
+    order = np.lexsort((muni_index, day, month_index))  # published in date order, like the real file
+    tails = [
+        f',"descripcion_conducta":{json.dumps(r["descripcion_conducta"], ensure_ascii=False)}'
+        + (f',"cantidad":{json.dumps(r["cantidad"])}' if r.get("cantidad") is not None else "")
+        for r in real
+    ]
+    prefixes = [f'{{"fecha_hecho":"{m.year:04d}-{m.month:02d}-' for m in months]
+    body = ",\n".join(
+        f'{prefixes[m]}{d:02d}T00:00:00.000",{fragments[u]}{tails[r]}}}'
+        for m, d, u, r in zip(month_index[order].tolist(), day[order].tolist(),
+                              muni_index[order].tolist(), real_index[order].tolist(), strict=True)
+    )
+    data = ("[" + body + "]\n").encode()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with output.open("wb") as raw:
+        if output.name.endswith(".gz"):
+            # mtime=0 and no file name in the header: the same seed gives byte-identical files.
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as handle:
+                handle.write(data)
+        else:
+            raw.write(data)
+    return rows
