@@ -7,9 +7,10 @@ import dagster as dg
 from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.environment import build_resources
+from delitos_platform.jobs import main_job
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     """Assets, checks, jobs and automation, with the resources of ``DELITOS_ENV``."""
-    return dg.Definitions(assets=[socrata_delitos, lake_delitos], resources=build_resources())
+    return dg.Definitions(assets=[socrata_delitos, lake_delitos], jobs=[main_job], resources=build_resources())
