@@ -29,8 +29,21 @@ def ensure_snapshot(rows: int, seed: int) -> Path:
     path = WORK / f"national_{rows}_{seed}.json.gz"
     if not path.exists():
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "delitos_platform.cli", "synthesize", "--rows", str(rows),
-                        "--seed", str(seed), "--output", str(path)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "delitos_platform.cli",
+                "synthesize",
+                "--rows",
+                str(rows),
+                "--seed",
+                str(seed),
+                "--output",
+                str(path),
+            ],
+            check=True,
+        )
         print(f"synthesized {rows:,} rows in {time.perf_counter() - started:.1f} s")
     return path
 
@@ -75,8 +88,9 @@ def page_all(url: str, limit: int) -> tuple[int, int, list[float]]:
     timings: list[float] = []
     while True:
         started = time.perf_counter()
-        response = session.get(f"{url}/resource/{DATASET}.json",
-                               params={"$order": ":id", "$limit": limit, "$offset": offset}, timeout=60)
+        response = session.get(
+            f"{url}/resource/{DATASET}.json", params={"$order": ":id", "$limit": limit, "$offset": offset}, timeout=60
+        )
         response.raise_for_status()
         page = response.json()
         timings.append(time.perf_counter() - started)
@@ -94,8 +108,11 @@ def main() -> int:
     args = parser.parse_args()
     snapshot = ensure_snapshot(args.rows, args.seed)
     started = time.perf_counter()
-    server = subprocess.Popen([sys.executable, "-m", "delitos_platform.cli", "emulator", "--port", "0",
-                               "--snapshot", str(snapshot)], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "delitos_platform.cli", "emulator", "--port", "0", "--snapshot", str(snapshot)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     memory = PeakRss(server.pid)
     try:
         line = server.stdout.readline()  # type: ignore[union-attr]

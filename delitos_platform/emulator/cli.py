@@ -17,22 +17,32 @@ from delitos_platform.emulator.server import DEFAULT_SNAPSHOT, EmulatorServer
 
 def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``delitos emulator``."""
-    parser.add_argument("--snapshot", type=Path, default=DEFAULT_SNAPSHOT,
-                        help="a .json or .json.gz JSON array of rows (default: the shipped Santander snapshot)")
+    parser.add_argument(
+        "--snapshot",
+        type=Path,
+        default=DEFAULT_SNAPSHOT,
+        help="a .json or .json.gz JSON array of rows (default: the shipped Santander snapshot)",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--dataset", default=DATASET_ID, help="the dataset id to serve the snapshot as")
     parser.add_argument("--admin", action="store_true", help="enable the /admin/ endpoints (off by default)")
-    parser.add_argument("--fault", action="append", default=[], metavar="KIND:OPTS",
-                        help="inject a fault, e.g. 429:count=3,retry_after=2 or reset:probability=0.1 (repeatable)")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND:OPTS",
+        help="inject a fault, e.g. 429:count=3,retry_after=2 or reset:probability=0.1 (repeatable)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of probabilistic faults")
 
 
 def run_emulator(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; returns 0 on a clean stop."""
     faults = [parse_fault(spec) for spec in args.fault]  # bad specs fail before loading anything
-    server = EmulatorServer(args.snapshot, host=args.host, port=args.port, dataset_id=args.dataset,
-                            admin=args.admin, seed=args.seed)
+    server = EmulatorServer(
+        args.snapshot, host=args.host, port=args.port, dataset_id=args.dataset, admin=args.admin, seed=args.seed
+    )
     for kind, options in faults:
         server.faults.inject(kind, **options)
     stop = threading.Event()

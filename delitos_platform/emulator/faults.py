@@ -46,8 +46,14 @@ class Faults:
         self._random = random.Random(seed)
         self.fired: dict[str, int] = dict.fromkeys(KINDS, 0)
 
-    def inject(self, kind: str, count: int | None = None, probability: float | None = None,
-               paths: Iterable[str] | None = None, **options: Any) -> Fault:
+    def inject(
+        self,
+        kind: str,
+        count: int | None = None,
+        probability: float | None = None,
+        paths: Iterable[str] | None = None,
+        **options: Any,
+    ) -> Fault:
         """Arm a fault for the next ``count`` requests, or each request with ``probability``."""
         kind = str(kind)
         if kind not in KINDS:

@@ -39,8 +39,12 @@ _FAULT_BODIES = {
 
 
 def _missing(dataset_id: str) -> dict[str, Any]:
-    return {"code": "dataset.missing", "error": True,
-            "message": f"Not found: dataset {dataset_id} does not exist", "data": {}}
+    return {
+        "code": "dataset.missing",
+        "error": True,
+        "message": f"Not found: dataset {dataset_id} does not exist",
+        "data": {},
+    }
 
 
 class EmulatorServer:
@@ -85,8 +89,9 @@ class EmulatorServer:
         self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
         self._httpd.daemon_threads = True
         self.host, self.port = self._httpd.server_address[:2]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="soda-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="soda-emulator", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -120,15 +125,26 @@ class EmulatorServer:
         """The ``/api/views/{id}.json`` document."""
         dataset = self.dataset
         columns = [
-            {"id": index + 1, "name": column.field_name, "fieldName": column.field_name,
-             "dataTypeName": column.data_type, "renderTypeName": column.data_type, "position": index + 1}
+            {
+                "id": index + 1,
+                "name": column.field_name,
+                "fieldName": column.field_name,
+                "dataTypeName": column.data_type,
+                "renderTypeName": column.data_type,
+                "position": index + 1,
+            }
             for index, column in enumerate(dataset.columns)
         ]
         return {
-            "id": dataset.dataset_id, "name": dataset.name, "assetType": "dataset", "displayType": "table",
-            "attribution": ATTRIBUTION, "attributionLink": f"https://www.datos.gov.co/d/{dataset.dataset_id}",
+            "id": dataset.dataset_id,
+            "name": dataset.name,
+            "assetType": "dataset",
+            "displayType": "table",
+            "attribution": ATTRIBUTION,
+            "attributionLink": f"https://www.datos.gov.co/d/{dataset.dataset_id}",
             "license": {"name": "Creative Commons Attribution | Share Alike 4.0 International"},
-            "rowsUpdatedAt": dataset.rows_updated_at, "viewLastModified": dataset.rows_updated_at,
+            "rowsUpdatedAt": dataset.rows_updated_at,
+            "viewLastModified": dataset.rows_updated_at,
             "columns": columns,
         }
 

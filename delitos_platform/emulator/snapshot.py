@@ -115,8 +115,7 @@ class Dataset:
             self.columns.append(self._new_column(field_name, data_type))
         defs = ", ".join(f"{c.sql} {COLUMN_TYPES[c.data_type]}" for c in self.columns)
         self._con.execute(
-            "CREATE TABLE data (_pos BIGINT, _id VARCHAR, _created_at TIMESTAMP, _updated_at TIMESTAMP, "
-            f"{defs})"
+            f"CREATE TABLE data (_pos BIGINT, _id VARCHAR, _created_at TIMESTAMP, _updated_at TIMESTAMP, {defs})"
         )
 
     @classmethod
@@ -136,8 +135,9 @@ class Dataset:
         try:
             count = dataset._con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
             extract = ", ".join(f"raw.j ->> ? AS {c.sql}" for c in dataset.columns)
-            dataset._con.execute(f"CREATE TEMP TABLE staged AS SELECT _pos, {extract} FROM raw",
-                                 [c.field_name for c in dataset.columns])
+            dataset._con.execute(
+                f"CREATE TEMP TABLE staged AS SELECT _pos, {extract} FROM raw", [c.field_name for c in dataset.columns]
+            )
             dataset._con.execute("DROP TABLE raw")
             dataset._insert_staged(0, LOAD_TIME.replace(tzinfo=None))
         finally:
@@ -160,9 +160,7 @@ class Dataset:
             raise ValueError(f"{path}: not a JSON array of rows ({str(error).splitlines()[0]})") from None
         finally:
             self._con.execute("RESET threads")
-        bad = self._con.execute(
-            "SELECT _pos FROM raw WHERE json_type(j) <> 'OBJECT' ORDER BY _pos LIMIT 1"
-        ).fetchall()
+        bad = self._con.execute("SELECT _pos FROM raw WHERE json_type(j) <> 'OBJECT' ORDER BY _pos LIMIT 1").fetchall()
         if bad:
             raise ValueError(f"{path}: row {bad[0][0]} is not a JSON object")
         found = self._con.execute(
@@ -295,9 +293,9 @@ class Dataset:
             self._con.execute("DROP TABLE IF EXISTS typed")
         if not want_ids:
             return []
-        return [r[0] for r in self._con.execute(
-            "SELECT _id FROM data WHERE _pos >= ? ORDER BY _pos", [first]
-        ).fetchall()]
+        return [
+            r[0] for r in self._con.execute("SELECT _id FROM data WHERE _pos >= ? ORDER BY _pos", [first]).fetchall()
+        ]
 
     # ------------------------------------------------------------- mutations
     def _bump(self) -> None:
@@ -326,9 +324,12 @@ class Dataset:
         if cantidad is None:
             raise ValueError("the dataset has no cantidad column")
         with self._lock:
-            ids = [r[0] for r in self._con.execute(
-                f"SELECT _id FROM data WHERE {where} ORDER BY _pos LIMIT ?", [*params, rows]
-            ).fetchall()]
+            ids = [
+                r[0]
+                for r in self._con.execute(
+                    f"SELECT _id FROM data WHERE {where} ORDER BY _pos LIMIT ?", [*params, rows]
+                ).fetchall()
+            ]
             self._con.execute(
                 f"UPDATE data SET {cantidad.sql} = coalesce({cantidad.sql}, 0) + 1, _updated_at = ? "
                 "WHERE _id IN (SELECT unnest(?::VARCHAR[]))",

@@ -160,8 +160,11 @@ class SoqlError(Exception):
 
     def body(self) -> dict[str, Any]:
         """The JSON error body Socrata sends with a 400."""
-        return {"message": f"Query coordinator error: {self.code}; {self.message}", "errorCode": self.code,
-                "data": self.data}
+        return {
+            "message": f"Query coordinator error: {self.code}; {self.message}",
+            "errorCode": self.code,
+            "data": self.data,
+        }
 
 
 @dataclass
@@ -201,7 +204,7 @@ def _syntax_error(text: str, error: UnexpectedInput, param: str) -> SoqlError:
     if isinstance(error, UnexpectedEOF) or (isinstance(error, UnexpectedToken) and error.token.type == "$END"):
         return SoqlError(f"Unexpected end of input in {param} {text!r}", param=param, position=position)
     if isinstance(error, UnexpectedCharacters):
-        bad = text[error.pos_in_stream:error.pos_in_stream + 20]
+        bad = text[error.pos_in_stream : error.pos_in_stream + 20]
     elif isinstance(error, UnexpectedToken):
         bad = str(error.token)
     else:  # pragma: no cover - lark has no other kinds today
@@ -255,7 +258,8 @@ class Compiler:
         if self.grouped and not in_aggregate:
             raise SoqlError(
                 f"Column {name} must appear in $group or be used in an aggregate function",
-                "query.soql.not-grouped", column=name,
+                "query.soql.not-grouped",
+                column=name,
             )
         sql, kind = self.fields[name]
         return Expr(sql, [], kind, name=name)
@@ -298,8 +302,11 @@ class Compiler:
             raise SoqlError(f"Function {name} does not exist", "query.soql.no-such-function", function=name)
         arg_types, result, template = FUNCTIONS[name]
         if len(arg_nodes) != len(arg_types):
-            raise SoqlError(f"Function {name} takes {len(arg_types)} argument(s), got {len(arg_nodes)}",
-                            "query.soql.no-such-function", function=name)
+            raise SoqlError(
+                f"Function {name} takes {len(arg_types)} argument(s), got {len(arg_nodes)}",
+                "query.soql.no-such-function",
+                function=name,
+            )
         args = [self._coerce(self.expr(a, in_aggregate), t, name) for a, t in zip(arg_nodes, arg_types, strict=True)]
         return Expr(
             template.format(*(a.sql for a in args)),
@@ -313,14 +320,14 @@ class Compiler:
         if in_aggregate:
             raise SoqlError("Aggregate functions cannot be nested", "query.soql.aggregate-in-aggregate")
         if len(arg_nodes) != 1:
-            raise SoqlError(f"Function {name} takes 1 argument, got {len(arg_nodes)}",
-                            "query.soql.no-such-function", function=name)
+            raise SoqlError(
+                f"Function {name} takes 1 argument, got {len(arg_nodes)}", "query.soql.no-such-function", function=name
+            )
         accepted, result, template = AGGREGATES[name]
         arg = self.expr(arg_nodes[0], in_aggregate=True)
         if accepted is not None:
             arg = self._coerce(arg, accepted, name)
-        return Expr(template.format(arg.sql), arg.params, result or arg.type, aggregate=True,
-                    name=f"{name}_{arg.name}")
+        return Expr(template.format(arg.sql), arg.params, result or arg.type, aggregate=True, name=f"{name}_{arg.name}")
 
     def _coerce(self, value: Expr, accepted: str | tuple[str, ...], where: str) -> Expr:
         """Check ``value`` has an accepted type, turning string literals into numbers or timestamps."""
@@ -405,8 +412,9 @@ class Compiler:
 
     def _is_null(self, node: Tree, agg: bool, negate: bool = False) -> Expr:
         value = self.expr(node.children[0], agg)
-        return Expr(f"({value.sql} IS {'NOT ' if negate else ''}NULL)", value.params, BOOLEAN,
-                    aggregate=value.aggregate)
+        return Expr(
+            f"({value.sql} IS {'NOT ' if negate else ''}NULL)", value.params, BOOLEAN, aggregate=value.aggregate
+        )
 
     def _is_not_null(self, node: Tree, agg: bool) -> Expr:
         return self._is_null(node, agg, negate=True)
@@ -416,8 +424,12 @@ class Compiler:
         value, low = self._pair(value_node, low_node, "between", agg)
         _, high = self._pair(value_node, high_node, "between", agg)
         sql = f"({value.sql} {'NOT ' if negate else ''}BETWEEN {low.sql} AND {high.sql})"
-        return Expr(sql, value.params + low.params + high.params, BOOLEAN,
-                    aggregate=value.aggregate or low.aggregate or high.aggregate)
+        return Expr(
+            sql,
+            value.params + low.params + high.params,
+            BOOLEAN,
+            aggregate=value.aggregate or low.aggregate or high.aggregate,
+        )
 
     def _not_between(self, node: Tree, agg: bool) -> Expr:
         return self._between(node, agg, negate=True)
@@ -470,8 +482,10 @@ def render_sql(column: str, kind: str) -> str:
     if kind == NUMBER:
         # Integral numbers print without ".0"; others use DuckDB's shortest round-trip form.
         value = f"CAST({column} AS DOUBLE)"
-        return (f"concat('\"', CASE WHEN {value} = trunc({value}) AND abs({value}) < 1e15 "
-                f"THEN CAST(CAST({value} AS BIGINT) AS VARCHAR) ELSE CAST({value} AS VARCHAR) END, '\"')")
+        return (
+            f"concat('\"', CASE WHEN {value} = trunc({value}) AND abs({value}) < 1e15 "
+            f"THEN CAST(CAST({value} AS BIGINT) AS VARCHAR) ELSE CAST({value} AS VARCHAR) END, '\"')"
+        )
     if kind == FLOATING:
         return f"concat('\"', strftime({column}, '%Y-%m-%dT%H:%M:%S.%g'), '\"')"
     if kind == FIXED:
@@ -517,8 +531,19 @@ def _int_param(params: Mapping[str, str], name: str, default: int) -> int:
 def read_clauses(params: Mapping[str, str], columns: Sequence[Column]) -> Clauses:
     """Parse the ``$``-parameters (and ``field=value`` filters) of a request."""
     clauses = Clauses()
-    known = {"$select", "$where", "$group", "$having", "$order", "$limit", "$offset", "$query",
-             "$$exclude_system_fields", "$$app_token", "$$version"}
+    known = {
+        "$select",
+        "$where",
+        "$group",
+        "$having",
+        "$order",
+        "$limit",
+        "$offset",
+        "$query",
+        "$$exclude_system_fields",
+        "$$app_token",
+        "$$version",
+    }
     unknown = [name for name in params if name.startswith("$") and name not in known]
     if unknown:
         raise SoqlError(f"Unrecognized arguments [{', '.join(unknown)}]", "query.soql.unknown-parameter")
@@ -529,8 +554,12 @@ def read_clauses(params: Mapping[str, str], columns: Sequence[Column]) -> Clause
     else:
         _read_parameters(params, clauses)
     if clauses.limit > MAX_LIMIT:
-        raise SoqlError(f"$limit {clauses.limit} exceeds the maximum of {MAX_LIMIT}", "query.execution.limit-exceeded",
-                        limit=clauses.limit, maximum=MAX_LIMIT)
+        raise SoqlError(
+            f"$limit {clauses.limit} exceeds the maximum of {MAX_LIMIT}",
+            "query.execution.limit-exceeded",
+            limit=clauses.limit,
+            maximum=MAX_LIMIT,
+        )
     clauses.exclude_system = params.get("$$exclude_system_fields", "true").strip().lower() != "false"
     names = {c.field_name for c in columns}
     for name, value in params.items():
@@ -562,8 +591,9 @@ def _equals(name: str, value: str) -> Tree:
     """The tree of ``name = 'value'`` for a simple ``field=value`` filter (no text is re-parsed)."""
     kind = "SYSNAME" if name.startswith(":") else "NAME"
     quoted = "'" + value.replace("'", "''") + "'"
-    return Tree("compare", [Tree("column", [Token(kind, name)]), Token("COMP", "="),
-                            Tree("string", [Token("STRING", quoted)])])
+    return Tree(
+        "compare", [Tree("column", [Token(kind, name)]), Token("COMP", "="), Tree("string", [Token("STRING", quoted)])]
+    )
 
 
 def _read_query(text: str, clauses: Clauses) -> None:
@@ -601,6 +631,7 @@ class _Planner:
 
     def _items(self) -> list[tuple[str | None, Tree | Token]]:
         """The select list as (alias or None, expression tree), with ``*`` and ``:*`` expanded."""
+
         def column(name: str) -> Tree:
             return Tree("column", [Token("SYSNAME" if name.startswith(":") else "NAME", name)])
 
@@ -633,8 +664,9 @@ class _Planner:
         comp = self.compiler
         where = [comp.boolean(w, "$where") for w in self.clauses.where]
         if any(w.aggregate for w in where):
-            raise SoqlError("Aggregate functions are not allowed in $where; use $having",
-                            "query.soql.aggregate-in-where")
+            raise SoqlError(
+                "Aggregate functions are not allowed in $where; use $having", "query.soql.aggregate-in-where"
+            )
         group_trees = [self._resolve(g, aliases) for g in self.clauses.group or []]
         group_exprs = [comp.expr(g) for g in group_trees]
         if any(g.aggregate for g in group_exprs):
@@ -647,8 +679,9 @@ class _Planner:
         orders = self._orders(aliases, aggregated, group_exprs)
         return self._statement(outputs, where, group_exprs, having=having, orders=orders, aggregated=aggregated)
 
-    def _outputs(self, items: list[tuple[str | None, Tree | Token]], group_trees: list[Tree | Token],
-                 group_exprs: list[Expr]) -> list[tuple[str, Expr]]:
+    def _outputs(
+        self, items: list[tuple[str | None, Tree | Token]], group_trees: list[Tree | Token], group_exprs: list[Expr]
+    ) -> list[tuple[str, Expr]]:
         comp = self.compiler
         plain = [(alias, comp.expr(tree)) for alias, tree in items]
         if self.clauses.group is not None or any(e.aggregate for _, e in plain):
@@ -670,8 +703,15 @@ class _Planner:
         for item in self.clauses.order or []:
             value = self.compiler.expr(self._resolve(item.children[0], aliases))
             descending = len(item.children) > 1 and str(item.children[1]).lower() == "desc"
-            keys.append(Expr(f"{value.sql} {'DESC' if descending else 'ASC'} NULLS LAST"
-                             if not descending else f"{value.sql} DESC NULLS FIRST", value.params, value.type))
+            keys.append(
+                Expr(
+                    f"{value.sql} {'DESC' if descending else 'ASC'} NULLS LAST"
+                    if not descending
+                    else f"{value.sql} DESC NULLS FIRST",
+                    value.params,
+                    value.type,
+                )
+            )
         # Ties are broken the same way every time so that offset paging never repeats or skips a row.
         if not aggregated:
             keys.append(Expr("_pos", [], NUMBER))
@@ -679,13 +719,23 @@ class _Planner:
             keys.extend(Expr(f"_g{i}", [], g.type) for i, g in enumerate(group_exprs))
         return keys
 
-    def _statement(self, outputs: list[tuple[str, Expr]], where: list[Expr], group_exprs: list[Expr], *,
-                   having: Expr | None, orders: list[Expr], aggregated: bool) -> CompiledQuery:
+    def _statement(
+        self,
+        outputs: list[tuple[str, Expr]],
+        where: list[Expr],
+        group_exprs: list[Expr],
+        *,
+        having: Expr | None,
+        orders: list[Expr],
+        aggregated: bool,
+    ) -> CompiledQuery:
         params: list[Any] = []
         # Outer query: render each output value (v0, v1…) as a JSON member; keys are bound parameters.
         # Each member starts with a comma; the first one present is cut off with substr(…, 2).
-        members = [f"CASE WHEN v{i} IS NOT NULL THEN concat(?, {render_sql(f'v{i}', value.type)}) END"
-                   for i, (_, value) in enumerate(outputs)]
+        members = [
+            f"CASE WHEN v{i} IS NOT NULL THEN concat(?, {render_sql(f'v{i}', value.type)}) END"
+            for i, (_, value) in enumerate(outputs)
+        ]
         params.extend("," + json.dumps(name, ensure_ascii=False) + ":" for name, _ in outputs)
         joined = f"concat({', '.join(members)})" if members else "','"
         outer = f"SELECT concat('{{', substr({joined}, 2), '}}') AS row FROM ("
@@ -714,5 +764,6 @@ class _Planner:
             params.extend(p for o in orders for p in o.params)
         sql += " LIMIT ? OFFSET ?)"
         params.extend([self.clauses.limit, self.clauses.offset])
-        return CompiledQuery(sql, params, [name for name, _ in outputs],
-                             [socrata_type(value.type) for _, value in outputs])
+        return CompiledQuery(
+            sql, params, [name for name, _ in outputs], [socrata_type(value.type) for _, value in outputs]
+        )

@@ -94,16 +94,25 @@ def _municipalities(real: list[dict]) -> tuple[list[str], np.ndarray]:
     entries = [(*m[:4], float(m[4])) for m in MUNICIPALITIES]
     entries += [(*key, SANTANDER_WEIGHT * n / total) for key, n in sorted(counts.items())]
     fragments = [
-        ",".join(f"{json.dumps(k)}:{json.dumps(v, ensure_ascii=False)}" for k, v in
-                 zip(("cod_depto", "departamento", "cod_muni", "municipio"), entry[:4], strict=True))
+        ",".join(
+            f"{json.dumps(k)}:{json.dumps(v, ensure_ascii=False)}"
+            for k, v in zip(("cod_depto", "departamento", "cod_muni", "municipio"), entry[:4], strict=True)
+        )
         for entry in entries
     ]
     weights = np.array([entry[4] for entry in entries])
     return fragments, weights / weights.sum()
 
 
-def synthesize(source: str | Path, output: str | Path, *, rows: int = 492_000, seed: int = 7,
-               start: str = "2006-05", end: str = "2026-05") -> int:
+def synthesize(
+    source: str | Path,
+    output: str | Path,
+    *,
+    rows: int = 492_000,
+    seed: int = 7,
+    start: str = "2006-05",
+    end: str = "2026-05",
+) -> int:
     """Write ``rows`` synthetic rows to ``output`` (.json.gz or .json); returns the number written."""
     if rows < 1:
         raise ValueError("--rows must be at least 1")
@@ -131,8 +140,13 @@ def synthesize(source: str | Path, output: str | Path, *, rows: int = 492_000, s
     prefixes = [f'{{"fecha_hecho":"{m.year:04d}-{m.month:02d}-' for m in months]
     body = ",\n".join(
         f'{prefixes[m]}{d:02d}T00:00:00.000",{fragments[u]}{tails[r]}}}'
-        for m, d, u, r in zip(month_index[order].tolist(), day[order].tolist(),
-                              muni_index[order].tolist(), real_index[order].tolist(), strict=True)
+        for m, d, u, r in zip(
+            month_index[order].tolist(),
+            day[order].tolist(),
+            muni_index[order].tolist(),
+            real_index[order].tolist(),
+            strict=True,
+        )
     )
     data = ("[" + body + "]\n").encode()
     output = Path(output)

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from delitos_platform.contract import LAKE_SCHEMA, QUARANTINE_SCHEMA
 from delitos_platform.lake.parquet import to_parquet_bytes
-from delitos_platform.lake.rows import SOURCE_FIELDS, type_page
+from delitos_platform.lake.rows import MEMORY_SCHEMA, SOURCE_FIELDS, type_page
 from delitos_platform.lake.storage import LakeResource, data_key, quarantine_key
 from delitos_platform.partitions import Window
 from delitos_platform.socrata import SocrataResource
@@ -70,47 +70,59 @@ def extract_to_lake(
         kept.append(typed.rows)
         refused.append(typed.quarantine)
         pages += 1
+
         log.debug("page %d: %d rows, %d refused", pages, typed.rows.num_rows, typed.quarantine.num_rows)
-    rows_by_month = split_by_month(pa.concat_tables([LAKE_SCHEMA.empty_table(), *kept]), "fecha_hecho")
-    refused_by_month = split_by_month(pa.concat_tables([QUARANTINE_SCHEMA.empty_table(), *refused]), "fecha_hecho")
-    _check_nothing_outside(window, rows_by_month, refused_by_month)
+    fetched = time.perf_counter()
+    log.info(f"fetched {pages} pages in {fetched - started:.2f} s")
+    rows = MonthGroups(pa.concat_tables([*kept, MEMORY_SCHEMA.empty_table()]))
+    refused = MonthGroups(pa.concat_tables([*refused, QUARANTINE_SCHEMA.empty_table()]))
+    _check_nothing_outside(window, rows, refused)
     with ThreadPoolExecutor(max_workers=WRITERS) as writers:
-        months = list(
-            writers.map(
-                lambda month: _write_month(
-                    lake,
-                    month,
-                    rows_by_month.get(month[:7], LAKE_SCHEMA.empty_table()),
-                    refused_by_month.get(month[:7], QUARANTINE_SCHEMA.empty_table()),
-                ),
-                window.month_keys(),
-            )
-        )
+        months = list(writers.map(lambda month: _write_month(lake, month, rows, refused), window.month_keys()))
+    log.info(f"wrote {2 * len(months)} objects in {time.perf_counter() - fetched:.2f} s")
     return Extraction(where=where, pages=pages, months=months, seconds=time.perf_counter() - started)
 
 
-def split_by_month(table: pa.Table, date_column: str) -> dict[str, pa.Table]:
-    """Rows grouped by the ``YYYY-MM`` of ``date_column`` (a date or a timestamp string), each sorted by row id."""
-    month = pc.utf8_slice_codeunits(table[date_column].cast(pa.string()), 0, 7).fill_null("")
-    ordered = table.append_column("_month", month).sort_by([("_month", "ascending"), ("row_id", "ascending")])
-    groups, start = {}, 0
-    runs = pc.run_end_encode(ordered["_month"].combine_chunks())
-    for end, key in zip(runs.run_ends.to_pylist(), runs.values.to_pylist(), strict=True):
-        groups[key] = ordered.slice(start, end - start).drop_columns("_month")
-        start = end
-    return groups
+class MonthGroups:
+    """A table's rows grouped by the ``YYYY-MM`` of ``fecha_hecho``, each month sorted by ``row_id``.
+
+    Sorting yields indices, not a copy: a month's rows are gathered only when it is written.
+    """
+
+    def __init__(self, table: pa.Table) -> None:
+        # One chunk with one dictionary per column makes each month's ``take`` a cheap gather.
+        self.table = table.unify_dictionaries().combine_chunks()
+        day = self.table["fecha_hecho"]
+        if pa.types.is_string(day.type):  # quarantined rows keep the source's text
+            day = pc.strptime(pc.utf8_slice_codeunits(day, 0, 10), format="%Y-%m-%d", unit="s", error_is_null=True)
+        month = pc.add(pc.multiply(pc.year(day), 100), pc.month(day)).fill_null(0)
+        keyed = pa.table({"month": month, "row_id": self.table["row_id"]})
+        self.order = pc.sort_indices(keyed, sort_keys=[("month", "ascending"), ("row_id", "ascending")])
+        self.spans: dict[str, tuple[int, int]] = {}
+        if self.table.num_rows:
+            runs = pc.run_end_encode(month.take(self.order).combine_chunks())
+            ends = runs.run_ends.to_pylist()
+            starts = [0, *ends[:-1]]
+            for yyyymm, start, end in zip(runs.values.to_pylist(), starts, ends, strict=True):
+                self.spans[f"{yyyymm // 100:04d}-{yyyymm % 100:02d}"] = (start, end)
+
+    def month(self, month_key: str, schema: pa.Schema) -> pa.Table:
+        """The rows of one month (``YYYY-MM-01``), sorted by ``row_id`` and cast to ``schema``."""
+        start, end = self.spans.get(month_key[:7], (0, 0))
+        return self.table.take(self.order[start:end]).cast(schema)
 
 
-def _write_month(lake: LakeResource, month: str, rows: pa.Table, refused: pa.Table) -> MonthWritten:
-    data = to_parquet_bytes(rows)
+def _write_month(lake: LakeResource, month: str, rows: MonthGroups, refused: MonthGroups) -> MonthWritten:
+    month_rows, month_refused = rows.month(month, LAKE_SCHEMA), refused.month(month, QUARANTINE_SCHEMA)
+    data = to_parquet_bytes(month_rows)
     uri = lake.write(data_key(month), data)
-    quarantine_uri = lake.write(quarantine_key(month), to_parquet_bytes(refused))
-    return MonthWritten(month, rows.num_rows, refused.num_rows, len(data), uri, quarantine_uri)
+    quarantine_uri = lake.write(quarantine_key(month), to_parquet_bytes(month_refused))
+    return MonthWritten(month, month_rows.num_rows, month_refused.num_rows, len(data), uri, quarantine_uri)
 
 
-def _check_nothing_outside(window: Window, *groups: dict[str, pa.Table]) -> None:
+def _check_nothing_outside(window: Window, *groups: MonthGroups) -> None:
     """The source answered the window's query: a row from another month means it broke the contract."""
     months = {key[:7] for key in window.month_keys()}
-    strays = {key: table.num_rows for group in groups for key, table in group.items() if key not in months}
+    strays = {key: end - start for group in groups for key, (start, end) in group.spans.items() if key not in months}
     if strays:
         raise ValueError(f"Socrata returned rows outside [{window.start}, {window.end}): {strays}")

@@ -18,6 +18,14 @@ from delitos_platform.contract import LAKE_SCHEMA, QUARANTINE_SCHEMA, SOURCE_COL
 SOURCE_FIELDS = [":id", *SOURCE_COLUMNS]
 RAW_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in ["row_id", *SOURCE_COLUMNS]])
 ARTICLE_PATTERN = r"^ARTICULO 269[A-GIJ]\."
+DICTIONARY_COLUMNS = ("cod_depto", "departamento", "cod_muni", "municipio", "descripcion_conducta")
+# Rows between typing and writing: ``LAKE_SCHEMA`` with the repetitive text held as dictionaries.
+MEMORY_SCHEMA = pa.schema(
+    [
+        field.with_type(pa.dictionary(pa.int32(), pa.string())) if field.name in DICTIONARY_COLUMNS else field
+        for field in LAKE_SCHEMA
+    ]
+)
 
 Rule = tuple[str, Callable[[pa.Table], pa.ChunkedArray]]
 
@@ -81,7 +89,11 @@ def _typed(raw: pa.Table) -> pa.Table:
     columns = {name: raw[name] for name in RAW_SCHEMA.names}
     columns["fecha_hecho"] = raw["day"]
     columns["cantidad"] = raw["cantidad"].cast(pa.int64())
-    return pa.table(columns).cast(LAKE_SCHEMA)
+    # Codes and names repeat on every row: held as dictionaries they take a fraction of the memory
+    # until the month is written (``LAKE_SCHEMA`` casts them back to plain strings).
+    for name in DICTIONARY_COLUMNS:
+        columns[name] = pc.dictionary_encode(columns[name])
+    return pa.table(columns).cast(MEMORY_SCHEMA)
 
 
 def _quarantined(

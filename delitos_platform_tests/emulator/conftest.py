@@ -42,7 +42,8 @@ def client_for(server: EmulatorServer) -> Socrata:
     return Socrata(f"{server.host}:{server.port}", None, session_adapter=adapter, timeout=10)
 
 
-def resource(server: EmulatorServer, params: dict[str, object] | None = None,
-             dataset: str = DATASET) -> requests.Response:
+def resource(
+    server: EmulatorServer, params: dict[str, object] | None = None, dataset: str = DATASET
+) -> requests.Response:
     """GET a resource endpoint of an emulator with raw query parameters (``$select`` etc.)."""
     return requests.get(f"{server.url}/resource/{dataset}.json", params=params or {}, timeout=10)

@@ -58,16 +58,28 @@ def test_replace_ids_changes_every_id_but_no_content(own_soda: EmulatorServer) -
 
 def test_add_and_delete_rows(own_soda: EmulatorServer) -> None:
     total = len(own_soda.dataset)
-    new = [{"fecha_hecho": "2026-04-30T00:00:00.000", "cod_depto": "68", "departamento": "SANTANDER",
-            "cod_muni": "68001", "municipio": "BUCARAMANGA", "descripcion_conducta": "ARTICULO 269A. X",
-            "cantidad": "2"}, {"cod_muni": "5001", "cantidad": "-1"}]
+    new = [
+        {
+            "fecha_hecho": "2026-04-30T00:00:00.000",
+            "cod_depto": "68",
+            "departamento": "SANTANDER",
+            "cod_muni": "68001",
+            "municipio": "BUCARAMANGA",
+            "descripcion_conducta": "ARTICULO 269A. X",
+            "cantidad": "2",
+        },
+        {"cod_muni": "5001", "cantidad": "-1"},
+    ]
     ids = own_soda.dataset.add_rows(new)
     assert len(ids) == 2 and len(own_soda.dataset) == total + 2
     got = resource(own_soda, {"$where": f":id = '{ids[1]}'"}).json()
     assert got == [{"cod_muni": "5001", "cantidad": "-1"}]
     assert own_soda.dataset.delete_rows(ids) == 2
-    in_month = int(resource(own_soda, {"$select": "count(*)", "$where": "date_trunc_ym(fecha_hecho) = "
-                                       "'2024-01-01T00:00:00.000'"}).json()[0]["count"])
+    in_month = int(
+        resource(
+            own_soda, {"$select": "count(*)", "$where": "date_trunc_ym(fecha_hecho) = '2024-01-01T00:00:00.000'"}
+        ).json()[0]["count"]
+    )
     assert own_soda.dataset.delete_month("2024-01") == in_month > 0
     assert len(own_soda.dataset) == total - in_month
 

@@ -39,8 +39,9 @@ def test_get_all_stops_at_the_first_short_page(soda: EmulatorServer, real_rows: 
 
 
 def test_count_and_sum_grouped_by_field(soda: EmulatorServer, real_rows: list[dict]) -> None:
-    got = client_for(soda).get(DATASET, select="municipio, count(*), sum(cantidad) AS total",
-                               group="municipio", order="municipio", limit=50000)
+    got = client_for(soda).get(
+        DATASET, select="municipio, count(*), sum(cantidad) AS total", group="municipio", order="municipio", limit=50000
+    )
     counts = Counter(r["municipio"] for r in real_rows)
     totals: Counter[str] = Counter()
     for row in real_rows:
@@ -53,8 +54,11 @@ def test_count_and_sum_grouped_by_field(soda: EmulatorServer, real_rows: list[di
 
 def test_count_grouped_by_month(soda: EmulatorServer, real_rows: list[dict]) -> None:
     got = client_for(soda).get(
-        DATASET, select="date_trunc_ym(fecha_hecho) AS month, count(*) AS n, sum(cantidad)",
-        group="date_trunc_ym(fecha_hecho)", order="month", limit=50000,
+        DATASET,
+        select="date_trunc_ym(fecha_hecho) AS month, count(*) AS n, sum(cantidad)",
+        group="date_trunc_ym(fecha_hecho)",
+        order="month",
+        limit=50000,
     )
     expected: Counter[str] = Counter(r["fecha_hecho"][:7] + "-01T00:00:00.000" for r in real_rows)
     assert {r["month"]: int(r["n"]) for r in got} == dict(expected)
@@ -62,8 +66,14 @@ def test_count_grouped_by_month(soda: EmulatorServer, real_rows: list[dict]) -> 
 
 
 def test_unaliased_aggregates_are_named_like_socrata(soda: EmulatorServer) -> None:
-    response = resource(soda, {"$select": "count(*), sum(cantidad), date_trunc_y(fecha_hecho)",
-                               "$group": "date_trunc_y(fecha_hecho)", "$order": "date_trunc_y(fecha_hecho)"})
+    response = resource(
+        soda,
+        {
+            "$select": "count(*), sum(cantidad), date_trunc_y(fecha_hecho)",
+            "$group": "date_trunc_y(fecha_hecho)",
+            "$order": "date_trunc_y(fecha_hecho)",
+        },
+    )
     assert json.loads(response.headers["X-SODA2-Fields"]) == ["count", "sum_cantidad", "date_trunc_y_fecha_hecho"]
     assert json.loads(response.headers["X-SODA2-Types"]) == ["number", "number", "floating_timestamp"]
     assert response.json()[0]["date_trunc_y_fecha_hecho"].endswith("-01-01T00:00:00.000")
@@ -75,7 +85,8 @@ def test_window_filter_with_floating_timestamps(soda: EmulatorServer, real_rows:
     expected = [r for r in real_rows if "2020-03-01" <= r["fecha_hecho"] < "2020-04-01"]
     assert Counter(map(_key, got)) == Counter(map(_key, expected))
     between = client_for(soda).get(
-        DATASET, select="count(*)",
+        DATASET,
+        select="count(*)",
         where="fecha_hecho between '2020-03-01T00:00:00' and '2020-03-31T23:59:59.999' and cantidad > 0",
     )
     assert between == [{"count": str(len(expected))}]
@@ -87,10 +98,12 @@ def test_where_operators(soda: EmulatorServer, real_rows: list[dict]) -> None:
 
     assert count("municipio in ('GIRON', 'SAN GIL')") == sum(r["municipio"] in ("GIRON", "SAN GIL") for r in real_rows)
     assert count("NOT (municipio = 'BUCARAMANGA') OR cantidad != 1") == sum(
-        r["municipio"] != "BUCARAMANGA" or r["cantidad"] != "1" for r in real_rows)
+        r["municipio"] != "BUCARAMANGA" or r["cantidad"] != "1" for r in real_rows
+    )
     assert count("descripcion_conducta like '%269I%'") == sum("269I" in r["descripcion_conducta"] for r in real_rows)
     assert count("municipio not in ('BUCARAMANGA') AND upper(municipio) = municipio") == sum(
-        r["municipio"] != "BUCARAMANGA" for r in real_rows)
+        r["municipio"] != "BUCARAMANGA" for r in real_rows
+    )
     assert count("cod_muni IS NULL") == 0
     assert count("cantidad > '1'") == sum(int(r["cantidad"]) > 1 for r in real_rows)
 
@@ -98,8 +111,13 @@ def test_where_operators(soda: EmulatorServer, real_rows: list[dict]) -> None:
 def test_simple_field_filters_and_query_statement(soda: EmulatorServer, real_rows: list[dict]) -> None:
     giron = client_for(soda).get(DATASET, municipio="GIRON", limit=50000)
     assert len(giron) == sum(r["municipio"] == "GIRON" for r in real_rows)
-    stated = resource(soda, {"$query": "SELECT municipio, count(*) AS n WHERE cantidad >= 1 "
-                                       "GROUP BY municipio HAVING count(*) > 1000 ORDER BY n DESC LIMIT 2"}).json()
+    stated = resource(
+        soda,
+        {
+            "$query": "SELECT municipio, count(*) AS n WHERE cantidad >= 1 "
+            "GROUP BY municipio HAVING count(*) > 1000 ORDER BY n DESC LIMIT 2"
+        },
+    ).json()
     top = Counter(r["municipio"] for r in real_rows).most_common(2)
     assert stated == [{"municipio": m, "n": str(n)} for m, n in top]
 
@@ -147,4 +165,5 @@ def test_numbers_render_like_socrata() -> None:
         got = resource(server, {"$select": "cantidad"}).json()
         assert got == [{"cantidad": "1"}, {"cantidad": "1.5"}, {"cantidad": "-1"}, {"cantidad": "0"}, {}]
         assert resource(server, {"$select": "sum(cantidad), avg(cantidad)"}).json() == [
-            {"sum_cantidad": "1.5", "avg_cantidad": "0.375"}]
+            {"sum_cantidad": "1.5", "avg_cantidad": "0.375"}
+        ]

@@ -15,15 +15,23 @@ from delitos_platform_tests.emulator.conftest import resource
 
 def test_quarantine_shaped_rows_load_and_serve_as_given() -> None:
     rows = [
-        {"fecha_hecho": "2024-01-02T00:00:00.000", "cod_muni": "5001", "cantidad": "0",
-         "descripcion_conducta": "ALGO DESCONOCIDO"},
+        {
+            "fecha_hecho": "2024-01-02T00:00:00.000",
+            "cod_muni": "5001",
+            "cantidad": "0",
+            "descripcion_conducta": "ALGO DESCONOCIDO",
+        },
         {"cantidad": "1.5", "municipio": None},
         {"cantidad": "-1"},
     ]
     with EmulatorServer(snapshot=rows) as server:
         assert resource(server).json() == [
-            {"fecha_hecho": "2024-01-02T00:00:00.000", "cod_muni": "5001", "cantidad": "0",
-             "descripcion_conducta": "ALGO DESCONOCIDO"},
+            {
+                "fecha_hecho": "2024-01-02T00:00:00.000",
+                "cod_muni": "5001",
+                "cantidad": "0",
+                "descripcion_conducta": "ALGO DESCONOCIDO",
+            },
             {"cantidad": "1.5"},
             {"cantidad": "-1"},
         ]
@@ -31,8 +39,11 @@ def test_quarantine_shaped_rows_load_and_serve_as_given() -> None:
 
 @pytest.mark.parametrize(
     ("row", "field"),
-    [({"cantidad": "uno"}, "cantidad"), ({"fecha_hecho": "21/01/2009"}, "fecha_hecho"),
-     ({"cantidad": "nan"}, "cantidad")],
+    [
+        ({"cantidad": "uno"}, "cantidad"),
+        ({"fecha_hecho": "21/01/2009"}, "fecha_hecho"),
+        ({"cantidad": "nan"}, "cantidad"),
+    ],
 )
 def test_unloadable_values_name_the_row_and_field(row: dict, field: str) -> None:
     with pytest.raises(ValueError, match=rf"row 1: field '{field}'"):

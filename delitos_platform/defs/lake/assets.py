@@ -53,26 +53,14 @@ def lake_metadata(extraction: Extraction) -> dict[str, dg.MetadataValue]:
         "source_query": dg.MetadataValue.text(f"$where={extraction.where}&$order=:id"),
         "duration_seconds": dg.MetadataValue.float(round(extraction.seconds, 3)),
     }
+    # Dagster copies a run's metadata onto every partition it materializes: per-month figures are
+    # recorded only when the run is one month (a range's months are counted by the reconciliation check).
     if len(extraction.months) == 1:
         month = extraction.months[0]
         metadata["uri"] = dg.MetadataValue.url(month.uri)
         metadata["quarantine_uri"] = dg.MetadataValue.url(month.quarantine_uri)
     else:
-        metadata["months"] = dg.MetadataValue.table(
-            records=[
-                dg.TableRecord(
-                    {"month": m.month[:7], "rows": m.rows, "quarantined": m.quarantined, "bytes": m.bytes, "uri": m.uri}
-                )
-                for m in extraction.months
-            ],
-            schema=dg.TableSchema(
-                columns=[
-                    dg.TableColumn("month", "string"),
-                    dg.TableColumn("rows", "int"),
-                    dg.TableColumn("quarantined", "int"),
-                    dg.TableColumn("bytes", "int"),
-                    dg.TableColumn("uri", "string"),
-                ]
-            ),
-        )
+        first, last = extraction.months[0], extraction.months[-1]
+        metadata["months"] = dg.MetadataValue.int(len(extraction.months))
+        metadata["uri"] = dg.MetadataValue.text(f"{first.uri} … {last.uri}")
     return metadata
