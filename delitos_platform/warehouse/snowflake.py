@@ -1,0 +1,254 @@
+"""Bronze on Snowflake: ``COPY INTO`` from an external stage over the lake, then one delete+insert transaction.
+
+Each load copies the window's month objects into a transient load table of its own, then swaps them into
+``BRONZE.DELITOS`` in ONE transaction (delete the window's months, insert the copied rows, commit). A failure
+anywhere rolls back and leaves the months that were there before.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
+from datetime import date
+from typing import Any
+
+import snowflake.connector.errors as sf_errors
+from dagster_snowflake import SnowflakeResource
+from pydantic import Field
+
+from delitos_platform.lake.storage import LakeResource, data_key
+from delitos_platform.partitions import Window
+from delitos_platform.warehouse.base import BRONZE_SCHEMA, BRONZE_TABLE, BronzeLoad, WarehouseError, WarehouseResource
+
+# Identifiers are pasted into SQL (stages and tables cannot be bound), so only plain, unquoted names pass.
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,2}$")
+# Paths inside a stage: the characters of lake keys (``delitos/mes=2019-03/...``), no quotes, blanks or ``..``.
+STAGE_PATH = re.compile(r"^[A-Za-z0-9_\-=./]*$")
+
+# The lake's columns as bronze types them (contract.LAKE_SCHEMA, in order).
+LAKE_COLUMNS: dict[str, str] = {
+    "ROW_ID": "VARCHAR",
+    "FECHA_HECHO": "DATE",
+    "COD_DEPTO": "VARCHAR",
+    "DEPARTAMENTO": "VARCHAR",
+    "COD_MUNI": "VARCHAR",
+    "MUNICIPIO": "VARCHAR",
+    "DESCRIPCION_CONDUCTA": "VARCHAR",
+    "CANTIDAD": "NUMBER(38,0)",
+}
+# Snowflake enforces NOT NULL (and nothing else), so bronze refuses a row the contract forbids.
+BRONZE_EXTRA_COLUMNS: dict[str, str] = {"MES": "DATE", "_RUN_ID": "VARCHAR", "_LOADED_AT": "TIMESTAMP_NTZ"}
+
+# Connector error numbers that deserve their own sentence.
+EMPTY_CREDENTIALS = {251001, 251005, 251006}  # account, user, password empty
+LOGIN_REFUSED = {390100, 390101, 390102, 390144, 394304}  # wrong password/user, locked, bad JWT
+OBJECT_MISSING = 2003
+
+Statement = tuple[str, Sequence[Any] | None]
+
+
+def checked_identifier(name: str, what: str) -> str:
+    """``name`` if it is a plain (optionally qualified) Snowflake identifier, else a ``WarehouseError``."""
+    if not IDENTIFIER.fullmatch(name):
+        raise WarehouseError(f"refusing {what} {name!r}: expected a plain identifier like RAW.LAKE_STAGE")
+    return name.upper()
+
+
+def checked_stage_path(path: str, what: str) -> str:
+    """``path`` if it is a safe path inside a stage (no quotes, blanks or ``..``), else a ``WarehouseError``."""
+    if not STAGE_PATH.fullmatch(path) or ".." in path.split("/"):
+        raise WarehouseError(f"refusing {what} {path!r}: only letters, digits and _ - = . / are allowed")
+    return path
+
+
+class SnowflakeWarehouse(WarehouseResource):
+    """Bronze on Snowflake, loaded with ``COPY INTO`` from an external stage that points at the lake."""
+
+    snowflake: SnowflakeResource
+    stage: str = Field(
+        description="Fully qualified stage over the lake, e.g. RAW.LAKE_STAGE (DELITOS_SNOWFLAKE_STAGE)."
+    )
+    stage_prefix: str = Field(default="", description="Path inside the stage where the lake's keys start.")
+
+    @property
+    def bronze_table(self) -> str:
+        """The qualified bronze table, e.g. ``BRONZE.DELITOS``."""
+        return f"{BRONZE_SCHEMA}.{BRONZE_TABLE}".upper()
+
+    def load(self, lake: LakeResource, window: Window, run_id: str) -> BronzeLoad:
+        """Swap the window's months in from the lake's objects through the stage, in one transaction."""
+        started = time.monotonic()
+        months = window.month_keys()
+        source = self._stage_location()
+        files = [checked_stage_path(data_key(month), "lake key") for month in months]
+        self._require_objects(lake, months)
+        # A load table of its own: two partitions loading at once never see each other's rows.
+        load_table = f"{BRONZE_SCHEMA}.{BRONZE_TABLE}_LOAD_{uuid.uuid4().hex}".upper()
+        with self._cursor() as cursor:
+            self._create_tables(cursor, load_table)
+            try:
+                self._copy(cursor, load_table, source, files)
+                rows_by_month = self._rows_by_month(cursor, load_table, months)
+                self._swap(cursor, self._swap_statements(load_table, months[0], window.end, run_id))
+            finally:
+                # Best effort: a dead connection must not hide the error that killed it.
+                with suppress(sf_errors.Error):
+                    cursor.execute(f"DROP TABLE IF EXISTS {load_table}")
+        return BronzeLoad(rows_by_month, run_id, time.monotonic() - started)
+
+    def count_by_month(self, window: Window) -> dict[str, int]:
+        """Rows per month key that ``BRONZE.DELITOS`` holds inside ``window`` (none before the first load)."""
+        months = window.month_keys()
+        sql = f"SELECT mes, COUNT(*) FROM {self.bronze_table} WHERE mes >= %s AND mes < %s GROUP BY mes ORDER BY mes"
+        try:
+            with self._cursor() as cursor:
+                cursor.execute(sql, (date.fromisoformat(months[0]), window.end))
+                return {mes.isoformat(): count for mes, count in cursor.fetchall()}
+        except WarehouseError as error:
+            cause = error.__cause__
+            # Before the first load there is no bronze table: that holds no rows rather than failing.
+            if (
+                isinstance(cause, sf_errors.ProgrammingError)
+                and cause.errno == OBJECT_MISSING
+                and BRONZE_TABLE.upper() in str(cause.msg).upper()
+            ):
+                return {}
+            raise
+
+    # -- steps of a load -------------------------------------------------------------------------
+
+    def _stage_location(self) -> str:
+        """``@STAGE/prefix/``, checked before any SQL runs."""
+        stage = checked_identifier(self.stage, "stage name")
+        prefix = checked_stage_path(self.stage_prefix.strip("/"), "stage prefix")
+        return f"@{stage}/{prefix}/" if prefix else f"@{stage}/"
+
+    @staticmethod
+    def _require_objects(lake: LakeResource, months: list[str]) -> None:
+        # COPY fails on a missing file with a cryptic remote-file error; say which month is missing instead.
+        missing = [month[:7] for month in months if not lake.exists(data_key(month))]
+        if missing:
+            raise WarehouseError(
+                f"the lake holds no object for {', '.join(missing)}: materialize lake_delitos for it first"
+            )
+
+    def _create_tables(self, cursor: Any, load_table: str) -> None:
+        """Bronze if missing, and this load's transient table (DDL commits, so it runs before the swap)."""
+        lake_columns = ", ".join(f"{name} {kind}" for name, kind in LAKE_COLUMNS.items())
+        bronze_columns = ", ".join(
+            f"{name} {kind} NOT NULL" for name, kind in {**LAKE_COLUMNS, **BRONZE_EXTRA_COLUMNS}.items()
+        )
+        cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {BRONZE_SCHEMA.upper()}")
+        cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.bronze_table} ({bronze_columns})")
+        # Nullable on purpose: the copy takes the objects as they are and bronze's NOT NULL judges them.
+        cursor.execute(f"CREATE TRANSIENT TABLE {load_table} ({lake_columns})")
+
+    @staticmethod
+    def _copy(cursor: Any, load_table: str, source: str, files: list[str]) -> None:
+        """Copy the month objects into the load table.
+
+        FORCE=TRUE: Snowflake skips a file its load metadata says was already loaded, so without it a
+        re-run of an unchanged month would delete the month and insert nothing.
+        """
+        placeholders = ", ".join(["%s"] * len(files))
+        cursor.execute(
+            f"COPY INTO {load_table} FROM {source} FILES = ({placeholders}) FILE_FORMAT = (TYPE = PARQUET) "
+            "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE ON_ERROR = ABORT_STATEMENT FORCE = TRUE",
+            files,
+        )
+        # Result rows: file, status, ...; with FORCE every listed file must say LOADED.
+        statuses = {str(row[0]): str(row[1]) for row in cursor.fetchall()}
+        refused = [name for name, status in statuses.items() if status.upper() != "LOADED"]
+        if refused or len(statuses) != len(files):
+            raise WarehouseError(f"COPY INTO did not load every month object (refused: {refused or 'some missing'})")
+
+    @staticmethod
+    def _rows_by_month(cursor: Any, load_table: str, months: list[str]) -> dict[str, int]:
+        """Rows copied per month key, every month of the window included (0 for an empty month)."""
+        cursor.execute(
+            f"SELECT DATE_TRUNC('MONTH', fecha_hecho)::DATE AS mes, COUNT(*) FROM {load_table} GROUP BY 1 ORDER BY 1"
+        )
+        counted = {(mes.isoformat() if mes else "null"): count for mes, count in cursor.fetchall()}
+        # A row outside its object's month would escape the window's delete and double on the next run.
+        strays = sorted(set(counted) - set(months))
+        if strays:
+            raise WarehouseError(f"the lake objects hold rows outside the window's months: {', '.join(strays)}")
+        return {month: counted.get(month, 0) for month in months}
+
+    def _swap_statements(self, load_table: str, first_month: str, end: date, run_id: str) -> list[Statement]:
+        """The statements of the swap transaction: delete the window's months, insert the copied rows."""
+        columns = ", ".join(LAKE_COLUMNS)
+        return [
+            (f"DELETE FROM {self.bronze_table} WHERE mes >= %s AND mes < %s", (date.fromisoformat(first_month), end)),
+            (
+                f"INSERT INTO {self.bronze_table} ({columns}, mes, _run_id, _loaded_at) "
+                f"SELECT {columns}, DATE_TRUNC('MONTH', fecha_hecho)::DATE, %s, SYSDATE() FROM {load_table}",
+                (run_id,),
+            ),
+        ]
+
+    @staticmethod
+    def _swap(cursor: Any, statements: list[Statement]) -> None:
+        """Run ``statements`` in ONE explicit transaction; any failure rolls every one of them back."""
+        cursor.execute("BEGIN")
+        try:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+            cursor.execute("COMMIT")
+        except BaseException:
+            # Snowflake keeps a transaction open after a failed statement; end it, keep the first error.
+            with suppress(sf_errors.Error):
+                cursor.execute("ROLLBACK")
+            raise
+
+    # -- connection and errors -------------------------------------------------------------------
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        """A cursor on a fresh connection; every connector failure becomes one ``WarehouseError`` sentence."""
+        if self.snowflake.paramstyle not in (None, "pyformat"):
+            # Values are bound as %s; another paramstyle would make every statement fail.
+            raise WarehouseError(
+                f"SnowflakeWarehouse binds values as %s: leave paramstyle unset, not {self.snowflake.paramstyle!r}"
+            )
+        with ExitStack() as stack:
+            connection = self._connect(stack)
+            try:
+                yield connection.cursor()
+            except sf_errors.Error as error:
+                raise WarehouseError(self._explain(error)) from error
+
+    def _connect(self, stack: ExitStack) -> Any:
+        """Open the connection inside ``stack``, telling credential and network failures in one sentence."""
+        try:
+            return stack.enter_context(self.snowflake.get_connection())
+        except sf_errors.Error as error:
+            raise WarehouseError(self._explain(error)) from error
+        except OSError as error:
+            # Raised while reading SNOWFLAKE_PRIVATE_KEY_PATH; the error names the file, never the key.
+            raise WarehouseError(f"cannot read the Snowflake private key file: {error.strerror or error}") from None
+        except ValueError:
+            # cryptography refuses a key it cannot decrypt or parse; its message is not repeated on purpose.
+            raise WarehouseError("cannot load the Snowflake private key: wrong passphrase or not a PEM key") from None
+
+    def _explain(self, error: sf_errors.Error) -> str:
+        """One sentence for a connector error (its server message never holds a credential)."""
+        errno = getattr(error, "errno", None)
+        message = (getattr(error, "msg", None) or str(error)).strip().splitlines()
+        detail = message[-1] if message else type(error).__name__
+        account = self.snowflake.account
+        if errno in EMPTY_CREDENTIALS:
+            return (
+                f"Snowflake credentials are missing for account {account}: "
+                "set SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH (and SNOWFLAKE_USER)"
+            )
+        if errno in LOGIN_REFUSED:
+            return f"Snowflake refused the login of user {self.snowflake.user} on account {account}: {detail}"
+        if errno == OBJECT_MISSING and "stage" in detail.lower():
+            return f"stage {self.stage} does not exist or is not authorized for the loader's role"
+        if isinstance(error, sf_errors.OperationalError) and errno in (250001, 250003):
+            return f"cannot connect to Snowflake account {account}: {detail}"
+        return f"Snowflake refused a bronze statement: {detail}"
