@@ -132,7 +132,7 @@ class SnowflakeWarehouse(WarehouseResource):
         missing = [month[:7] for month in months if not lake.exists(data_key(month))]
         if missing:
             raise WarehouseError(
-                f"the lake holds no object for {', '.join(missing)}: materialize lake_delitos for it first"
+                f"the lake holds no object for {', '.join(missing)}: materialize lake/delitos for it first"
             )
 
     def _create_tables(self, cursor: Any, load_table: str) -> None:

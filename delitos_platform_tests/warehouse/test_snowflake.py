@@ -200,7 +200,7 @@ def test_a_row_bronze_refuses_rolls_the_whole_load_back(setup: Setup, month_tabl
 
 def test_missing_lake_object_is_told_before_any_copy(setup: Setup) -> None:
     """A month the lake has not materialized fails in one sentence naming it."""
-    with pytest.raises(WarehouseError, match=r"^the lake holds no object for 2024-04: materialize lake_delitos"):
+    with pytest.raises(WarehouseError, match=r"^the lake holds no object for 2024-04: materialize lake/delitos"):
         setup.warehouse().load(setup.lake, Window(date(2024, 3, 1), date(2024, 5, 1)), "run-1")
 
 
