@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pyarrow as pa
 import pytest
 import snowflake.connector
@@ -256,3 +257,32 @@ def test_unreachable_account_is_told_in_one_sentence(setup: Setup) -> None:
     resource = setup.resource(login_timeout=2, additional_snowflake_connection_args=extra)
     with pytest.raises(WarehouseError, match=r"^cannot connect to Snowflake account fakesnow: "):
         setup.warehouse(snowflake=resource).count_by_month(WINDOW)
+
+
+def run_with_env_secrets(setup: Setup, raise_on_error: bool = False) -> dg.ExecuteInProcessResult:
+    """Load the window in a Dagster run whose warehouse takes its password from SNOWFLAKE_PASSWORD."""
+
+    @dg.asset
+    def bronze(warehouse: SnowflakeWarehouse, lake: LocalLake) -> int:
+        return warehouse.load(lake, WINDOW, "run-env").rows
+
+    warehouse = setup.warehouse(snowflake=setup.resource(password=dg.EnvVar("SNOWFLAKE_PASSWORD")))
+    return dg.materialize(
+        [bronze], resources={"warehouse": warehouse, "lake": setup.lake}, raise_on_error=raise_on_error
+    )
+
+
+def test_password_from_env_var_in_a_dagster_run(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production wiring: a dg.EnvVar secret resolves at run time and the load goes through."""
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", "snow")
+    result = run_with_env_secrets(setup)
+    assert result.success
+    assert result.output_for_node("bronze") == len(setup.bronze()) > 300
+
+
+def test_unset_password_env_var_fails_the_run_naming_it(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unset SNOWFLAKE_PASSWORD is refused by Dagster before any step runs, naming the variable."""
+    monkeypatch.delenv("SNOWFLAKE_PASSWORD", raising=False)
+    with pytest.raises(dg.DagsterInvalidConfigError) as caught:
+        run_with_env_secrets(setup, raise_on_error=True)
+    assert 'environment variable "SNOWFLAKE_PASSWORD" which is not set' in str(caught.value)
