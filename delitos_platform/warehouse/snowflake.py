@@ -109,11 +109,14 @@ class SnowflakeWarehouse(WarehouseResource):
                 return {mes.isoformat(): count for mes, count in cursor.fetchall()}
         except WarehouseError as error:
             cause = error.__cause__
+            message = str(getattr(cause, "msg", "")).upper()
             # Before the first load there is no bronze table: that holds no rows rather than failing.
+            # A missing database (often also named DELITOS) still fails: that is a misconfiguration.
             if (
                 isinstance(cause, sf_errors.ProgrammingError)
                 and cause.errno == OBJECT_MISSING
-                and BRONZE_TABLE.upper() in str(cause.msg).upper()
+                and BRONZE_TABLE.upper() in message
+                and "DATABASE" not in message
             ):
                 return {}
             raise
