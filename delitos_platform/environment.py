@@ -1,8 +1,8 @@
 """Which resources run where: the only module that reads ``DELITOS_ENV`` and the settings around it.
 
-``local`` (the default) is the embedded platform: a lake folder under ``DELITOS_DATA_DIR``.
-``prod`` is the production platform: an S3 lake. Secrets are always ``dg.EnvVar`` (resolved at run
-time, never stored in configuration); AWS credentials are left to boto3's own chain.
+``local`` (the default) is the embedded platform: a lake folder and a DuckDB file under ``DELITOS_DATA_DIR``.
+``prod`` is the production platform: an S3 lake and Snowflake. Secrets are always ``dg.EnvVar``
+(resolved at run time, never stored in configuration); AWS credentials are left to boto3's own chain.
 """
 
 from __future__ import annotations
@@ -14,12 +14,18 @@ from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
+from dagster_dbt import DbtCliResource
+from dagster_duckdb import DuckDBResource
 
 from delitos_platform.contract import DATASET_ID
+from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, delitos_dbt_project
 from delitos_platform.lake.storage import LocalLake, S3Lake
 from delitos_platform.socrata import SocrataResource
+from delitos_platform.warehouse.base import WarehouseResource
+from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 
 ENVIRONMENTS = ("local", "prod")
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def current_environment(environ: Mapping[str, str] = os.environ) -> str:
@@ -31,8 +37,18 @@ def current_environment(environ: Mapping[str, str] = os.environ) -> str:
 
 
 def data_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """``DELITOS_DATA_DIR`` (default ``./data``): the embedded lake and warehouse live under it."""
-    return Path(environ.get("DELITOS_DATA_DIR") or "data").resolve()
+    """``DELITOS_DATA_DIR`` (default ``data``): the embedded lake and warehouse live under it.
+
+    A relative path is taken from the repository root, as the dbt profile takes it, so that Dagster and
+    dbt open the same warehouse whatever folder they run in.
+    """
+    return (REPO_ROOT / (environ.get("DELITOS_DATA_DIR") or "data")).resolve()
+
+
+def warehouse_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """The embedded warehouse file: ``DELITOS_WAREHOUSE_PATH``, else ``$DELITOS_DATA_DIR/warehouse.duckdb``."""
+    named = environ.get("DELITOS_WAREHOUSE_PATH")
+    return (REPO_ROOT / named).resolve() if named else data_dir(environ) / "warehouse.duckdb"
 
 
 def socrata_resource(environ: Mapping[str, str] = os.environ) -> SocrataResource:
@@ -59,10 +75,49 @@ def lake_resource(environment: str, environ: Mapping[str, str] = os.environ) -> 
     )
 
 
+def warehouse_resource(environment: str, environ: Mapping[str, str] = os.environ) -> WarehouseResource:
+    """The bronze warehouse of an environment: a DuckDB file, or Snowflake."""
+    if environment == "local":
+        return DuckDBWarehouse(duckdb=DuckDBResource(database=str(warehouse_path(environ))))
+    # Imported here: the Snowflake connector is heavy and the embedded platform never needs it.
+    from dagster_snowflake import SnowflakeResource
+
+    from delitos_platform.warehouse.snowflake import SnowflakeWarehouse
+
+    required = ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_ROLE", "SNOWFLAKE_WAREHOUSE", "SNOWFLAKE_DATABASE")
+    settings = {name.removeprefix("SNOWFLAKE_").lower(): dg.EnvVar(name) for name in required}
+    return SnowflakeWarehouse(
+        snowflake=SnowflakeResource(**settings, **_snowflake_auth(environ)),
+        stage=dg.EnvVar("DELITOS_SNOWFLAKE_STAGE"),
+        stage_prefix=environ.get("DELITOS_SNOWFLAKE_STAGE_PREFIX", ""),
+    )
+
+
+def _snowflake_auth(environ: Mapping[str, str]) -> dict[str, dg.EnvVar]:
+    """Key-pair auth when a key is configured, else the password: secrets stay ``dg.EnvVar``."""
+    if environ.get("SNOWFLAKE_PRIVATE_KEY_PATH"):
+        auth = {"private_key_path": dg.EnvVar("SNOWFLAKE_PRIVATE_KEY_PATH")}
+        if environ.get("SNOWFLAKE_PRIVATE_KEY_PASSWORD"):
+            auth["private_key_password"] = dg.EnvVar("SNOWFLAKE_PRIVATE_KEY_PASSWORD")
+        return auth
+    return {"password": dg.EnvVar("SNOWFLAKE_PASSWORD")}
+
+
+def dbt_resource(environment: str) -> DbtCliResource:
+    """dbt, with the profile target of the environment (``duckdb`` or ``snowflake``)."""
+    return DbtCliResource(
+        project_dir=delitos_dbt_project,
+        dbt_executable=DBT_EXECUTABLE,
+        target="duckdb" if environment == "local" else "snowflake",
+    )
+
+
 def build_resources(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     """Every resource of the code location, chosen by ``DELITOS_ENV``."""
     environment = current_environment(environ)
     return {
         "socrata": socrata_resource(environ),
         "lake": lake_resource(environment, environ),
+        "warehouse": warehouse_resource(environment, environ),
+        "dbt": dbt_resource(environment),
     }

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakesnow import server as start_fakesnow  # bound at import: fakesnow's first call replaces the attribute
 
 from delitos_platform.emulator import DEFAULT_SNAPSHOT, EmulatorServer
 from delitos_platform.lake.storage import LocalLake
@@ -55,3 +56,10 @@ def socrata_for(server: EmulatorServer, **overrides: object) -> SocrataResource:
 def local_lake(tmp_path: Path) -> LocalLake:
     """An empty lake folder."""
     return LocalLake(root=str(tmp_path / "lake"))
+
+
+@pytest.fixture(scope="session")
+def fakesnow_server() -> Iterator[dict[str, object]]:
+    """One fakesnow server (a fake Snowflake over HTTP) for the session: connection kwargs of the connector."""
+    with start_fakesnow() as connection_kwargs:
+        yield connection_kwargs

@@ -95,7 +95,10 @@ class LocalLake(LakeResource):
         return self.uri(key)
 
     def read(self, key: str) -> bytes:
-        return self.path(key).read_bytes()
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            raise LakeError(f"the lake has no object {self.uri(key)}: materialize lake/delitos first") from None
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -171,16 +174,29 @@ class S3Lake(LakeResource):
             raise LakeError(self._explain(verb, error)) from None
 
     def _explain(self, verb: str, error: Exception) -> str:
-        where = f"S3 bucket {self.bucket!r}"
-        if isinstance(error, NoCredentialsError):
-            return f"cannot {verb} {where}: no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-        if isinstance(error, EndpointConnectionError):
-            return f"cannot {verb} {where}: the S3 endpoint is unreachable ({error.kwargs.get('endpoint_url')})"
-        if isinstance(error, ClientError):
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchBucket"):
-                return f"cannot {verb} {where}: the bucket does not exist"
-            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                return f"cannot {verb} {where}: access denied ({code})"
-            return f"cannot {verb} {where}: {code} {error.response.get('Error', {}).get('Message', '')}".strip()
-        return f"cannot {verb} {where}: {error}"
+        return f"cannot {verb} S3 bucket {self.bucket!r}: {_s3_reason(verb, error)}"
+
+
+S3_REASONS = {
+    "NoSuchBucket": "the bucket does not exist",
+    "NoSuchKey": "no such object (materialize lake/delitos first)",
+    "403": "access denied (403)",
+    "AccessDenied": "access denied (AccessDenied)",
+    "InvalidAccessKeyId": "access denied (InvalidAccessKeyId)",
+    "SignatureDoesNotMatch": "access denied (SignatureDoesNotMatch)",
+}
+
+
+def _s3_reason(verb: str, error: Exception) -> str:
+    """Why an S3 call failed, in a few words (a bucket probe's bare 404 means the bucket is missing)."""
+    if isinstance(error, NoCredentialsError):
+        return "no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+    if isinstance(error, EndpointConnectionError):
+        return f"the S3 endpoint is unreachable ({error.kwargs.get('endpoint_url')})"
+    if not isinstance(error, ClientError):
+        return str(error)
+    details = error.response.get("Error", {})
+    code = str(details.get("Code", ""))
+    if code == "404":
+        code = "NoSuchBucket" if verb == "reach" else "NoSuchKey"
+    return S3_REASONS.get(code, f"{code} {details.get('Message', '')}".strip())

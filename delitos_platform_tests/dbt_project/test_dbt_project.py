@@ -458,48 +458,48 @@ def test_snowflake_target_parses(tmp_path: Path) -> None:
 
 # fakesnow warns on every Arrow fetch dbt-snowflake makes; it says nothing about the project.
 @pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
-def test_snowflake_build_on_fakesnow(bronze_rows: list[BronzeRow], tmp_path: Path) -> None:
+def test_snowflake_build_on_fakesnow(
+    bronze_rows: list[BronzeRow], tmp_path: Path, fakesnow_server: dict[str, object]
+) -> None:
     """Full and windowed builds with the snowflake target against fakesnow's server match the recount.
 
     A slice of the snapshot (2009–2011) keeps it fast: fakesnow runs every statement through a
     SQL translator.
     """
-    fakesnow = pytest.importorskip("fakesnow")
     import snowflake.connector
 
     rows = [row for row in bronze_rows if row.fecha_hecho < date(2012, 1, 1)]
-    with fakesnow.server() as connection_kwargs:
-        connection = snowflake.connector.connect(**connection_kwargs)
-        cursor = connection.cursor()
+    connection = snowflake.connector.connect(**fakesnow_server)
+    cursor = connection.cursor()
 
-        def load(bronze: list[BronzeRow]) -> None:
-            cursor.execute("create database if not exists delitos")
-            cursor.execute("use database delitos")
-            cursor.execute("create schema if not exists bronze")
-            cursor.execute(BRONZE_DDL)
-            cursor.executemany(
-                "insert into bronze.delitos values (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'test', current_timestamp)",
-                [(*(getattr(row, f) for f in BronzeRow.__dataclass_fields__), row.mes) for row in bronze],
-            )
+    def load(bronze: list[BronzeRow]) -> None:
+        cursor.execute("create database if not exists delitos")
+        cursor.execute("use database delitos")
+        cursor.execute("create schema if not exists bronze")
+        cursor.execute(BRONZE_DDL)
+        cursor.executemany(
+            "insert into bronze.delitos values (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'test', current_timestamp)",
+            [(*(getattr(row, f) for f in BronzeRow.__dataclass_fields__), row.mes) for row in bronze],
+        )
 
-        load(rows)
-        env = SNOWFLAKE_ENV | {
-            "SNOWFLAKE_HOST": connection_kwargs["host"],
-            "SNOWFLAKE_PORT": str(connection_kwargs["port"]),
-            "SNOWFLAKE_PROTOCOL": connection_kwargs["protocol"],
-        }
-        dbt = DbtRun(warehouse=tmp_path / "unused.duckdb", work=tmp_path)
-        assert_all_passed(dbt("build", target="snowflake", env=env))
-        assert read_gold(cursor) == recount(rows)
+    load(rows)
+    env = SNOWFLAKE_ENV | {
+        "SNOWFLAKE_HOST": fakesnow_server["host"],
+        "SNOWFLAKE_PORT": str(fakesnow_server["port"]),
+        "SNOWFLAKE_PROTOCOL": fakesnow_server["protocol"],
+    }
+    dbt = DbtRun(warehouse=tmp_path / "unused.duckdb", work=tmp_path)
+    assert_all_passed(dbt("build", target="snowflake", env=env))
+    assert read_gold(cursor) == recount(rows)
 
-        # A windowed run after an upstream delete in 2010-03.
-        window = {"window_start": "2010-03-01", "window_end": "2010-04-01"}
-        gone = next(row.row_id for row in rows if row.mes == date(2010, 3, 1))
-        rows = [row for row in rows if row.row_id != gone]
-        load(rows)
-        statuses = dbt("build", "--vars", json.dumps(window), "--select", "stg_delitos+", target="snowflake", env=env)
-        assert_all_passed(statuses)
-        assert read_gold(cursor) == recount(rows)
-        cursor.execute("select count(*) from silver.stg_delitos")
-        assert cursor.fetchone()[0] == len(rows)
-        connection.close()
+    # A windowed run after an upstream delete in 2010-03.
+    window = {"window_start": "2010-03-01", "window_end": "2010-04-01"}
+    gone = next(row.row_id for row in rows if row.mes == date(2010, 3, 1))
+    rows = [row for row in rows if row.row_id != gone]
+    load(rows)
+    statuses = dbt("build", "--vars", json.dumps(window), "--select", "stg_delitos+", target="snowflake", env=env)
+    assert_all_passed(statuses)
+    assert read_gold(cursor) == recount(rows)
+    cursor.execute("select count(*) from silver.stg_delitos")
+    assert cursor.fetchone()[0] == len(rows)
+    connection.close()

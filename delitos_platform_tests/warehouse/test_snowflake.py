@@ -11,7 +11,6 @@ import gzip
 import json
 import socket
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -44,10 +43,9 @@ COLUMNS = [field.name for field in LAKE_SCHEMA]
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[dict[str, Any]]:
-    """Connection kwargs of one fakesnow server for the whole module."""
-    with fakesnow.server() as kwargs:
-        yield kwargs
+def server(fakesnow_server: dict[str, Any]) -> dict[str, Any]:
+    """Connection kwargs of the session's fakesnow server."""
+    return fakesnow_server
 
 
 @pytest.fixture(scope="module")

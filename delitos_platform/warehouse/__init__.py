@@ -1,0 +1,1 @@
+"""Bronze: the warehouse table ``bronze.delitos``, loaded per month from the lake, idempotently."""

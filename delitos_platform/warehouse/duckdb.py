@@ -1,0 +1,99 @@
+"""The embedded warehouse: ``bronze.delitos`` in a DuckDB file, months swapped in one transaction."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+from dagster_duckdb import DuckDBResource
+
+from delitos_platform.lake.parquet import from_parquet_bytes
+from delitos_platform.lake.storage import LakeResource, data_key
+from delitos_platform.partitions import Window
+from delitos_platform.warehouse.base import BronzeLoad, WarehouseError, WarehouseResource
+
+# The schemas dbt writes to exist from the start, named literally (never main_gold).
+CREATE_SCHEMAS = [f"CREATE SCHEMA IF NOT EXISTS {schema}" for schema in ("bronze", "silver", "gold")]
+CREATE_BRONZE = """
+CREATE TABLE IF NOT EXISTS bronze.delitos (
+    row_id VARCHAR NOT NULL,
+    fecha_hecho DATE NOT NULL,
+    cod_depto VARCHAR NOT NULL,
+    departamento VARCHAR NOT NULL,
+    cod_muni VARCHAR NOT NULL,
+    municipio VARCHAR NOT NULL,
+    descripcion_conducta VARCHAR NOT NULL,
+    cantidad BIGINT NOT NULL,
+    mes DATE NOT NULL,
+    _run_id VARCHAR NOT NULL,
+    _loaded_at TIMESTAMP NOT NULL
+)
+"""
+DELETE_WINDOW = "DELETE FROM bronze.delitos WHERE mes >= ? AND mes < ?"
+# ``lake_month`` is an Arrow table registered on the connection: no value is ever pasted into SQL.
+INSERT_MONTH = """
+INSERT INTO bronze.delitos
+SELECT row_id, fecha_hecho, cod_depto, departamento, cod_muni, municipio, descripcion_conducta, cantidad,
+       CAST(date_trunc('month', fecha_hecho) AS DATE), ?, CAST(current_timestamp AS TIMESTAMP)
+FROM lake_month
+"""
+COUNT_BY_MONTH = """
+SELECT strftime(mes, '%Y-%m-%d') AS month, count(*) AS n
+FROM bronze.delitos WHERE mes >= ? AND mes < ? GROUP BY 1
+"""
+
+
+class DuckDBWarehouse(WarehouseResource):
+    """``bronze.delitos`` in ``$DELITOS_DATA_DIR/warehouse.duckdb`` (dagster-duckdb's ``DuckDBResource``).
+
+    Lake objects are read through the lake resource (S3 too: DuckDB's httpfs extension cannot be
+    downloaded offline) and inserted month by month inside ONE transaction.
+    """
+
+    duckdb: DuckDBResource
+
+    def load(self, lake: LakeResource, window: Window, run_id: str) -> BronzeLoad:
+        started = time.perf_counter()
+        rows_by_month: dict[str, int] = {}
+        with self._connection() as connection:
+            connection.execute("BEGIN TRANSACTION")
+            try:
+                connection.execute(DELETE_WINDOW, [window.start, window.end])
+                for month in window.month_keys():
+                    rows_by_month[month] = self._insert_month(connection, lake, month, run_id)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        return BronzeLoad(rows_by_month, run_id, time.perf_counter() - started)
+
+    def _insert_month(self, connection: duckdb.DuckDBPyConnection, lake: LakeResource, month: str, run_id: str) -> int:
+        table = from_parquet_bytes(lake.read(data_key(month)))
+        connection.register("lake_month", table)
+        try:
+            connection.execute(INSERT_MONTH, [run_id])
+        finally:
+            connection.unregister("lake_month")
+        return table.num_rows
+
+    def count_by_month(self, window: Window) -> dict[str, int]:
+        with self._connection() as connection:
+            rows = connection.execute(COUNT_BY_MONTH, [window.start, window.end]).fetchall()
+        return dict(rows)
+
+    @contextmanager
+    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection whose schemas and bronze table exist; DuckDB failures told in one sentence."""
+        try:
+            with self.duckdb.get_connection() as connection:
+                for statement in [*CREATE_SCHEMAS, CREATE_BRONZE]:
+                    connection.execute(statement)
+                yield connection
+        except duckdb.Error as error:
+            raise WarehouseError(f"DuckDB warehouse {self.duckdb.database}: {_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
