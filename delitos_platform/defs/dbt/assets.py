@@ -1,20 +1,23 @@
-"""dbt models as assets: silver per month (incremental by window), gold as a whole; dbt tests as checks.
+"""dbt models as assets: silver and gold in ONE monthly-partitioned ``@dbt_assets``; dbt tests as checks.
 
-One ``@dbt_assets`` per partitions definition: the silver model is monthly, the gold tables are not.
+One dbt invocation per run: ``silver.stg_delitos`` is rebuilt for exactly the run's window (delete + insert),
+and the gold tables, which summarize every month, are rebuilt from silver in the same ``dbt build`` (a
+single-run backfill of any range builds them once). dbt's own ``build`` order makes an error-severity
+test block everything downstream of it.
 """
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from delitos_platform.defs.dbt.project import delitos_dbt_project, ensure_manifest
+from delitos_platform.defs.dbt.project import ensure_manifest
 from delitos_platform.partitions import Window, monthly_partitions
 
-SILVER_SELECT = "stg_delitos"
-GOLD_SELECT = "path:models/gold"
+ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class DelitosDbtTranslator(DagsterDbtTranslator):
@@ -43,28 +46,29 @@ MANIFEST = ensure_manifest()
 
 @dbt_assets(
     manifest=MANIFEST,
-    project=delitos_dbt_project,
-    select=SILVER_SELECT,
-    name="dbt_silver",
+    name="dbt_models",
     partitions_def=monthly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     dagster_dbt_translator=TRANSLATOR,
 )
-def dbt_silver(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    """``silver.stg_delitos`` for exactly the run's months (delete + insert of the window), with its tests."""
+def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
+    """``dbt build`` of the run's window: silver by delete + insert of the window, gold in full, all tests."""
     window = Window.from_time_window(context.partition_time_window)
-    # Cautious: tests that compare gold with silver belong to the gold step, which runs after this one.
-    args = ["build", "--indirect-selection", "cautious", "--vars", json.dumps(window_vars(window))]
-    yield from dbt.cli(args, context=context).stream()
+    yield from run_dbt(dbt, ["build", "--vars", json.dumps(window_vars(window))], context)
 
 
-@dbt_assets(
-    manifest=MANIFEST,
-    project=delitos_dbt_project,
-    select=GOLD_SELECT,
-    name="dbt_gold",
-    dagster_dbt_translator=TRANSLATOR,
-)
-def dbt_gold(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    """The gold tables, rebuilt from silver (no window: they summarize every month), with their tests."""
-    yield from dbt.cli(["build"], context=context).stream()
+def run_dbt(dbt: DbtCliResource, args: list[str], context: dg.AssetExecutionContext) -> Iterator[Any]:
+    """Stream a dbt command's events; a failure becomes one readable ``dg.Failure`` (dbt's own errors)."""
+    invocation = dbt.cli(args, context=context, raise_on_error=False)
+    yield from invocation.stream()
+    error = invocation.get_error()
+    if error is not None:
+        raise dg.Failure(description=f"dbt {args[0]} failed: {dbt_errors(str(error))}", allow_retries=False)
+
+
+def dbt_errors(message: str, shown: int = 3) -> str:
+    """The errors dbt logged (dagster-dbt lists them after a marker), without colours or repeats."""
+    _, _, logged = message.partition("Errors parsed from dbt logs:")
+    lines = [ANSI_CODES.sub("", line).strip() for line in (logged or message).splitlines()]
+    distinct = list(dict.fromkeys(line for line in lines if line and line != "Encountered an error:"))
+    return ": ".join(distinct[:shown]) + (f" (+{len(distinct) - shown} more)" if len(distinct) > shown else "")

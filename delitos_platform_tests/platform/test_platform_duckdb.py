@@ -1,0 +1,168 @@
+"""The embedded platform end to end: source → lake → bronze → dbt, counts compared at every layer."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED
+from delitos_platform.defs.dbt.project import DBT_PROJECT_DIR
+from delitos_platform.partitions import Window
+from delitos_platform.warehouse.duckdb import DuckDBWarehouse
+from delitos_platform_tests.lake.helpers import failure_message, materialize_lake, rows_per_month
+from delitos_platform_tests.platform.helpers import (
+    ASSETS,
+    check_evaluations,
+    duckdb_resources,
+    query,
+    run_months,
+    warehouse_contents,
+)
+
+FIRST, LAST = "2019-01-01", "2019-06-01"
+MONTHS = [f"2019-0{month}-01" for month in range(1, 7)]
+SILVER = dg.AssetKey(["silver", "stg_delitos"])
+
+
+def _recount_por_mes(rows: list[dict[str, str]]) -> list[tuple]:
+    """gold.delitos_por_mes recounted in Python: (mes, articulo) → casos, registros."""
+    casos, registros = defaultdict(int), Counter()
+    for row in rows:
+        if row["fecha_hecho"][:7] + "-01" in MONTHS:
+            key = (date.fromisoformat(row["fecha_hecho"][:7] + "-01"), row["descripcion_conducta"][9:13])
+            casos[key] += int(row["cantidad"])
+            registros[key] += 1
+    return sorted((mes, articulo, casos[(mes, articulo)], registros[(mes, articulo)]) for mes, articulo in casos)
+
+
+def test_every_layer_reconciles_and_a_second_run_changes_nothing(emulator, tmp_path, snapshot_rows):
+    database = tmp_path / "warehouse.duckdb"
+    resources = duckdb_resources(emulator, tmp_path)
+
+    first = run_months(resources, FIRST, LAST)
+
+    assert first.success
+    source = sum(rows_per_month(snapshot_rows)[month] for month in MONTHS)
+    [evaluation] = check_evaluations(first, RECONCILED)
+    assert evaluation.passed
+    counts = ("source_rows", "lake_rows", "bronze_rows")
+    assert {key: evaluation.metadata[key].value for key in counts} == dict.fromkeys(counts, source)
+    assert query(database, "SELECT count(*) FROM bronze.delitos") == [(source,)]
+    assert query(database, "SELECT count(*) FROM silver.stg_delitos") == [(source,)]
+    assert query(database, "SELECT sum(registros) FROM gold.delitos_por_mes") == [(source,)]
+    assert query(database, "SELECT mes, articulo, casos, registros FROM gold.delitos_por_mes ORDER BY ALL") == (
+        _recount_por_mes(snapshot_rows)
+    )
+    assert query(database, "SELECT DISTINCT _run_id FROM bronze.delitos") == [(first.run_id,)]
+    contents = warehouse_contents(database)
+
+    second = run_months(resources, FIRST, LAST)
+
+    assert second.success
+    assert warehouse_contents(database) == contents
+    assert query(database, "SELECT DISTINCT _run_id FROM bronze.delitos") == [(second.run_id,)]
+
+
+def test_a_reconciliation_mismatch_fails_with_the_numbers_and_dbt_does_not_build(
+    fresh_emulator, tmp_path, snapshot_rows
+):
+    resources = duckdb_resources(fresh_emulator, tmp_path)
+    assert materialize_lake(resources["socrata"], resources["lake"], "2019-03-01").success
+    # The source gains a row after the lake was extracted: the lake no longer holds the whole month.
+    march = next(row for row in snapshot_rows if row["fecha_hecho"].startswith("2019-03"))
+    assert len(fresh_emulator.dataset.add_rows([march])) == 1
+
+    tags = {"dagster/asset_partition_range_start": "2019-03-01", "dagster/asset_partition_range_end": "2019-03-01"}
+    result = dg.materialize(
+        ASSETS, resources=resources, tags=tags, selection=[BRONZE_DELITOS, SILVER], raise_on_error=False
+    )
+
+    assert not result.success
+    [evaluation] = check_evaluations(result, RECONCILED)
+    assert not evaluation.passed
+    assert evaluation.description == (
+        "1 of 1 months do not reconcile: 2019-03: source 94, lake 93 + quarantined 0, bronze 93"
+    )
+    assert SILVER not in {event.asset_key for event in result.get_asset_materialization_events()}
+
+
+def test_a_killed_load_leaves_the_previous_months_intact(emulator, tmp_path):
+    resources = duckdb_resources(emulator, tmp_path)
+    assert run_months(resources, FIRST, LAST, selection=[dg.AssetKey(["lake", "delitos"]), BRONZE_DELITOS]).success
+    warehouse: DuckDBWarehouse = resources["warehouse"]
+    window = Window(date(2019, 1, 1), date(2019, 7, 1))
+    before = query(tmp_path / "warehouse.duckdb", "SELECT * FROM bronze.delitos ORDER BY row_id")
+
+    # A loader that deletes the window, loads January, then hangs on February until it is killed.
+    ready = tmp_path / "deleted-and-loading"
+    loader = subprocess.Popen([sys.executable, "-c", KILLED_LOADER, str(tmp_path), str(ready)])
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert loader.poll() is None and time.monotonic() < deadline, "the loader never reached February"
+        time.sleep(0.02)
+    os.kill(loader.pid, signal.SIGKILL)
+    loader.wait()
+
+    assert query(tmp_path / "warehouse.duckdb", "SELECT * FROM bronze.delitos ORDER BY row_id") == before
+    assert sum(warehouse.count_by_month(window).values()) == len(before)
+
+
+KILLED_LOADER = """
+import sys, time
+from datetime import date
+from pathlib import Path
+from dagster_duckdb import DuckDBResource
+from delitos_platform.lake.storage import LocalLake
+from delitos_platform.partitions import Window
+from delitos_platform.warehouse.duckdb import DuckDBWarehouse
+
+root, ready = Path(sys.argv[1]), Path(sys.argv[2])
+
+class LakeThatHangsOnFebruary(LocalLake):
+    def read(self, key):
+        if "2019-02" in key:
+            ready.touch()
+            time.sleep(120)
+        return super().read(key)
+
+warehouse = DuckDBWarehouse(duckdb=DuckDBResource(database=str(root / "warehouse.duckdb")))
+warehouse.load(LakeThatHangsOnFebruary(root=str(root / "lake")), Window(date(2019, 1, 1), date(2019, 7, 1)), "killed")
+"""
+
+
+def test_a_dbt_compilation_error_is_one_clear_message(emulator, tmp_path):
+    broken = tmp_path / "dbt_project"
+    _copy_dbt_project(broken)
+    model = broken / "models" / "silver" / "stg_delitos.sql"
+    model.write_text(model.read_text().replace("{{ source('bronze', 'delitos') }}", "{{ ref('no_such_model') }}"))
+    resources = duckdb_resources(emulator, tmp_path, project_dir=str(broken))
+
+    result = run_months(resources, "2019-03-01", "2019-03-01")
+
+    message = failure_message(result)
+    assert message.startswith("dbt build failed: ")
+    assert "no_such_model" in message
+    assert "\n" not in message
+
+
+def _copy_dbt_project(target: Path) -> None:
+    shutil.copytree(DBT_PROJECT_DIR, target, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+
+
+pytestmark = pytest.mark.usefixtures("warehouse_env")
+
+
+@pytest.fixture
+def warehouse_env(tmp_path, monkeypatch):
+    """dbt's profile opens the same DuckDB file as the bronze asset."""
+    monkeypatch.setenv("DELITOS_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))
