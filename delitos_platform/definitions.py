@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from delitos_platform.defs.bronze.assets import bronze_delitos
-from delitos_platform.defs.dbt.assets import dbt_models
+from delitos_platform.defs.dbt.assets import dbt_gold, dbt_silver
 from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.environment import build_resources
@@ -16,7 +16,7 @@ from delitos_platform.jobs import main_job
 def defs() -> dg.Definitions:
     """Assets, checks, jobs and automation, with the resources of ``DELITOS_ENV``."""
     return dg.Definitions(
-        assets=[socrata_delitos, lake_delitos, bronze_delitos, dbt_models],
+        assets=[socrata_delitos, lake_delitos, bronze_delitos, dbt_silver, dbt_gold],
         jobs=[main_job],
         resources=build_resources(),
     )

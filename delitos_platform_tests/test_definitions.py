@@ -1,0 +1,77 @@
+"""The code location: one Definitions, every layer's assets, resources chosen by DELITOS_ENV."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from delitos_platform.definitions import defs
+from delitos_platform.environment import build_resources, current_environment, data_dir, warehouse_path
+
+EXPECTED_ASSETS = {
+    "socrata/delitos_informaticos",
+    "lake/delitos",
+    "bronze/delitos",
+    "silver/stg_delitos",
+    "gold/delitos_por_mes",
+    "gold/delitos_por_departamento",
+    "gold/top_municipios",
+    "gold/tendencia_mensual",
+    "gold/resumen_general",
+}
+
+
+def test_the_lineage_runs_from_the_socrata_source_to_every_gold_table():
+    graph = defs().resolve_asset_graph()
+
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == EXPECTED_ASSETS
+    upstream = {
+        key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
+        for key in graph.get_all_asset_keys()
+    }
+    assert upstream["lake/delitos"] == {"socrata/delitos_informaticos"}
+    assert upstream["bronze/delitos"] == {"lake/delitos"}
+    assert upstream["silver/stg_delitos"] == {"bronze/delitos"}
+    assert all("silver/stg_delitos" in upstream[key] for key in EXPECTED_ASSETS if key.startswith("gold/"))
+
+
+def test_the_main_job_runs_every_asset():
+    job = defs().resolve_job_def("delitos_main_job")
+    graph = defs().resolve_asset_graph()
+    selected = dg.AssetSelection.all().resolve(graph)
+
+    assert {key.to_user_string() for key in selected} == EXPECTED_ASSETS - {"socrata/delitos_informaticos"}
+    assert {node.name for node in job.graph.node_defs} == {"lake__delitos", "bronze__delitos", "dbt_silver", "dbt_gold"}
+
+
+def test_dbt_tests_are_asset_checks_and_reconciliation_blocks():
+    checks = {key.name for key in defs().resolve_asset_graph().asset_check_keys}
+
+    assert "reconciled_with_source" in checks
+    assert "accepted_values_stg_delitos_articulo__269A__269B__269C__269D__269E__269F__269G__269I__269J" in checks
+    assert len(checks) > 40
+
+
+def test_local_and_prod_choose_their_resources():
+    local = build_resources({"DELITOS_DATA_DIR": "/srv/delitos"})
+    prod = build_resources({"DELITOS_ENV": "prod", "DELITOS_LAKE_PREFIX": "raw"})
+
+    assert {name: type(resource).__name__ for name, resource in local.items()} == {
+        "socrata": "SocrataResource",
+        "lake": "LocalLake",
+        "warehouse": "DuckDBWarehouse",
+        "dbt": "DbtCliResource",
+    }
+    assert local["lake"].root == "/srv/delitos/lake"
+    assert local["socrata"].url == "https://www.datos.gov.co" and local["socrata"].app_token is None
+    assert type(prod["lake"]).__name__ == "S3Lake" and prod["lake"].prefix == "raw"
+    assert type(prod["warehouse"]).__name__ == "SnowflakeWarehouse"
+    assert prod["dbt"].target == "snowflake"
+
+
+def test_settings_have_sane_defaults_and_refuse_nonsense():
+    assert current_environment({}) == "local"
+    assert warehouse_path({"DELITOS_DATA_DIR": "/srv/delitos"}).as_posix() == "/srv/delitos/warehouse.duckdb"
+    assert data_dir({}).name == "data"
+    with pytest.raises(ValueError, match="DELITOS_ENV must be one of local, prod, not 'staging'"):
+        current_environment({"DELITOS_ENV": "staging"})
