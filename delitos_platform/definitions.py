@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from delitos_platform.defs.automation.schedules import newest_months
+from delitos_platform.defs.automation.sync import socrata_changes
 from delitos_platform.defs.bronze.assets import bronze_delitos
 from delitos_platform.defs.dbt.assets import dbt_gold, dbt_silver
 from delitos_platform.defs.lake.assets import lake_delitos
@@ -18,5 +20,7 @@ def defs() -> dg.Definitions:
     return dg.Definitions(
         assets=[socrata_delitos, lake_delitos, bronze_delitos, dbt_silver, dbt_gold],
         jobs=[main_job],
+        schedules=[newest_months],
+        sensors=[socrata_changes],
         resources=build_resources(),
     )

@@ -1,0 +1,136 @@
+"""The source sensor against an emulator whose data the test revises: exactly the changed months re-sync."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from delitos_platform.defs.automation.schedules import newest_months
+from delitos_platform.defs.automation.sync import REASON_TAG, socrata_changes
+from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED
+from delitos_platform.defs.lake.assets import LAKE_DELITOS
+from delitos_platform.partitions import Window
+from delitos_platform_tests.platform.helpers import check_evaluations, duckdb_resources, query, run_months
+
+FIRST, LAST = "2009-01-01", "2025-10-01"  # the snapshot's months
+
+
+@pytest.fixture
+def synced(fresh_emulator, tmp_path):
+    """A lake and bronze holding every month of a fresh emulator, and the sensor's first look at them."""
+    resources = duckdb_resources(fresh_emulator, tmp_path)
+    assert run_months(resources, FIRST, LAST, selection=[LAKE_DELITOS, BRONZE_DELITOS]).success
+    first = evaluate(resources, cursor=None)
+    assert first.run_requests == []
+    return resources, first.cursor
+
+
+def evaluate(resources, cursor):
+    """One evaluation of the sensor with Dagster's own test context."""
+    context = dg.build_sensor_context(cursor=cursor, resources={k: resources[k] for k in ("socrata", "lake")})
+    return socrata_changes(context)
+
+
+def ranges(result) -> list[tuple[str, str]]:
+    return [
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        for r in result.run_requests
+    ]
+
+
+def run_request(resources, request) -> dg.ExecuteInProcessResult:
+    """Execute a requested run (lake and bronze: the layers the reconciliation check compares)."""
+    first, last = request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]
+    return run_months(resources, first, last, selection=[LAKE_DELITOS, BRONZE_DELITOS])
+
+
+def assert_reconciles(result, server, database, first: str, last: str) -> None:
+    [evaluation] = check_evaluations(result, RECONCILED)
+    assert evaluation.passed, evaluation.description
+    window = Window.for_month(first).start, Window.for_month(last).end
+    source = sum(1 for row in server.dataset.dump().values() if window[0] <= row["fecha_hecho"].date() < window[1])
+    bronze = query(database, f"SELECT count(*) FROM bronze.delitos WHERE mes >= '{first}' AND mes <= '{last}'")
+    assert bronze == [(source,)]
+
+
+def test_nothing_changed_costs_one_metadata_request_and_requests_nothing(synced, fresh_emulator):
+    resources, cursor = synced
+    served = fresh_emulator.requests_served
+
+    result = evaluate(resources, cursor)
+
+    assert isinstance(result, dg.SkipReason)
+    assert fresh_emulator.requests_served == served + 1
+
+
+def test_a_revised_month_is_resynced_alone_and_reconciles(synced, fresh_emulator, tmp_path):
+    resources, cursor = synced
+    revised = fresh_emulator.dataset.revise_month("2019-03", rows=3)
+
+    result = evaluate(resources, cursor)
+
+    assert ranges(result) == [("2019-03-01", "2019-03-01")]
+    assert result.run_requests[0].tags[REASON_TAG] == "revision"
+    [observation] = result.asset_events
+    assert observation.partition == "2019-03-01" and observation.tags["dagster/data_version"].startswith("93@")
+    run = run_request(resources, result.run_requests[0])
+    assert run.success
+    assert_reconciles(run, fresh_emulator, tmp_path / "warehouse.duckdb", "2019-03-01", "2019-03-01")
+    cantidad = dict(query(tmp_path / "warehouse.duckdb", "SELECT row_id, cantidad FROM bronze.delitos"))
+    assert {cantidad[row_id] for row_id in revised} == {
+        int(fresh_emulator.dataset.dump()[row_id]["cantidad"]) for row_id in revised
+    }
+    assert isinstance(evaluate(resources, result.cursor), dg.SkipReason)
+
+
+def test_adjacent_revisions_share_a_run_and_a_new_month_gets_its_own(synced, fresh_emulator, snapshot_rows):
+    resources, cursor = synced
+    fresh_emulator.dataset.revise_month("2019-03", rows=1)
+    fresh_emulator.dataset.revise_month("2019-04", rows=1)
+    new_month = {**snapshot_rows[0], "fecha_hecho": "2008-06-14T00:00:00.000"}
+    fresh_emulator.dataset.add_rows([new_month])
+
+    result = evaluate(resources, cursor)
+
+    assert ranges(result) == [("2008-06-01", "2008-06-01"), ("2019-03-01", "2019-04-01")]
+
+
+def test_a_deleted_month_is_resynced_empty(synced, fresh_emulator, tmp_path):
+    resources, cursor = synced
+    fresh_emulator.dataset.delete_month("2019-03")
+
+    result = evaluate(resources, cursor)
+
+    assert ranges(result) == [("2019-03-01", "2019-03-01")]
+    assert run_request(resources, result.run_requests[0]).success
+    assert query(tmp_path / "warehouse.duckdb", "SELECT count(*) FROM bronze.delitos WHERE mes = '2019-03-01'") == [
+        (0,)
+    ]
+
+
+def test_a_wholesale_replacement_is_reported_and_a_full_resync_is_exact(synced, fresh_emulator, tmp_path):
+    resources, cursor = synced
+    fresh_emulator.dataset.replace_ids()
+
+    result = evaluate(resources, cursor)
+
+    assert {request.tags[REASON_TAG] for request in result.run_requests} == {"wholesale-replacement"}
+    for request in result.run_requests:
+        run = run_request(resources, request)
+        assert run.success
+        [evaluation] = check_evaluations(run, RECONCILED)
+        assert evaluation.passed, evaluation.description
+    bronze_ids = {row_id for (row_id,) in query(tmp_path / "warehouse.duckdb", "SELECT row_id FROM bronze.delitos")}
+    assert bronze_ids == set(fresh_emulator.dataset.dump())
+
+
+def test_the_monthly_schedule_brings_in_the_two_newest_months_in_one_run():
+    when = datetime(2026, 12, 5, 6, 0, tzinfo=ZoneInfo("America/Bogota"))
+
+    request = newest_months(dg.build_schedule_context(scheduled_execution_time=when))
+
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-10-01"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-11-01"
