@@ -1,8 +1,11 @@
 """The bronze asset: ``bronze.delitos`` loaded from the lake, and its blocking reconciliation check."""
 
+from collections import Counter
+
 import dagster as dg
 
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
+from delitos_platform.lake.quality import lake_value_offenders
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.partitions import Window, monthly_partitions
 from delitos_platform.reconcile import MonthCounts, reconcile
@@ -11,6 +14,7 @@ from delitos_platform.warehouse.base import BronzeLoad, WarehouseError, Warehous
 
 BRONZE_DELITOS = dg.AssetKey(["bronze", "delitos"])
 RECONCILED = "reconciled_with_source"
+VALUES_CHECK = "values_valid"
 SHOWN_MISMATCHES = 12
 
 
@@ -32,7 +36,16 @@ SHOWN_MISMATCHES = 12
             asset=BRONZE_DELITOS,
             blocking=True,
             description="Per month: Socrata count(*) = lake rows + quarantined rows = bronze rows. dbt waits on it.",
-        )
+        ),
+        dg.AssetCheckSpec(
+            VALUES_CHECK,
+            asset=BRONZE_DELITOS,
+            blocking=True,
+            description=(
+                "The loaded rows obey the contract: zero-padded codes, municipality inside its department, "
+                "fecha_hecho inside its month, cantidad a positive integer, one of the 9 articles."
+            ),
+        ),
     ],
 )
 def bronze_delitos(
@@ -43,10 +56,13 @@ def bronze_delitos(
     try:
         load = warehouse.load(lake, window, context.run_id)
         counts = reconcile(socrata, lake, warehouse, window)
+        offenders = {month: lake_value_offenders(lake, month) for month in load.rows_by_month}
     except (LakeError, SocrataError, WarehouseError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     context.log.info(f"Loaded {load.rows:,} rows over {len(load.rows_by_month)} months in {load.seconds:.1f} s")
-    return dg.MaterializeResult(metadata=bronze_metadata(load), check_results=[reconciliation_result(counts)])
+    return dg.MaterializeResult(
+        metadata=bronze_metadata(load), check_results=[reconciliation_result(counts), values_result(offenders)]
+    )
 
 
 def bronze_metadata(load: BronzeLoad) -> dict[str, dg.MetadataValue]:
@@ -89,4 +105,21 @@ def reconciliation_result(counts: list[MonthCounts]) -> dg.AssetCheckResult:
             "quarantined_rows": totals.quarantined,
             "bronze_rows": totals.bronze,
         },
+    )
+
+
+def values_result(offenders_by_month: dict[str, dict[str, int]]) -> dg.AssetCheckResult:
+    """Offending rows counted per rule (and the months they are in); passes only when there are none."""
+    totals: Counter[str] = Counter()
+    for offenders in offenders_by_month.values():
+        totals.update(offenders)
+    months = sorted(month[:7] for month, offenders in offenders_by_month.items() if offenders)
+    summary = ", ".join(f"{reason}: {count:,}" for reason, count in totals.most_common())
+    return dg.AssetCheckResult(
+        check_name=VALUES_CHECK,
+        passed=not totals,
+        description=f"offences in {len(months)} months ({', '.join(months[:6])}): {summary}"
+        if totals
+        else (f"every row of {len(offenders_by_month)} months obeys the contract"),
+        metadata={"offences": sum(totals.values()), **{f"offenders: {r}": c for r, c in totals.items()}},
     )

@@ -1,14 +1,18 @@
 """The lake asset: one Parquet object (and one quarantine object) per month of ``fecha_hecho``."""
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
 from delitos_platform.lake.extract import Extraction, extract_to_lake
-from delitos_platform.lake.storage import LakeError, LakeResource
+from delitos_platform.lake.quality import object_schema_drift, source_schema_drift
+from delitos_platform.lake.storage import LakeError, LakeResource, data_key
 from delitos_platform.partitions import Window, monthly_partitions
 from delitos_platform.socrata import SocrataError, SocrataResource
 
 LAKE_DELITOS = dg.AssetKey(["lake", "delitos"])
+SCHEMA_CHECK = "schema_matches_contract"
 
 
 @dg.asset(
@@ -21,6 +25,14 @@ LAKE_DELITOS = dg.AssetKey(["lake", "delitos"])
     kinds={"parquet"},
     owners=["team:data-engineering"],
     pool="socrata",
+    check_specs=[
+        dg.AssetCheckSpec(
+            SCHEMA_CHECK,
+            asset=LAKE_DELITOS,
+            blocking=True,
+            description="The source's columns and types and every object's Parquet schema match the contract.",
+        )
+    ],
     description=(
         "The source's rows of each month of `fecha_hecho`, typed and sorted by `row_id`, as one Parquet object "
         "per month; rows that break the contract go to a quarantine object with the reason."
@@ -34,13 +46,36 @@ def lake_delitos(
     context.log.info(f"Extracting [{window.start}, {window.end}) from {socrata.url} into the lake")
     try:
         extraction = extract_to_lake(socrata, lake, window, log=context.log)
+        drift = schema_drift(socrata, lake, extraction)
     except (SocrataError, LakeError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     context.log.info(
         f"{extraction.rows} rows and {extraction.quarantined} quarantined in {extraction.pages} pages, "
         f"{extraction.seconds:.1f} s"
     )
-    return dg.MaterializeResult(metadata=lake_metadata(extraction))
+    return dg.MaterializeResult(metadata=lake_metadata(extraction), check_results=[schema_check_result(drift)])
+
+
+def schema_drift(socrata: SocrataResource, lake: LakeResource, extraction: Extraction) -> list[str]:
+    """Differences from the contract: the source's published columns, then each stored object's schema."""
+    drift = [f"source: {line}" for line in source_schema_drift(socrata.metadata().get("columns", []))]
+    for month in extraction.months:
+        stored = pq.read_schema(pa.BufferReader(lake.read(data_key(month.month))))
+        drift += [f"{data_key(month.month)}: {line}" for line in object_schema_drift(stored)]
+    return drift
+
+
+def schema_check_result(drift: list[str]) -> dg.AssetCheckResult:
+    """Fails, with a readable diff, on any drift; nothing downstream builds on a failed schema check."""
+    return dg.AssetCheckResult(
+        check_name=SCHEMA_CHECK,
+        passed=not drift,
+        description="; ".join(drift[:10]) if drift else "source columns and every object match the contract",
+        metadata={
+            "differences": len(drift),
+            "diff": dg.MetadataValue.md("\n".join(f"- {line}" for line in drift) or "none"),
+        },
+    )
 
 
 def lake_metadata(extraction: Extraction) -> dict[str, dg.MetadataValue]:
