@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from delitos_platform.defs.automation.freshness import freshness_against_source, freshness_job, freshness_schedule
 from delitos_platform.defs.automation.schedules import newest_months
 from delitos_platform.defs.automation.sync import socrata_changes
 from delitos_platform.defs.bronze.assets import bronze_delitos
@@ -19,8 +20,9 @@ def defs() -> dg.Definitions:
     """Assets, checks, jobs and automation, with the resources of ``DELITOS_ENV``."""
     return dg.Definitions(
         assets=[socrata_delitos, lake_delitos, bronze_delitos, dbt_silver, dbt_gold],
-        jobs=[main_job],
-        schedules=[newest_months],
+        asset_checks=[freshness_against_source],
+        jobs=[main_job, freshness_job],
+        schedules=[newest_months, freshness_schedule],
         sensors=[socrata_changes],
         resources=build_resources(),
     )

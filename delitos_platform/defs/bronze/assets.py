@@ -5,6 +5,7 @@ from collections import Counter
 import dagster as dg
 
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS
 from delitos_platform.lake.quality import lake_value_offenders
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.partitions import Window, monthly_partitions
@@ -25,6 +26,7 @@ SHOWN_MISMATCHES = 12
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="bronze",
     kinds={"sql"},
+    freshness_policy=MONTHLY_FRESHNESS,
     owners=["team:data-engineering"],
     description=(
         "`bronze.delitos`: the lake's rows of each month, typed, with `mes` and load metadata (`_run_id`, "

@@ -15,6 +15,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from delitos_platform.defs.dbt.project import ensure_manifest
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS
 from delitos_platform.partitions import Window, monthly_partitions
 
 SILVER, GOLD = "fqn:delitos.silver", "fqn:delitos.gold"
@@ -32,7 +33,10 @@ class DelitosDbtTranslator(DagsterDbtTranslator):
             return spec
         layer = props["config"].get("schema") or "silver"
         return spec.replace_attributes(
-            key=dg.AssetKey([layer, props["name"]]), group_name=layer, owners=["team:analytics-engineering"]
+            key=dg.AssetKey([layer, props["name"]]),
+            group_name=layer,
+            owners=["team:analytics-engineering"],
+            freshness_policy=MONTHLY_FRESHNESS,
         )
 
 

@@ -4,6 +4,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
 from delitos_platform.lake.extract import Extraction, extract_to_lake
 from delitos_platform.lake.quality import object_schema_drift, source_schema_drift
@@ -25,6 +26,7 @@ SCHEMA_CHECK = "schema_matches_contract"
     kinds={"parquet"},
     owners=["team:data-engineering"],
     pool="socrata",
+    freshness_policy=MONTHLY_FRESHNESS,
     check_specs=[
         dg.AssetCheckSpec(
             SCHEMA_CHECK,
