@@ -182,7 +182,8 @@ class SlackAlertChannel(dg.ConfigurableResource):
             client.chat_postMessage(channel=self.channel, text=redact_alert(alert).text(), unfurl_links=False)
         except SlackApiError as error:
             raise AlertDeliveryError(
-                f"Slack refused the alert for {self.channel}: {error.response.get('error')}"
+                f"Slack refused the alert for {self.channel}: "
+                f"{error.response.get('error') or f'HTTP {error.response.status_code}'}"
             ) from None
         except (SlackClientError, OSError) as error:
             raise AlertDeliveryError(f"cannot reach Slack to alert {self.channel} ({type(error).__name__})") from None

@@ -1,0 +1,313 @@
+"""Alerts end to end: real failed runs and checks on a test instance, Dagster's sensors, a real HTTP receiver.
+
+The receiver stands in for both a webhook and Slack's Web API (dagster-slack's client, pointed at it), so every
+assertion is on the bytes a channel really received.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+from dagster_slack import SlackResource
+
+from delitos_platform.alerts import (
+    Alert,
+    AlertDeliveryError,
+    AlertsResource,
+    SlackAlertChannel,
+    WebhookAlertChannel,
+    alert_resources,
+    redact,
+)
+from delitos_platform.defs.automation.alerts import failed_check_alerts, run_failure_alerts
+from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED
+from delitos_platform.defs.lake.assets import LAKE_DELITOS
+from delitos_platform.emulator import EmulatorServer
+from delitos_platform.lake.storage import LocalLake
+from delitos_platform.socrata import SocrataResource
+from delitos_platform_tests.platform.helpers import ASSETS, duckdb_resources
+
+TOKEN = "sentinel-token-7f3a9c"
+PASSWORD = "sentinel-password-51d2e8"
+WEBHOOK_SECRET = "sentinel-webhook-0b4e61"
+SLACK_TOKEN = "xoxb-sentinel-slack-9d1f"
+SENTINELS = (TOKEN, PASSWORD, WEBHOOK_SECRET, SLACK_TOKEN)
+WEBSERVER = "http://dagster.example:3000"
+MONTH = "2019-03-01"
+
+
+@dataclass
+class Request:
+    """One request the receiver got."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A real HTTP server on loopback that records every POST and answers ``status`` with Slack's ``{"ok": true}``."""
+
+    url: str = ""
+    status: int = 200
+    requests: list[Request] = field(default_factory=list)
+
+    def posted_to(self, prefix: str) -> list[Request]:
+        return [request for request in self.requests if request.path.startswith(prefix)]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """The receiver, serving from a thread for the test's duration."""
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            state.requests.append(Request(self.path, dict(self.headers.items()), body))
+            answer = json.dumps({"ok": state.status == 200}).encode()
+            self.send_response(state.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    """A persistent (SQLite, run-sharded: the default of ``dagster dev``) instance of this test's own."""
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+@pytest.fixture
+def alerts(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> AlertsResource:
+    """Both channels on the receiver, secrets as environment variables: ``/hooks/…`` and ``/slack/…``."""
+    monkeypatch.setenv("DELITOS_ALERT_WEBHOOK_URL", f"{receiver.url}/hooks/delitos?token={WEBHOOK_SECRET}")
+    monkeypatch.setenv("SLACK_TOKEN", SLACK_TOKEN)
+    monkeypatch.setenv("SOCRATA_APP_TOKEN", TOKEN)
+    monkeypatch.setenv("SNOWFLAKE_PASSWORD", PASSWORD)
+    slack = SlackResource(token=dg.EnvVar("SLACK_TOKEN"))
+    return AlertsResource(
+        webserver_url=WEBSERVER,
+        webhook=WebhookAlertChannel(url=dg.EnvVar("DELITOS_ALERT_WEBHOOK_URL")),
+        slack=SlackAlertChannel(slack=slack, channel="#delitos-alerts", api_url=f"{receiver.url}/slack/"),
+    )
+
+
+def evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, alerts: AlertsResource, cursor: str | None):
+    """One tick of a sensor the way the daemon runs it (its cursor logic included), with Dagster's test context."""
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": alerts}) as context:
+        result = sensor.evaluate_tick(context)
+    errors = [reaction.error for reaction in result.dagster_run_reactions or [] if reaction.error]
+    assert not errors, errors
+    return result.cursor
+
+
+def start_sensors(instance: dg.DagsterInstance, alerts: AlertsResource) -> dict[str, str | None]:
+    """The first tick of each sensor: it only places the cursor at "now"."""
+    return {
+        sensor.name: evaluate(sensor, instance, alerts, None) for sensor in (run_failure_alerts, failed_check_alerts)
+    }
+
+
+def tick_all(instance: dg.DagsterInstance, alerts: AlertsResource, cursors: dict[str, str | None]) -> None:
+    """One more tick of each sensor, moving ``cursors`` on."""
+    for sensor in (run_failure_alerts, failed_check_alerts):
+        cursors[sensor.name] = evaluate(sensor, instance, alerts, cursors[sensor.name])
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def assert_no_secret(*requests: Request) -> None:
+    for request in requests:
+        for sentinel in SENTINELS:
+            assert sentinel.encode() not in request.body, f"{sentinel} leaked into an alert to {request.path}"
+
+
+def test_a_failed_run_is_alerted_once_on_each_channel_with_asset_partition_reason_and_link(
+    instance, alerts, receiver, tmp_path: Path
+):
+    cursors = start_sensors(instance, alerts)
+    # The source is unreachable, and its URL carries a password: the failure's sentence quotes that URL.
+    socrata = SocrataResource(
+        url=f"http://alerts:{PASSWORD}@127.0.0.1:{closed_port()}",
+        app_token=dg.EnvVar("SOCRATA_APP_TOKEN"),
+        max_retries=1,
+        backoff_seconds=0.01,
+    )
+    lake = LocalLake(root=str(tmp_path / "lake"))
+    failed = dg.materialize(
+        ASSETS[:2],
+        resources={"socrata": socrata, "lake": lake},
+        partition_key=MONTH,
+        tags={"requested_by": f"ops password={PASSWORD}"},
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not failed.success
+
+    tick_all(instance, alerts, cursors)
+
+    [hook], [slack] = receiver.posted_to("/hooks/"), receiver.posted_to("/slack/")
+    assert hook.path == f"/hooks/delitos?token={WEBHOOK_SECRET}"  # the EnvVar was resolved at send time
+    alert = hook.json()
+    assert alert["title"] == "Run failed: __ephemeral_asset_job__"
+    assert (alert["assets"], alert["partition"], alert["check"]) == (["lake/delitos"], MONTH, None)
+    assert alert["message"].startswith("lake__delitos: cannot reach Socrata at http://***@127.0.0.1:")
+    assert alert["message"].endswith("connection refused")
+    assert (alert["run_id"], alert["run_url"]) == (failed.run_id, f"{WEBSERVER}/runs/{failed.run_id}")
+    assert slack.path == "/slack/chat.postMessage"
+    assert slack.headers["Authorization"] == f"Bearer {SLACK_TOKEN}"  # the token goes in the header only
+    assert slack.json()["channel"] == "#delitos-alerts"
+    assert slack.json()["text"] == alert["text"]
+    assert f"<{WEBSERVER}/runs/{failed.run_id}|Open run {failed.run_id[:8]}>" in alert["text"]
+    assert "*Asset:* lake/delitos\n*Partition:* 2019-03-01" in alert["text"]
+    assert_no_secret(hook, slack)
+
+    tick_all(instance, alerts, cursors)
+
+    assert len(receiver.requests) == 2
+
+
+def test_a_failed_blocking_check_is_alerted_once_and_its_failed_run_not_again(
+    instance, alerts, receiver, *, fresh_emulator: EmulatorServer, snapshot_rows, tmp_path: Path
+):
+    resources = duckdb_resources(fresh_emulator, tmp_path)
+    tags = {"dagster/asset_partition_range_start": MONTH, "dagster/asset_partition_range_end": MONTH}
+    run = {"resources": resources, "tags": tags, "instance": instance, "raise_on_error": False}
+    assert dg.materialize(ASSETS, selection=[LAKE_DELITOS], **run).success
+    cursors = start_sensors(instance, alerts)
+    # The source gains a row after the lake was extracted: bronze no longer reconciles with it.
+    march = next(row for row in snapshot_rows if row["fecha_hecho"].startswith("2019-03"))
+    fresh_emulator.dataset.add_rows([march])
+    failed = dg.materialize(ASSETS, selection=[BRONZE_DELITOS], **run)
+    assert not failed.success
+
+    tick_all(instance, alerts, cursors)
+
+    [hook] = receiver.posted_to("/hooks/")
+    alert = hook.json()
+    assert alert["title"] == f"Check failed: {RECONCILED} on bronze/delitos"
+    assert (alert["assets"], alert["partition"], alert["check"]) == (["bronze/delitos"], MONTH, RECONCILED)
+    assert alert["message"] == (
+        "ERROR: 1 of 1 months do not reconcile: 2019-03: source 94, lake 93 + quarantined 0, bronze 93 "
+        "(blocking: downstream assets were not built)"
+    )
+    assert alert["run_url"] == f"{WEBSERVER}/runs/{failed.run_id}"
+    assert len(receiver.posted_to("/slack/")) == 1
+    assert_no_secret(*receiver.requests)
+
+    tick_all(instance, alerts, cursors)
+
+    assert len(receiver.requests) == 2
+
+
+def test_failures_from_before_the_first_tick_are_not_replayed(instance, alerts, receiver):
+    @dg.asset(check_specs=[dg.AssetCheckSpec("never", asset="broken")])
+    def broken() -> dg.MaterializeResult:
+        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(check_name="never", passed=False)])
+
+    @dg.asset
+    def crashing() -> None:
+        raise ValueError("boom")
+
+    dg.materialize([broken], instance=instance)
+    dg.materialize([crashing], instance=instance, raise_on_error=False)
+    cursors = start_sensors(instance, alerts)
+
+    tick_all(instance, alerts, cursors)
+
+    assert receiver.requests == []
+
+
+def test_a_channel_that_fails_names_only_its_host_and_the_others_still_deliver(receiver):
+    alert = Alert("Run failed: job", ("lake/delitos",), MONTH, None, "why", "run-1", "job", f"{WEBSERVER}/runs/run-1")
+    receiver.status = 500
+    slack = SlackAlertChannel(slack=SlackResource(token=SLACK_TOKEN), channel="#c", api_url=f"{receiver.url}/slack/")
+    failing = AlertsResource(
+        webhook=WebhookAlertChannel(url=f"{receiver.url}/hooks/x?token={WEBHOOK_SECRET}"), slack=slack
+    )
+    unreachable = WebhookAlertChannel(url=f"http://127.0.0.1:{closed_port()}/hooks/x?token={WEBHOOK_SECRET}")
+
+    with pytest.raises(AlertDeliveryError) as failure:
+        failing.send(alert)
+    with pytest.raises(AlertDeliveryError) as unreachable_failure:
+        unreachable.send(alert)
+
+    assert str(failure.value) == (
+        f"the alert webhook at {receiver.url} answered HTTP 500; Slack refused the alert for #c: HTTP 500"
+    )
+    assert len(receiver.requests) == 2  # the webhook's failure did not stop Slack
+    assert str(unreachable_failure.value).startswith("cannot reach the alert webhook at http://127.0.0.1:")
+    assert WEBHOOK_SECRET not in str(unreachable_failure.value)
+
+
+def test_channels_are_configured_only_when_their_settings_are_complete():
+    def channels(environ: dict[str, str]) -> list[str]:
+        return list(alert_resources(environ)["alerts"].channels())
+
+    assert channels({}) == []
+    assert channels({"SLACK_TOKEN": "x"}) == []
+    assert channels({"DELITOS_SLACK_CHANNEL": "#c"}) == []
+    assert channels({"DELITOS_ALERT_WEBHOOK_URL": "https://hooks.example/x"}) == ["webhook"]
+    assert channels({"SLACK_TOKEN": "x", "DELITOS_SLACK_CHANNEL": "#c", "DELITOS_ALERT_WEBHOOK_URL": "h"}) == [
+        "webhook",
+        "slack",
+    ]
+    configured = alert_resources({"DELITOS_ALERT_WEBHOOK_URL": "h", "DAGSTER_WEBSERVER_URL": "https://dagster.x/"})
+    assert configured["alerts"].run_url("abc") == "https://dagster.x/runs/abc"
+    assert alert_resources({})["alerts"].run_url("abc") == "http://127.0.0.1:3000/runs/abc"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "cannot reach Socrata at https://u:p4ss@host/x: refused",
+            "cannot reach Socrata at https://***@host/x: refused",
+        ),
+        ("sent X-App-Token: abc123 to /resource", "sent X-App-Token: *** to /resource"),
+        ('{"password": "hunter2", "rows": 3}', '{"password": "***", "rows": 3}'),
+        ("GET /resource/x.json?$$app_token=abc&$limit=5", "GET /resource/x.json?$$app_token=***&$limit=5"),
+        ("Authorization: Bearer abcdefghijkl", "Authorization: Bearer ***"),
+        ("slack xoxb-123-456-abc, aws AKIAABCDEFGHIJKLMNOP", "slack ***, aws ***"),
+        (f"the value {TOKEN} anywhere", "the value *** anywhere"),
+        (
+            "2019-03: source 94, lake 93 + quarantined 0, bronze 93",
+            "2019-03: source 94, lake 93 + quarantined 0, bronze 93",
+        ),
+        ("check SOCRATA_APP_TOKEN", "check SOCRATA_APP_TOKEN"),
+    ],
+)
+def test_anything_that_looks_like_a_secret_is_redacted(text, expected):
+    assert redact(text, [TOKEN]) == expected
