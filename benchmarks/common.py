@@ -43,8 +43,17 @@ def emulator(snapshot: Path) -> Iterator[str]:
             raise RuntimeError(f"the emulator did not start: {line!r}")
         yield match.group(0)
     finally:
-        process.terminate()
+        stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminate a subprocess, killed when it has not exited 30 s later."""
+    process.terminate()
+    try:
         process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:

@@ -1,0 +1,295 @@
+"""The whole platform, side by side in one run: a cold full backfill vs the raw page fetch vs dlt → DuckDB.
+
+    .venv/bin/pip install -e '.[bench]' && .venv/bin/python benchmarks/backfill_platform.py [--skip-dlt]
+
+Against one emulator subprocess serving the national-scale snapshot (≈492k rows, 2006-05 → 2026-05):
+
+* ``raw``: every page fetched with a plain HTTP client, bytes kept and dropped (the floor);
+* ``backfill``: ``delitos_main_job`` (source → lake → bronze → dbt silver → dbt gold, dbt tests included) over
+  every month as ONE Dagster run on the embedded default, in a fresh data dir and warehouse with an ephemeral
+  instance; then, in the same process and warehouse, the re-sync of one month (``resync``);
+* ``dlt``: dlt's rest_api source loading the same rows into DuckDB.
+
+Each contender runs in a fresh interpreter so that its peak RSS (VmHWM) is its own. dbt runs in subprocesses
+of the backfill: their peak RSS is reported apart, sampled with psutil while each run lasts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emulator, national_snapshot, peak_rss_mb, run_contender
+from extract_lake import dlt_rest_api, raw_fetch
+
+FIRST, LAST, RESYNC_MONTH = "2006-05-01", "2026-05-01", "2019-03-01"
+NON_DBT_STEPS, DBT_STEPS = ("lake__delitos", "bronze__delitos"), ("dbt_silver", "dbt_gold")
+
+
+class DbtSampler:
+    """Samples this process's children while a run lasts: the dbt commands it started and their peak RSS.
+
+    dbt's peak is its own VmHWM (the kernel's high-water mark), read until shortly before it exits: only the
+    growth in its last sampling interval can be missed. ``getrusage(RUSAGE_CHILDREN)`` is no use here: a forked
+    child inherits the parent's high-water mark, so it reports the Dagster process's own peak.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        import psutil
+
+        self._me, self._interval, self._stop = psutil.Process(), interval, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.commands: dict[int, str] = {}
+        self.peak_rss: dict[int, float] = {}
+        self._others: set[int] = set()
+
+    def __enter__(self) -> DbtSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._interval):
+            for child in self._me.children(recursive=True):
+                if child.pid not in self._others:
+                    self._record(child)
+
+    def _record(self, child: Any) -> None:
+        import psutil
+
+        try:
+            if child.pid not in self.commands:
+                command = dbt_command(child.cmdline())
+                if command is None:
+                    self._others.add(child.pid)
+                    return
+                self.commands[child.pid] = command
+            self.peak_rss[child.pid] = peak_rss_mb(child.pid)
+        except (psutil.Error, OSError, AttributeError):  # it ended between the listing and the reading
+            pass
+
+    def figures(self) -> dict[str, Any]:
+        """dbt commands seen (``--version`` probes apart from invocations) and the largest dbt peak RSS in MB."""
+        commands = list(self.commands.values())
+        return {
+            "dbt_invocations": sum(command != "--version" for command in commands),
+            "dbt_commands": commands,
+            "dbt_peak_rss_mb": max(self.peak_rss.values(), default=0.0),
+        }
+
+
+def dbt_command(cmdline: list[str]) -> str | None:
+    """``build``, ``--version``…: the first argument after the ``dbt`` executable, or None for another program."""
+    for position, part in enumerate(cmdline):
+        if Path(part).name == "dbt":
+            return cmdline[position + 1] if position + 1 < len(cmdline) else ""
+    return None
+
+
+def use_embedded_platform(url: str, data_dir: Path) -> None:
+    """Point the platform's settings (read by ``environment.build_resources`` and dbt's profile) at ``data_dir``."""
+    os.environ.update(
+        {
+            "DELITOS_ENV": "local",
+            "SOCRATA_URL": url,
+            "DELITOS_DATA_DIR": str(data_dir),
+            "DELITOS_WAREHOUSE_PATH": str(data_dir / "warehouse.duckdb"),
+            "DO_NOT_TRACK": "1",
+        }
+    )
+
+
+def run_main_job(instance: Any, first: str, last: str) -> dict[str, Any]:
+    """``delitos_main_job`` over ``first`` → ``last`` as one run: seconds, per-step seconds, dbt processes."""
+    from delitos_platform.definitions import defs
+
+    job = defs().resolve_job_def("delitos_main_job")
+    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    with DbtSampler() as sampler:
+        started = time.perf_counter()
+        result = job.execute_in_process(instance=instance, tags=tags, run_config=quiet, raise_on_error=False)
+        seconds = time.perf_counter() - started
+    if not result.success:
+        raise RuntimeError(f"the run {first} → {last} failed: {failed_steps(result)}")
+    return {"seconds": seconds, "steps": step_seconds(instance, result.run_id), **sampler.figures()}
+
+
+def failed_steps(result: Any) -> str:
+    """The failed steps of a run and their reasons, on one line."""
+    failures = [event for event in result.all_events if event.is_step_failure]
+    return "; ".join(f"{event.step_key}: {event.step_failure_data.error}" for event in failures) or "no step failed"
+
+
+def step_seconds(instance: Any, run_id: str) -> dict[str, float]:
+    """Seconds from STEP_START to STEP_SUCCESS of every step, read from the run's events."""
+    import dagster as dg
+
+    kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
+    started, seconds = {}, {}
+    for entry in instance.all_logs(run_id, of_type=kinds):
+        if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START:
+            started[entry.step_key] = entry.timestamp
+        else:
+            seconds[entry.step_key] = entry.timestamp - started[entry.step_key]
+    return seconds
+
+
+def warehouse_rows(data_dir: Path) -> dict[str, int]:
+    """Rows of bronze and silver in the warehouse, to show the backfill loaded everything."""
+    import duckdb
+
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as warehouse:
+        tables = {"bronze": "bronze.delitos", "silver": "silver.stg_delitos"}
+        return {
+            layer: warehouse.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for layer, table in tables.items()
+        }
+
+
+def backfill(url: str) -> dict:
+    """A cold full backfill as one run, then the re-sync of one month over the same data dir and warehouse."""
+    import dagster as dg
+
+    with tempfile.TemporaryDirectory() as work, dg.DagsterInstance.ephemeral() as instance:
+        data_dir = Path(work)
+        use_embedded_platform(url, data_dir)
+        figures = run_main_job(instance, FIRST, LAST)
+        rows = warehouse_rows(data_dir)
+        figures |= {
+            "dagster_runs": instance.get_runs_count(),
+            "run_peak_rss_mb": peak_rss_mb(),
+            "rows": rows["bronze"],
+            "silver_rows": rows["silver"],
+        }
+        figures["resync"] = run_main_job(instance, RESYNC_MONTH, RESYNC_MONTH)
+    return figures
+
+
+CONTENDERS = {"raw": raw_fetch, "backfill": backfill, "dlt": dlt_rest_api}
+
+
+def main() -> None:
+    """Run the contenders one after the other against one emulator and print the figures side by side."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-dlt", action="store_true", help="leave dlt out (when it is not installed)")
+    args = parser.parse_args()
+    if args.contender:
+        figures = CONTENDERS[args.contender](args.url)
+        print(json.dumps({**figures, "peak_rss_mb": peak_rss_mb()}))
+        return
+    names = ["raw", "backfill"] + ([] if args.skip_dlt else ["dlt"])
+    missing = [module for module in ("psutil", *(["dlt"] if "dlt" in names else [])) if not find_module(module)]
+    if missing:
+        parser.exit(2, f"missing: {', '.join(missing)}; pip install -e '.[bench]' (or --skip-dlt for dlt alone)\n")
+    snapshot = national_snapshot()
+    with emulator(snapshot) as url:
+        run_contender(Path(__file__), "raw", ["--url", url])  # warm the server's caches once
+        results = {name: run_contender(Path(__file__), name, ["--url", url]) for name in names}
+    print_table(results)
+    print_targets(results)
+
+
+def find_module(name: str) -> bool:
+    """Whether a module can be imported, without importing it."""
+    return importlib.util.find_spec(name) is not None
+
+
+def print_table(results: dict[str, dict]) -> None:
+    """One line per contender, the re-sync as a fourth, then the steps of both runs and a few notes."""
+    run = results["backfill"]
+    rows = {
+        **results,
+        "backfill": {**run, "peak_rss_mb": run["run_peak_rss_mb"]},
+        "resync": {**run["resync"], "rows": "1 month", "peak_rss_mb": None},
+    }
+    print(f"{'contender':<10}{'rows':>10}{'seconds':>10}{'peak RSS MB':>14}{'dbt peak RSS MB':>18}")
+    for name, figures in rows.items():
+        count = f"{figures['rows']:,}" if isinstance(figures["rows"], int) else figures["rows"]
+        rss, dbt = figures["peak_rss_mb"], figures.get("dbt_peak_rss_mb")
+        print(f"{name:<10}{count:>10}{figures['seconds']:>10.2f}{mb(rss):>14}{mb(dbt):>18}")
+    print(f"\n{'step':<22}{'backfill s':>12}{'resync s':>10}")
+    for step in (*NON_DBT_STEPS, *DBT_STEPS):
+        print(f"{step:<22}{run['steps'][step]:>12.2f}{run['resync']['steps'][step]:>10.2f}")
+    overhead = [figures["seconds"] - sum(figures["steps"].values()) for figures in (run, run["resync"])]
+    print(f"{'(outside the steps)':<22}{overhead[0]:>12.2f}{overhead[1]:>10.2f}")
+    print_notes(run)
+
+
+def mb(value: float | None) -> str:
+    """A size in MB, or a dash when it does not apply."""
+    return "—" if value is None else f"{value:.0f}"
+
+
+def print_notes(run: dict) -> None:
+    """What the backfill left behind and which dbt commands each run started."""
+    print(
+        f"\nbackfill: {run['dagster_runs']} Dagster run in the instance after it; "
+        f"bronze {run['rows']:,} / silver {run['silver_rows']:,} rows; run process peak RSS excludes dbt, "
+        f"which runs in subprocesses (peak RSS of the contender incl. the re-sync: {run['peak_rss_mb']:.0f} MB)"
+    )
+    for name, figures in (("backfill", run), ("resync", run["resync"])):
+        print(f"dbt subprocesses of the {name}: {', '.join(f'dbt {command}' for command in figures['dbt_commands'])}")
+
+
+def print_targets(results: dict[str, dict]) -> None:
+    """The four targets, each PASS or MISS with the figures it is decided on."""
+    run = results["backfill"]
+    print()
+    print(target("whole backfill ≤ raw fetch + 15 s", backfill_target(run, results["raw"])))
+    to_bronze = sum(run["steps"][step] for step in NON_DBT_STEPS)
+    if "dlt" in results:
+        print(target("source → bronze ≥ 3x faster than dlt", speed_target(to_bronze, results["dlt"])))
+        print(target("peak RSS of the run below dlt's", memory_target(run, results["dlt"])))
+    else:
+        print(f"source → bronze and peak RSS vs dlt: not measured (--skip-dlt); lake + bronze {to_bronze:.2f} s")
+    print(target("re-sync one month ≤ 5 s + one dbt invocation", resync_target(run["resync"])))
+
+
+def target(name: str, decided: tuple[bool, str]) -> str:
+    """One target line: its name, the figures, PASS or MISS."""
+    passed, figures = decided
+    return f"{name}: {figures}  {'PASS' if passed else 'MISS'}"
+
+
+def backfill_target(run: dict, raw: dict) -> tuple[bool, str]:
+    """The whole cold backfill against the raw page fetch plus 15 s."""
+    return run["seconds"] <= raw["seconds"] + 15, f"{run['seconds']:.2f} s vs {raw['seconds']:.2f} + 15 s"
+
+
+def speed_target(to_bronze: float, dlt: dict) -> tuple[bool, str]:
+    """dlt's rest_api → DuckDB load against our lake + bronze steps."""
+    figures = f"dlt {dlt['seconds']:.2f} s / lake + bronze {to_bronze:.2f} s = {dlt['seconds'] / to_bronze:.2f}x"
+    return dlt["seconds"] >= 3 * to_bronze, figures
+
+
+def memory_target(run: dict, dlt: dict) -> tuple[bool, str]:
+    """The run process's peak RSS (dbt's subprocesses apart) against dlt's process."""
+    ours, dbt = run["run_peak_rss_mb"], run["dbt_peak_rss_mb"]
+    figures = f"{ours:.0f} MB (dbt subprocesses apart: {dbt:.0f} MB) vs {dlt['peak_rss_mb']:.0f} MB"
+    return ours < dlt["peak_rss_mb"], figures
+
+
+def resync_target(resync: dict) -> tuple[bool, str]:
+    """The re-sync's non-dbt part against 5 s, and how many times it invoked dbt."""
+    dbt = sum(resync["steps"][step] for step in DBT_STEPS)
+    non_dbt, invocations = resync["seconds"] - dbt, resync["dbt_invocations"]
+    figures = f"{resync['seconds']:.2f} s = {non_dbt:.2f} s non-dbt + {dbt:.2f} s in {invocations} dbt invocation(s)"
+    return non_dbt <= 5 and invocations == 1, figures
+
+
+if __name__ == "__main__":
+    main()
