@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date
 
 import pytest
 
-from delitos_platform.defs.dbt.assets import window_vars
+from delitos_platform.defs.dbt.assets import window_environment
 from delitos_platform.partitions import Window, monthly_partitions, parse_partition_key
 
 
@@ -33,10 +32,11 @@ def test_a_window_knows_its_months_and_its_where_clause():
     assert window.soql() == "fecha_hecho >= '2023-11-01T00:00:00.000' AND fecha_hecho < '2024-02-01T00:00:00.000'"
 
 
-def test_dbt_gets_the_window_as_exact_vars():
-    assert json.dumps(window_vars(Window.for_month("2024-02-01"))) == (
-        '{"window_start": "2024-02-01", "window_end": "2024-03-01"}'
-    )
+def test_dbt_gets_the_window_as_exact_variables():
+    assert window_environment(Window.for_month("2024-02-01")) == {
+        "DELITOS_DBT_WINDOW_START": "2024-02-01",
+        "DELITOS_DBT_WINDOW_END": "2024-03-01",
+    }
 
 
 @pytest.mark.parametrize("key", ["2024-13-01", "2024-02-15", "feb", ""])

@@ -1,12 +1,20 @@
 {#
     The run's window: dbt vars `window_start` and `window_end`, ISO dates (YYYY-MM-DD), a half-open
     interval [window_start, window_end) on fecha_hecho. Both unset means no window: everything.
+
+    Dagster passes the window in the environment instead (DELITOS_DBT_WINDOW_START / _END), read only at
+    execution time: a window in --vars changes dbt's parse inputs and costs a full re-parse every run, an
+    environment variable read while executing does not.
 #}
 
 {#- Returns none (no window) or a dict {start, end} of validated ISO date strings. -#}
 {% macro delitos_window() %}
     {%- set start = var('window_start', none) -%}
     {%- set end = var('window_end', none) -%}
+    {%- if execute and start in (none, '') and end in (none, '') -%}
+        {%- set start = env_var('DELITOS_DBT_WINDOW_START', '') -%}
+        {%- set end = env_var('DELITOS_DBT_WINDOW_END', '') -%}
+    {%- endif -%}
     {%- if start in (none, '') and end in (none, '') -%}
         {{ return(none) }}
     {%- endif -%}

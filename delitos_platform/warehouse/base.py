@@ -46,3 +46,7 @@ class WarehouseResource(dg.ConfigurableResource):
     def count_by_month(self, window: Window) -> dict[str, int]:
         """Rows per month key that ``bronze.delitos`` holds inside ``window`` (months with none left out)."""
         raise NotImplementedError
+
+    def fetch(self, sql: str) -> list[tuple]:
+        """The rows of a read-only query written by the platform itself (never user input)."""
+        raise NotImplementedError

@@ -83,6 +83,10 @@ class DuckDBWarehouse(WarehouseResource):
             rows = connection.execute(COUNT_BY_MONTH, [window.start, window.end]).fetchall()
         return dict(rows)
 
+    def fetch(self, sql: str) -> list[tuple]:
+        with self._connection() as connection:
+            return connection.execute(sql).fetchall()
+
     @contextmanager
     def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection whose schemas and bronze table exist; DuckDB failures told in one sentence."""

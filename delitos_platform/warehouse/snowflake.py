@@ -123,6 +123,11 @@ class SnowflakeWarehouse(WarehouseResource):
 
     # -- steps of a load -------------------------------------------------------------------------
 
+    def fetch(self, sql: str) -> list[tuple]:
+        with self._cursor() as cursor:
+            cursor.execute(sql)
+            return [tuple(row) for row in cursor.fetchall()]
+
     def _stage_location(self) -> str:
         """``@STAGE/prefix/``, checked before any SQL runs."""
         stage = checked_identifier(self.stage, "stage name")

@@ -64,6 +64,14 @@ def test_every_layer_reconciles_and_a_second_run_changes_nothing(emulator, tmp_p
         _recount_por_mes(snapshot_rows)
     )
     assert query(database, "SELECT DISTINCT _run_id FROM bronze.delitos") == [(first.run_id,)]
+    gold_views = {
+        event.asset_key.to_user_string(): event.materialization.metadata
+        for event in first.get_asset_materialization_events()
+        if event.asset_key.path[0] == "gold"
+    }
+    june = query(database, "SELECT casos FROM gold.tendencia_mensual WHERE mes = '2019-06-01'")[0][0]
+    assert f"| 2019-06 | {june:,} |" in gold_views["gold/tendencia_mensual"]["monthly_trend"].value
+    assert "| 68 | SANTANDER |" in gold_views["gold/delitos_por_departamento"]["departments"].value
     contents = warehouse_contents(database)
 
     second = run_months(resources, FIRST, LAST)

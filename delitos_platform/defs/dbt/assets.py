@@ -6,17 +6,20 @@ them once from silver, however many months it covers, and Dagster records one ma
 of one per month. dbt's own ``build`` order makes an error-severity test block everything downstream of it.
 """
 
-import json
+import os
 import re
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from delitos_platform.charts import DEPARTMENTS_SQL, LATEST_YEAR_SQL, TREND_SQL, departments_markdown, trend_markdown
 from delitos_platform.defs.dbt.project import ensure_manifest
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS
 from delitos_platform.partitions import Window, monthly_partitions
+from delitos_platform.warehouse.base import WarehouseResource
 
 SILVER, GOLD = "fqn:delitos.silver", "fqn:delitos.gold"
 ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
@@ -40,9 +43,12 @@ class DelitosDbtTranslator(DagsterDbtTranslator):
         )
 
 
-def window_vars(window: Window) -> dict[str, str]:
-    """The dbt vars of a run's window: half-open ``[window_start, window_end)`` as ISO dates."""
-    return {"window_start": window.start.isoformat(), "window_end": window.end.isoformat()}
+def window_environment(window: Window) -> dict[str, str]:
+    """The run's window for dbt, half-open ``[start, end)`` as ISO dates (read by the ``delitos_window`` macro).
+
+    Passed in the environment, not ``--vars``: dbt re-parses the whole project whenever ``--vars`` change.
+    """
+    return {"DELITOS_DBT_WINDOW_START": window.start.isoformat(), "DELITOS_DBT_WINDOW_END": window.end.isoformat()}
 
 
 TRANSLATOR = DelitosDbtTranslator()
@@ -61,23 +67,74 @@ def dbt_silver(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterat
     """``silver.stg_delitos`` for exactly the run's months (delete + insert of the window), with its tests."""
     window = Window.from_time_window(context.partition_time_window)
     # Cautious: the tests comparing gold with silver belong to the gold step, which runs after this one.
-    args = ["build", "--indirect-selection", "cautious", "--vars", json.dumps(window_vars(window))]
-    yield from run_dbt(dbt, args, context)
+    yield from run_dbt(dbt, ["build", "--indirect-selection", "cautious"], context, window_environment(window))
 
 
 @dbt_assets(manifest=MANIFEST, select=GOLD, name="dbt_gold", dagster_dbt_translator=TRANSLATOR)
-def dbt_gold(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    """The gold tables rebuilt from silver, with their tests; never reads a partition window."""
-    yield from run_dbt(dbt, ["build"], context)
+def dbt_gold(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
+    """The gold tables rebuilt from silver, with their tests; never reads a partition window.
+
+    The trend and department tables also get a chart and a table the UI shows on their page. Events are
+    held until dbt exits: an embedded DuckDB file can be read only once dbt has let go of it.
+    """
+    events = list(run_dbt(dbt, ["build"], context))
+    for event in events:
+        key = _asset_key_of(context, event)
+        view = GOLD_VIEWS.get(key) if key else None
+        yield event.with_metadata({**(event.metadata or {}), **view(warehouse)}) if view else event
 
 
-def run_dbt(dbt: DbtCliResource, args: list[str], context: dg.AssetExecutionContext) -> Iterator[Any]:
+def trend_view(warehouse: WarehouseResource) -> dict[str, dg.MetadataValue]:
+    """The last 24 months of cases as a bar chart."""
+    return {"monthly_trend": dg.MetadataValue.md(trend_markdown(warehouse.fetch(TREND_SQL)))}
+
+
+def departments_view(warehouse: WarehouseResource) -> dict[str, dg.MetadataValue]:
+    """The departments of the latest year by cases."""
+    [(year,)] = warehouse.fetch(LATEST_YEAR_SQL)
+    return {"departments": dg.MetadataValue.md(departments_markdown(warehouse.fetch(DEPARTMENTS_SQL), year))}
+
+
+GOLD_VIEWS = {
+    dg.AssetKey(["gold", "tendencia_mensual"]): trend_view,
+    dg.AssetKey(["gold", "delitos_por_departamento"]): departments_view,
+}
+
+
+def _asset_key_of(context: dg.AssetExecutionContext, event: Any) -> dg.AssetKey | None:
+    if isinstance(event, dg.Output):
+        return context.asset_key_for_output(event.output_name)
+    return getattr(event, "asset_key", None) if isinstance(event, dg.MaterializeResult) else None
+
+
+def run_dbt(
+    dbt: DbtCliResource,
+    args: list[str],
+    context: dg.AssetExecutionContext,
+    environment: Mapping[str, str] | None = None,
+) -> Iterator[Any]:
     """Stream a dbt command's events; a failure becomes one readable ``dg.Failure`` (dbt's own errors)."""
-    invocation = dbt.cli(args, context=context, raise_on_error=False)
+    with extra_environment(environment or {}):  # dagster-dbt hands dbt a copy of os.environ when it starts it
+        invocation = dbt.cli(args, context=context, raise_on_error=False)
     yield from invocation.stream()
     error = invocation.get_error()
     if error is not None:
         raise dg.Failure(description=f"dbt {args[0]} failed: {dbt_errors(str(error))}", allow_retries=False)
+
+
+@contextmanager
+def extra_environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """``variables`` set in ``os.environ`` for the duration of the block, then restored."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def dbt_errors(message: str, shown: int = 3) -> str:
