@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from delitos_platform.defs.automation.alerts import failed_check_alerts, run_failure_alerts
 from delitos_platform.defs.automation.freshness import freshness_against_source, freshness_job, freshness_schedule
 from delitos_platform.defs.automation.schedules import newest_months
 from delitos_platform.defs.automation.sync import socrata_changes
@@ -23,6 +24,6 @@ def defs() -> dg.Definitions:
         asset_checks=[freshness_against_source],
         jobs=[main_job, freshness_job],
         schedules=[newest_months, freshness_schedule],
-        sensors=[socrata_changes],
+        sensors=[socrata_changes, run_failure_alerts, failed_check_alerts],
         resources=build_resources(),
     )

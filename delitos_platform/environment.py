@@ -17,6 +17,7 @@ from dagster_aws.s3 import S3Resource
 from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 
+from delitos_platform.alerts import alert_resources
 from delitos_platform.contract import DATASET_ID
 from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, delitos_dbt_project
 from delitos_platform.lake.storage import LocalLake, S3Lake
@@ -120,4 +121,5 @@ def build_resources(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
         "lake": lake_resource(environment, environ),
         "warehouse": warehouse_resource(environment, environ),
         "dbt": dbt_resource(environment),
+        **alert_resources(environ),
     }

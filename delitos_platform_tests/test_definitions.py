@@ -61,6 +61,7 @@ def test_local_and_prod_choose_their_resources():
         "lake": "LocalLake",
         "warehouse": "DuckDBWarehouse",
         "dbt": "DbtCliResource",
+        "alerts": "AlertsResource",
     }
     assert local["lake"].root == "/srv/delitos/lake"
     assert local["socrata"].url == "https://www.datos.gov.co" and local["socrata"].app_token is None
