@@ -44,12 +44,20 @@ class SocrataResource(dg.ConfigurableResource):
     max_retries: int = Field(default=5, ge=0, description="Retries per request on 429, 5xx and resets.")
     backoff_seconds: float = Field(default=0.5, ge=0, description="Backoff factor between retries.")
 
+    @property
+    def shown_url(self) -> str:
+        """The URL as messages may show it: credentials written into it are never repeated."""
+        parts = urlsplit(self.url)
+        if parts.username is None and parts.password is None:
+            return self.url
+        return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
+
     @contextmanager
     def client(self) -> Iterator[Socrata]:
         """A ``sodapy`` client whose session retries 429/5xx/timeouts/resets with backoff."""
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise SocrataError(f"SOCRATA_URL must look like https://www.datos.gov.co, not {self.url!r}")
+            raise SocrataError(f"SOCRATA_URL must look like https://www.datos.gov.co, not {self.shown_url!r}")
         adapter = HTTPAdapter(max_retries=self._retry())
         client = Socrata(
             parts.netloc,
@@ -136,7 +144,7 @@ class SocrataResource(dg.ConfigurableResource):
                 # urllib3's Retry cannot see a body cut short after the headers arrived.
                 if attempt == self.max_retries:
                     raise SocrataError(
-                        f"Socrata at {self.url} kept cutting responses short after {self.max_retries} retries"
+                        f"Socrata at {self.shown_url} kept cutting responses short after {self.max_retries} retries"
                     ) from None
                 time.sleep(self.backoff_seconds * 2**attempt)
             except requests.exceptions.RequestException as error:
@@ -145,7 +153,7 @@ class SocrataResource(dg.ConfigurableResource):
 
     def explain(self, error: requests.exceptions.RequestException) -> str:
         """One sentence for a failed request; never quotes headers, so the token cannot leak."""
-        where = f"Socrata at {self.url}"
+        where = f"Socrata at {self.shown_url}"
         if isinstance(error, requests.exceptions.RetryError):
             reason = str(getattr(error.args[0], "reason", error)) if error.args else str(error)
             if "429" in reason:
@@ -163,14 +171,14 @@ class SocrataResource(dg.ConfigurableResource):
         status = response.status_code
         message = _message_of(response)
         if status == 404:
-            return f"dataset {self.dataset_id!r} does not exist at {self.url} ({message or 'not found'})"
+            return f"dataset {self.dataset_id!r} does not exist at {self.shown_url} ({message or 'not found'})"
         if status in (401, 403):
-            return f"Socrata at {self.url} refused the request (HTTP {status}): check SOCRATA_APP_TOKEN" + (
+            return f"Socrata at {self.shown_url} refused the request (HTTP {status}): check SOCRATA_APP_TOKEN" + (
                 f" ({message})" if message else ""
             )
         if status == 400:
             return f"Socrata rejected the query: {message or response.reason}"
-        return f"Socrata at {self.url} answered HTTP {status}: {message or response.reason}"
+        return f"Socrata at {self.shown_url} answered HTTP {status}: {message or response.reason}"
 
 
 class PageDecoder:

@@ -101,3 +101,12 @@ def test_a_killed_write_leaves_the_previous_object_whole(tmp_path):
     writer.wait()
 
     assert lake.read("delitos/mes=2019-03/delitos-2019-03.parquet") == b"previous object"
+
+
+def test_credentials_written_into_the_socrata_url_never_reach_a_message(local_lake):
+    url = f"http://reader:s3cret-in-url@127.0.0.1:{_closed_port()}"
+    result = materialize_lake(SocrataResource(url=url, max_retries=0), local_lake, MONTH)
+
+    message = failure_message(result)
+    assert message.startswith("cannot reach Socrata at http://127.0.0.1:")
+    assert "s3cret-in-url" not in message

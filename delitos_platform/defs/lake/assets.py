@@ -45,7 +45,7 @@ def lake_delitos(
 ) -> dg.MaterializeResult:
     """Extract the run's months from Socrata into the lake."""
     window = Window.from_time_window(context.partition_time_window)
-    context.log.info(f"Extracting [{window.start}, {window.end}) from {socrata.url} into the lake")
+    context.log.info(f"Extracting [{window.start}, {window.end}) from {socrata.shown_url} into the lake")
     try:
         extraction = extract_to_lake(socrata, lake, window, log=context.log)
         drift = schema_drift(socrata, lake, extraction)
