@@ -12,15 +12,24 @@ from delitos_platform.defs.automation.schedules import newest_months
 from delitos_platform.defs.automation.sync import REASON_TAG, socrata_changes
 from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
+from delitos_platform.emulator import EmulatorServer
 from delitos_platform.partitions import Window
 from delitos_platform_tests.platform.helpers import check_evaluations, duckdb_resources, query, run_months
 
-FIRST, LAST = "2009-01-01", "2025-10-01"  # the snapshot's months
+FIRST, LAST = "2018-01-01", "2019-12-01"  # two years of real rows keep every test quick
+
+
+@pytest.fixture
+def fresh_emulator(snapshot_rows):
+    """An emulator of the test's own over the real rows of 2018 and 2019, free to be revised."""
+    rows = [row for row in snapshot_rows if FIRST[:4] <= row["fecha_hecho"][:4] <= LAST[:4]]
+    with EmulatorServer(snapshot=rows, port=0, admin=True) as server:
+        yield server
 
 
 @pytest.fixture
 def synced(fresh_emulator, tmp_path):
-    """A lake and bronze holding every month of a fresh emulator, and the sensor's first look at them."""
+    """A lake and bronze holding every month of the emulator, and the sensor's first look at them."""
     resources = duckdb_resources(fresh_emulator, tmp_path)
     assert run_months(resources, FIRST, LAST, selection=[LAKE_DELITOS, BRONZE_DELITOS]).success
     first = evaluate(resources, cursor=None)
