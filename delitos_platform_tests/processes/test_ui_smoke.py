@@ -1,0 +1,89 @@
+"""The UI as a person sees it: real headless Chromium against the running webserver, screenshots kept.
+
+The pages are looked at after the main job's backfill (shared fixture ``main_job_backfill``) materialized
+every layer, gold included. Screenshots and rendered HTML go to ``test-artifacts/ui/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from delitos_platform_tests.processes.conftest import LaunchedBackfill, Platform
+from delitos_platform_tests.processes.helpers import ARTIFACTS, HeadlessChromium
+
+UI_ARTIFACTS = ARTIFACTS / "ui"
+LOCATION = "delitos_platform.definitions"  # the code location's name, from workspace.yaml's module
+# What the webserver's error pages and the app's crash screens say; none of it may be on a rendered page.
+ERROR_MARKERS = re.compile(
+    r"Unexpected Application Error|Something went wrong|Page not found|Asset not found|PythonError|"
+    r"Could not load|Join the Dagster community",
+    re.IGNORECASE,
+)
+
+RECENT_MATERIALIZATION = re.compile(r"Latest materialization (?:a few seconds|\d+ seconds|a minute|\d+ minutes) ago")
+
+
+def look_at(chromium: HeadlessChromium, url: str, name: str, expected: list[str]) -> str:
+    """The page's visible text once it shows every ``expected`` text; DOM and screenshot kept as artifacts."""
+    UI_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    dom = ""
+    for _attempt in range(3):  # a cold webserver may still be fetching when the virtual-time budget ends
+        dom = chromium.dump_dom(url)
+        if all(text in visible_text(dom) for text in expected):
+            break
+    (UI_ARTIFACTS / f"{name}.html").write_text(dom)
+    screenshot = chromium.screenshot(url, UI_ARTIFACTS / f"{name}.png")
+    assert_png(screenshot)
+    text = visible_text(dom)
+    missing = [item for item in expected if item not in text]
+    assert not missing, f"{missing} not on {url} (see {UI_ARTIFACTS / name}.html/.png)"
+    error = ERROR_MARKERS.search(text)
+    assert error is None, f"{url} shows {error.group(0)!r} (see {UI_ARTIFACTS / name}.png)"
+    return text
+
+
+def visible_text(dom: str) -> str:
+    """The DOM without scripts, styles and tags: what the page says."""
+    without_code = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.DOTALL | re.IGNORECASE)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", without_code))
+
+
+def assert_png(path: Path) -> None:
+    """A real PNG of some size (a blank page compresses to almost nothing)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    assert len(data) > 20_000, f"{path} is only {len(data)} bytes: probably a blank page"
+
+
+def test_global_lineage_renders(
+    platform: Platform, main_job_backfill: LaunchedBackfill, chromium: HeadlessChromium
+) -> None:
+    """The global asset lineage (``/asset-groups``) draws the five layers as groups."""
+    text = look_at(
+        chromium,
+        f"{platform.url}/asset-groups",
+        "global_lineage",
+        ["Global asset lineage", "source", "lake", "bronze", "silver", "gold"],
+    )
+    assert "Materialize all" in text
+
+
+def test_gold_group_lineage_renders(
+    platform: Platform, main_job_backfill: LaunchedBackfill, chromium: HeadlessChromium
+) -> None:
+    """The gold group's lineage draws its assets, fed by ``stg_delitos``, and they are materialized."""
+    url = f"{platform.url}/locations/{LOCATION}/asset-groups/gold"
+    gold = ["delitos_por_mes", "delitos_por_departamento", "top_municipios", "tendencia_mensual", "resumen_general"]
+    text = look_at(chromium, url, "gold_lineage", ["stg_delitos", *gold])
+    assert text.count("Materialized") >= len(gold), text[:3000]
+    assert "Never materialized" not in text
+
+
+def test_gold_asset_page_renders(
+    platform: Platform, main_job_backfill: LaunchedBackfill, chromium: HeadlessChromium
+) -> None:
+    """``gold/resumen_general``'s page shows the asset, its description and a recent materialization."""
+    url = f"{platform.url}/assets/gold/resumen_general"
+    text = look_at(chromium, url, "gold_resumen_general", ["resumen_general", "Latest materialization", "Columns"])
+    assert RECENT_MATERIALIZATION.search(text), text[:3000]
