@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -13,20 +11,6 @@ from sodapy import Socrata
 from delitos_platform.emulator import DEFAULT_SNAPSHOT, EmulatorServer
 
 DATASET = "4v6r-wu98"
-
-
-@pytest.fixture(scope="session")
-def real_rows() -> list[dict[str, str]]:
-    """The shipped snapshot's rows, read independently of the emulator."""
-    with gzip.open(DEFAULT_SNAPSHOT, "rt", encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-@pytest.fixture(scope="session")
-def soda() -> Iterator[EmulatorServer]:
-    """A read-only emulator shared by the tests that do not change data or arm faults."""
-    with EmulatorServer(snapshot=DEFAULT_SNAPSHOT, port=0) as server:
-        yield server
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ def _count(server: EmulatorServer) -> int:
     return int(resource(server, {"$select": "count(*)"}).json()[0]["count"])
 
 
-def test_unknown_dataset_is_404_dataset_missing(soda: EmulatorServer) -> None:
-    for url in (f"{soda.url}/resource/abcd-1234.json", f"{soda.url}/api/views/abcd-1234.json"):
+def test_unknown_dataset_is_404_dataset_missing(emulator: EmulatorServer) -> None:
+    for url in (f"{emulator.url}/resource/abcd-1234.json", f"{emulator.url}/api/views/abcd-1234.json"):
         response = requests.get(url, timeout=10)
         assert response.status_code == 404
         assert response.headers["Content-Type"] == "application/json;charset=utf-8"
@@ -23,14 +23,14 @@ def test_unknown_dataset_is_404_dataset_missing(soda: EmulatorServer) -> None:
         assert body["code"] == "dataset.missing" and body["error"] is True and body["data"] == {}
         assert body["message"].startswith("Not found")
     with pytest.raises(requests.HTTPError, match="404"):
-        client_for(soda).get("abcd-1234")
+        client_for(emulator).get("abcd-1234")
 
 
-def test_limit_above_50000_is_refused(soda: EmulatorServer) -> None:
-    response = resource(soda, {"$limit": 50001})
+def test_limit_above_50000_is_refused(emulator: EmulatorServer) -> None:
+    response = resource(emulator, {"$limit": 50001})
     assert response.status_code == 400
     assert "50000" in response.json()["message"]
-    assert resource(soda, {"$limit": 50000}).status_code == 200
+    assert resource(emulator, {"$limit": 50000}).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -47,8 +47,8 @@ def test_limit_above_50000_is_refused(soda: EmulatorServer) -> None:
         ({"$bogus": "1"}, "query.soql.unknown-parameter", "$bogus"),
     ],
 )
-def test_bad_soql_is_400_quoting_the_problem(soda: EmulatorServer, params: dict, code: str, quoted: str) -> None:
-    response = resource(soda, params)
+def test_bad_soql_is_400_quoting_the_problem(emulator: EmulatorServer, params: dict, code: str, quoted: str) -> None:
+    response = resource(emulator, params)
     assert response.status_code == 400
     body = response.json()
     assert body["errorCode"] == code
@@ -75,22 +75,22 @@ def test_bad_soql_is_400_quoting_the_problem(soda: EmulatorServer, params: dict,
         {"$query": "SELECT * WHERE 1=1; DELETE FROM data"},
     ],
 )
-def test_injection_attempts_are_refused_and_change_nothing(soda: EmulatorServer, params: dict) -> None:
-    before = _count(soda)
-    response = resource(soda, params)
+def test_injection_attempts_are_refused_and_change_nothing(emulator: EmulatorServer, params: dict) -> None:
+    before = _count(emulator)
+    response = resource(emulator, params)
     assert response.status_code in (200, 400)
     if response.status_code == 200:  # only possible when the text was harmlessly a string literal
         assert response.json() == [] or "DELETE" not in response.text
-    assert _count(soda) == before
+    assert _count(emulator) == before
 
 
-def test_quoted_literals_are_data_not_sql(soda: EmulatorServer) -> None:
-    response = resource(soda, {"$where": "municipio = 'O''Brien'' OR ''1''=''1'"})
+def test_quoted_literals_are_data_not_sql(emulator: EmulatorServer) -> None:
+    response = resource(emulator, {"$where": "municipio = 'O''Brien'' OR ''1''=''1'"})
     assert response.status_code == 200
     assert response.json() == []
 
 
-def test_sodapy_raises_with_the_server_message(soda: EmulatorServer) -> None:
-    client: Socrata = client_for(soda)
+def test_sodapy_raises_with_the_server_message(emulator: EmulatorServer) -> None:
+    client: Socrata = client_for(emulator)
     with pytest.raises(requests.HTTPError, match="no-such-column"):
         client.get(DATASET, where="missing_column = 'x'")

@@ -84,9 +84,9 @@ def test_add_and_delete_rows(own_soda: EmulatorServer) -> None:
     assert len(own_soda.dataset) == total - in_month
 
 
-def test_admin_endpoint_is_404_unless_enabled(soda: EmulatorServer) -> None:
+def test_admin_endpoint_is_404_unless_enabled(emulator: EmulatorServer) -> None:
     for path in ("/admin/touch", "/admin/faults", "/admin/revise"):
-        response = requests.post(f"{soda.url}{path}", json={}, timeout=10)
+        response = requests.post(f"{emulator.url}{path}", json={}, timeout=10)
         assert response.status_code == 404
 
 
