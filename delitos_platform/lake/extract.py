@@ -64,18 +64,17 @@ def extract_to_lake(
     started = time.perf_counter()
     lake.check_writable()
     where = window.soql()
-    kept, refused, pages = [], [], 0
+    kept_pages, refused_pages, pages = [], [], 0
     for page in socrata.pages(SOURCE_FIELDS, where):
         typed = type_page(page)
-        kept.append(typed.rows)
-        refused.append(typed.quarantine)
+        kept_pages.append(typed.rows)
+        refused_pages.append(typed.quarantine)
         pages += 1
-
         log.debug("page %d: %d rows, %d refused", pages, typed.rows.num_rows, typed.quarantine.num_rows)
     fetched = time.perf_counter()
     log.info(f"fetched {pages} pages in {fetched - started:.2f} s")
-    rows = MonthGroups(pa.concat_tables([*kept, MEMORY_SCHEMA.empty_table()]))
-    refused = MonthGroups(pa.concat_tables([*refused, QUARANTINE_SCHEMA.empty_table()]))
+    rows = MonthGroups(pa.concat_tables([*kept_pages, MEMORY_SCHEMA.empty_table()]))
+    refused = MonthGroups(pa.concat_tables([*refused_pages, QUARANTINE_SCHEMA.empty_table()]))
     _check_nothing_outside(window, rows, refused)
     with ThreadPoolExecutor(max_workers=WRITERS) as writers:
         months = list(writers.map(lambda month: _write_month(lake, month, rows, refused), window.month_keys()))
