@@ -8,8 +8,10 @@ of one per month. dbt's own ``build`` order makes an error-severity test block e
 
 import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -120,6 +122,24 @@ def run_dbt(
     error = invocation.get_error()
     if error is not None:
         raise dg.Failure(description=f"dbt {args[0]} failed: {dbt_errors(str(error))}", allow_retries=False)
+    keep_partial_parse(Path(invocation.target_path), Path(invocation.project_dir))
+
+
+def keep_partial_parse(invocation_target: Path, project_dir: Path) -> None:
+    """Make this invocation's parse the one the next invocation starts from.
+
+    dagster-dbt gives every invocation a target folder of its own, seeded with the project's
+    ``partial_parse.msgpack``; when that one was parsed with another profile (another warehouse path), every
+    run re-parses the whole project. Keeping the latest parse avoids that after the first run.
+    """
+    parsed = invocation_target / "partial_parse.msgpack"
+    if not parsed.exists():
+        return
+    kept = project_dir / "target" / "partial_parse.msgpack"  # where dagster-dbt seeds each invocation from
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    staging = kept.with_name(f".{kept.name}.{os.getpid()}")
+    shutil.copyfile(parsed, staging)
+    os.replace(staging, kept)  # atomic: a concurrent invocation reads the old parse or the new one
 
 
 @contextmanager
