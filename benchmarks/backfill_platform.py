@@ -16,9 +16,7 @@ of the backfill: their peak RSS is reported apart, sampled with psutil while eac
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
 import os
 import sys
 import tempfile
@@ -28,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emulator, national_snapshot, peak_rss_mb, run_contender
+from common import benchmark_arguments, emulator, national_snapshot, peak_rss_mb, report_contender, run_contender
 from extract_lake import dlt_rest_api, raw_fetch
 
 FIRST, LAST, RESYNC_MONTH = "2006-05-01", "2026-05-01", "2019-03-01"
@@ -182,19 +180,17 @@ CONTENDERS = {"raw": raw_fetch, "backfill": backfill, "dlt": dlt_rest_api}
 
 def main() -> None:
     """Run the contenders one after the other against one emulator and print the figures side by side."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--skip-dlt", action="store_true", help="leave dlt out (when it is not installed)")
-    args = parser.parse_args()
+    args = benchmark_arguments(__doc__, CONTENDERS)
     if args.contender:
-        figures = CONTENDERS[args.contender](args.url)
-        print(json.dumps({**figures, "peak_rss_mb": peak_rss_mb()}))
+        report_contender(CONTENDERS[args.contender], args.url)
         return
     names = ["raw", "backfill"] + ([] if args.skip_dlt else ["dlt"])
     missing = [module for module in ("psutil", *(["dlt"] if "dlt" in names else [])) if not find_module(module)]
     if missing:
-        parser.exit(2, f"missing: {', '.join(missing)}; pip install -e '.[bench]' (or --skip-dlt for dlt alone)\n")
+        print(
+            f"missing: {', '.join(missing)}; pip install -e '.[bench]' (or --skip-dlt for dlt alone)", file=sys.stderr
+        )
+        sys.exit(2)
     snapshot = national_snapshot()
     with emulator(snapshot) as url:
         run_contender(Path(__file__), "raw", ["--url", url])  # warm the server's caches once

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,6 +61,20 @@ def peak_rss_mb(pid: int | str = "self") -> float:
     """Peak resident memory (VmHWM) of a process, in MB."""
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def benchmark_arguments(description: str, contenders: Iterable[str]) -> argparse.Namespace:
+    """The options every benchmark takes; ``--contender``/``--url`` are how it calls itself in a subprocess."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contender", choices=list(contenders), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-dlt", action="store_true", help="leave dlt out (when it is not installed)")
+    return parser.parse_args()
+
+
+def report_contender(contender: Callable[[str], dict], url: str) -> None:
+    """Inside a contender's own interpreter: run it and print its figures, with its peak RSS, as the last line."""
+    print(json.dumps({**contender(url), "peak_rss_mb": peak_rss_mb()}))
 
 
 def run_contender(script: Path, name: str, arguments: Sequence[str], env: dict[str, str] | None = None) -> dict:

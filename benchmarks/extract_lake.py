@@ -8,8 +8,6 @@ same emulator subprocess, in a fresh interpreter of its own so that its peak RSS
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 import time
@@ -18,7 +16,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emulator, national_snapshot, peak_rss_mb, run_contender
+from common import benchmark_arguments, emulator, national_snapshot, report_contender, run_contender
 
 from delitos_platform.contract import DATASET_ID, SOURCE_COLUMNS
 
@@ -117,14 +115,9 @@ CONTENDERS = {"raw": raw_fetch, "ours": ours, "dlt": dlt_rest_api}
 
 def main() -> None:
     """Run the contenders one after the other against one emulator and print the figures side by side."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--contender", choices=CONTENDERS)
-    parser.add_argument("--url")
-    parser.add_argument("--skip-dlt", action="store_true", help="when dlt is not installed")
-    args = parser.parse_args()
+    args = benchmark_arguments(__doc__, CONTENDERS)
     if args.contender:
-        figures = CONTENDERS[args.contender](args.url)
-        print(json.dumps({**figures, "peak_rss_mb": peak_rss_mb()}))
+        report_contender(CONTENDERS[args.contender], args.url)
         return
     snapshot = national_snapshot()
     names = ["raw", "ours"] + ([] if args.skip_dlt else ["dlt"])
