@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -43,6 +45,7 @@ class SocrataResource(dg.ConfigurableResource):
     timeout_seconds: float = Field(default=60.0, gt=0, description="Connect/read timeout per request.")
     max_retries: int = Field(default=5, ge=0, description="Retries per request on 429, 5xx and resets.")
     backoff_seconds: float = Field(default=0.5, ge=0, description="Backoff factor between retries.")
+    concurrent_requests: int = Field(default=2, ge=1, le=8, description="Pages requested at once while paging.")
 
     @property
     def shown_url(self) -> str:
@@ -99,15 +102,16 @@ class SocrataResource(dg.ConfigurableResource):
         return int(rows[0]["n"]) if rows else 0
 
     def pages(self, select: Sequence[str], where: str) -> Iterator[pa.Table]:
-        """Every row matching ``where``, ordered by ``:id``, as Arrow tables of strings, one per page.
+        """Every row matching ``where``, ordered by ``:id``, as Arrow tables of strings, one per page, in order.
 
-        Columns are named as in ``select`` (``:id`` becomes ``row_id``); absent values are nulls. The
-        next page is fetched while the caller works on the current one, and paging ends on the first
-        short page, as Socrata's own clients do. Pages skip sodapy's decoding into dicts: DuckDB reads
-        the JSON bytes straight into columns, an order of magnitude faster.
+        Columns are named as in ``select`` (``:id`` becomes ``row_id``); absent values are nulls. The source's
+        ``count(*)`` sizes the plan, and ``concurrent_requests`` pages of it are in flight at once while the
+        caller works on the ones already here; paging still ends on the first short page, as Socrata's own
+        clients do (a source that grew meanwhile is paged on to its end). Pages skip sodapy's decoding into
+        dicts: DuckDB reads the JSON bytes straight into columns, an order of magnitude faster.
         """
         decoder = PageDecoder(select)
-        with self.client() as client, ThreadPoolExecutor(max_workers=1) as prefetcher:
+        with self.client() as client, ThreadPoolExecutor(max_workers=self.concurrent_requests) as fetchers:
             url = (
                 client.uri_prefix
                 + client.domain
@@ -115,25 +119,33 @@ class SocrataResource(dg.ConfigurableResource):
             )
 
             def fetch(offset: int) -> pa.Table:
-                params = {
-                    "$select": ", ".join(select),
-                    "$where": where,
-                    "$order": ":id",
-                    "$limit": self.page_size,
-                    "$offset": offset,
-                }
+                params = {"$select": ", ".join(select), "$where": where, "$order": ":id"}
+                params |= {"$limit": self.page_size, "$offset": offset}
                 return self.call(lambda: decoder.decode(_get_json_bytes(client, url, params)))
 
-            offset = 0
-            pending = prefetcher.submit(fetch, offset)
-            while True:
-                page = pending.result()
-                offset += self.page_size
-                if page.num_rows == self.page_size:
-                    pending = prefetcher.submit(fetch, offset)
-                yield page
+            planned = self._pages_planned(client, where)
+            offsets = itertools.count(0, self.page_size)
+            in_flight = deque(
+                fetchers.submit(fetch, next(offsets)) for _ in range(min(planned, self.concurrent_requests))
+            )
+            requested = len(in_flight)
+            while in_flight:
+                page = in_flight.popleft().result()
                 if page.num_rows < self.page_size:
+                    for later in in_flight:  # past the end: only when rows were deleted since the count
+                        later.cancel()
+                    yield page
                     return
+                if requested < planned or not in_flight:
+                    in_flight.append(fetchers.submit(fetch, next(offsets)))
+                    requested += 1
+                yield page
+
+    def _pages_planned(self, client: Socrata, where: str) -> int:
+        """How many pages the source's ``count(*)`` of ``where`` fills (one, however few rows)."""
+        rows = self.call(lambda: client.get(self.dataset_id, select="count(*) AS n", where=where))
+        count = int(rows[0]["n"]) if rows else 0
+        return max(1, -(-count // self.page_size))
 
     def call(self, request: Callable[[], T]) -> T:
         """Run one request, retrying bodies cut short, and turn every failure into a ``SocrataError``."""
@@ -188,18 +200,21 @@ class PageDecoder:
         self.fields = list(fields)
         self.names = ["row_id" if field == ":id" else field for field in self.fields]
         self._columns = dict.fromkeys(self.fields, "VARCHAR")
-        # One thread: pages are decoded while the next one downloads, and a single reader keeps DuckDB's
-        # buffers (and so the run's peak memory) small.
+        # One DuckDB thread per reader: pages are decoded while others download, and small readers keep
+        # DuckDB's buffers (and so the run's peak memory) small.
         self._duckdb = duckdb.connect(config={"threads": 1})
 
     def decode(self, body: bytes) -> pa.Table:
-        """The page's rows (in no particular order), or a ``SocrataError`` if it is not a JSON array."""
+        """The page's rows (in no particular order), or a ``SocrataError`` if it is not a JSON array.
+
+        Safe to call from several threads at once: each call reads through a cursor of its own.
+        """
         # DuckDB reads a file far more frugally than a Python file object.
-        with tempfile.NamedTemporaryFile(suffix=".json") as page:
+        with tempfile.NamedTemporaryFile(suffix=".json") as page, self._duckdb.cursor() as reader:
             page.write(body)
             page.flush()
             try:
-                relation = self._duckdb.read_json(page.name, format="array", columns=self._columns)
+                relation = reader.read_json(page.name, format="array", columns=self._columns)
                 table = relation.to_arrow_table()
             except duckdb.Error as error:
                 reason = _short(str(error))
