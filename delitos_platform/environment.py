@@ -14,12 +14,11 @@ from typing import Any
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
-from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 
 from delitos_platform.alerts import alert_resources
 from delitos_platform.contract import DATASET_ID
-from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, delitos_dbt_project
+from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, DelitosDbtCliResource, delitos_dbt_project
 from delitos_platform.lake.storage import LocalLake, S3Lake
 from delitos_platform.socrata import SocrataResource
 from delitos_platform.warehouse.base import WarehouseResource
@@ -104,9 +103,9 @@ def _snowflake_auth(environ: Mapping[str, str]) -> dict[str, dg.EnvVar]:
     return {"password": dg.EnvVar("SNOWFLAKE_PASSWORD")}
 
 
-def dbt_resource(environment: str) -> DbtCliResource:
+def dbt_resource(environment: str) -> DelitosDbtCliResource:
     """dbt, with the profile target of the environment (``duckdb`` or ``snowflake``)."""
-    return DbtCliResource(
+    return DelitosDbtCliResource(
         project_dir=delitos_dbt_project,
         dbt_executable=DBT_EXECUTABLE,
         target="duckdb" if environment == "local" else "snowflake",

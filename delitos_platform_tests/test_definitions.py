@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import dagster as dg
 import pytest
 
 from delitos_platform.definitions import defs
+from delitos_platform.defs.dbt.project import DBT_EXECUTABLE
 from delitos_platform.environment import build_resources, current_environment, data_dir, warehouse_path
 
 EXPECTED_ASSETS = {
@@ -60,7 +63,7 @@ def test_local_and_prod_choose_their_resources():
         "socrata": "SocrataResource",
         "lake": "LocalLake",
         "warehouse": "DuckDBWarehouse",
-        "dbt": "DbtCliResource",
+        "dbt": "DelitosDbtCliResource",
         "alerts": "AlertsResource",
     }
     assert local["lake"].root == "/srv/delitos/lake"
@@ -76,3 +79,11 @@ def test_settings_have_sane_defaults_and_refuse_nonsense():
     assert data_dir({}).name == "data"
     with pytest.raises(ValueError, match="DELITOS_ENV must be one of local, prod, not 'staging'"):
         current_environment({"DELITOS_ENV": "staging"})
+
+
+def test_the_dbt_resource_knows_the_version_the_dbt_executable_reports():
+    # The resource skips `dbt --version` on every run: the executable must be the installed dbt-core.
+    reported = subprocess.run([DBT_EXECUTABLE, "--version"], capture_output=True, text=True, check=True).stdout
+    resource = build_resources({})["dbt"]
+
+    assert f"installed: {resource._cli_version}" in reported

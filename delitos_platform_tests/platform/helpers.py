@@ -7,12 +7,11 @@ from typing import Any
 
 import dagster as dg
 import duckdb
-from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 
 from delitos_platform.defs.bronze.assets import bronze_delitos
 from delitos_platform.defs.dbt.assets import dbt_gold, dbt_silver
-from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, delitos_dbt_project
+from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, DelitosDbtCliResource, delitos_dbt_project
 from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.emulator import EmulatorServer
@@ -30,7 +29,7 @@ def duckdb_resources(server: EmulatorServer, data_dir: Path, **dbt: Any) -> dict
         "socrata": socrata_for(server),
         "lake": LocalLake(root=str(data_dir / "lake")),
         "warehouse": DuckDBWarehouse(duckdb=DuckDBResource(database=str(data_dir / "warehouse.duckdb"))),
-        "dbt": DbtCliResource(
+        "dbt": DelitosDbtCliResource(
             **{"project_dir": delitos_dbt_project, "dbt_executable": DBT_EXECUTABLE, "target": "duckdb", **dbt}
         ),
     }

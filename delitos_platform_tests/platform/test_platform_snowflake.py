@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 import snowflake.connector
-from dagster_dbt import DbtCliResource
 from dagster_snowflake import SnowflakeResource
 
 from delitos_platform.defs.bronze.assets import RECONCILED
-from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, delitos_dbt_project
+from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, DelitosDbtCliResource, delitos_dbt_project
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import LocalLake
 from delitos_platform.warehouse.snowflake import SnowflakeWarehouse
@@ -101,7 +100,9 @@ def snowflake_resources(server: EmulatorServer, bucket: Path, database: Snowflak
         "socrata": socrata_for(server),
         "lake": LocalLake(root=str(bucket / PREFIX)),
         "warehouse": SnowflakeWarehouse(snowflake=database.resource(), stage=STAGE, stage_prefix=PREFIX),
-        "dbt": DbtCliResource(project_dir=delitos_dbt_project, dbt_executable=DBT_EXECUTABLE, target="snowflake"),
+        "dbt": DelitosDbtCliResource(
+            project_dir=delitos_dbt_project, dbt_executable=DBT_EXECUTABLE, target="snowflake"
+        ),
     }
 
 
