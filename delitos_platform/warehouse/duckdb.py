@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import duckdb
+import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 
+from delitos_platform.contract import LAKE_SCHEMA
 from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.storage import LakeResource, data_key
 from delitos_platform.partitions import Window
@@ -32,12 +34,12 @@ CREATE TABLE IF NOT EXISTS bronze.delitos (
 )
 """
 DELETE_WINDOW = "DELETE FROM bronze.delitos WHERE mes >= ? AND mes < ?"
-# ``lake_month`` is an Arrow table registered on the connection: no value is ever pasted into SQL.
-INSERT_MONTH = """
+# ``lake_rows`` is an Arrow stream registered on the connection: no value is ever pasted into SQL.
+INSERT_ROWS = """
 INSERT INTO bronze.delitos
 SELECT row_id, fecha_hecho, cod_depto, departamento, cod_muni, municipio, descripcion_conducta, cantidad,
        CAST(date_trunc('month', fecha_hecho) AS DATE), ?, CAST(current_timestamp AS TIMESTAMP)
-FROM lake_month
+FROM lake_rows
 """
 COUNT_BY_MONTH = """
 SELECT strftime(mes, '%Y-%m-%d') AS month, count(*) AS n
@@ -57,26 +59,28 @@ class DuckDBWarehouse(WarehouseResource):
     def load(self, lake: LakeResource, window: Window, run_id: str) -> BronzeLoad:
         started = time.perf_counter()
         rows_by_month: dict[str, int] = {}
+
+        def lake_batches() -> Iterator[pa.RecordBatch]:
+            for month in window.month_keys():
+                table = from_parquet_bytes(lake.read(data_key(month))).cast(LAKE_SCHEMA)
+                rows_by_month[month] = table.num_rows
+                yield from table.to_batches()
+
+        # One INSERT streaming every month, object by object: one statement, a month in memory at a time.
+        lake_rows = pa.RecordBatchReader.from_batches(LAKE_SCHEMA, lake_batches())
         with self._connection() as connection:
             connection.execute("BEGIN TRANSACTION")
             try:
                 connection.execute(DELETE_WINDOW, [window.start, window.end])
-                for month in window.month_keys():
-                    rows_by_month[month] = self._insert_month(connection, lake, month, run_id)
+                connection.register("lake_rows", lake_rows)
+                connection.execute(INSERT_ROWS, [run_id])
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
                 raise
+            finally:
+                connection.unregister("lake_rows")
         return BronzeLoad(rows_by_month, run_id, time.perf_counter() - started)
-
-    def _insert_month(self, connection: duckdb.DuckDBPyConnection, lake: LakeResource, month: str, run_id: str) -> int:
-        table = from_parquet_bytes(lake.read(data_key(month)))
-        connection.register("lake_month", table)
-        try:
-            connection.execute(INSERT_MONTH, [run_id])
-        finally:
-            connection.unregister("lake_month")
-        return table.num_rows
 
     def count_by_month(self, window: Window) -> dict[str, int]:
         with self._connection() as connection:

@@ -58,7 +58,7 @@ def bronze_delitos(
     try:
         load = warehouse.load(lake, window, context.run_id)
         counts = reconcile(socrata, lake, warehouse, window)
-        offenders = {month: lake_value_offenders(lake, month) for month in load.rows_by_month}
+        offenders = lake_value_offenders(lake, list(load.rows_by_month))
     except (LakeError, SocrataError, WarehouseError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     context.log.info(f"Loaded {load.rows:,} rows over {len(load.rows_by_month)} months in {load.seconds:.1f} s")
