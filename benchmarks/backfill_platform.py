@@ -30,7 +30,7 @@ from common import benchmark_arguments, emulator, national_snapshot, peak_rss_mb
 from extract_lake import dlt_rest_api, raw_fetch
 
 FIRST, LAST, RESYNC_MONTH = "2006-05-01", "2026-05-01", "2019-03-01"
-NON_DBT_STEPS, DBT_STEPS = ("lake__delitos", "bronze__delitos"), ("dbt_silver", "dbt_gold")
+NON_DBT_STEPS, DBT_STEPS = ("lake__delitos", "bronze__delitos"), ("dbt_models",)
 
 
 class DbtSampler:

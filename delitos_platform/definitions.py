@@ -9,7 +9,7 @@ from delitos_platform.defs.automation.freshness import freshness_against_source,
 from delitos_platform.defs.automation.schedules import newest_months
 from delitos_platform.defs.automation.sync import socrata_changes
 from delitos_platform.defs.bronze.assets import bronze_delitos
-from delitos_platform.defs.dbt.assets import dbt_gold, dbt_silver
+from delitos_platform.defs.dbt.assets import dbt_models
 from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.environment import build_resources
@@ -20,7 +20,7 @@ from delitos_platform.jobs import main_job
 def defs() -> dg.Definitions:
     """Assets, checks, jobs and automation, with the resources of ``DELITOS_ENV``."""
     return dg.Definitions(
-        assets=[socrata_delitos, lake_delitos, bronze_delitos, dbt_silver, dbt_gold],
+        assets=[socrata_delitos, lake_delitos, bronze_delitos, dbt_models],
         asset_checks=[freshness_against_source],
         jobs=[main_job, freshness_job],
         schedules=[newest_months, freshness_schedule],

@@ -10,7 +10,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from delitos_platform.defs.bronze.assets import bronze_delitos
-from delitos_platform.defs.dbt.assets import dbt_gold, dbt_silver
+from delitos_platform.defs.dbt.assets import dbt_models
 from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, DelitosDbtCliResource, delitos_dbt_project
 from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos
@@ -19,7 +19,7 @@ from delitos_platform.lake.storage import LocalLake
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 from delitos_platform_tests.conftest import socrata_for
 
-ASSETS = [socrata_delitos, lake_delitos, bronze_delitos, dbt_silver, dbt_gold]
+ASSETS = [socrata_delitos, lake_delitos, bronze_delitos, dbt_models]
 GOLD_TABLES = ["delitos_por_mes", "delitos_por_departamento", "top_municipios", "tendencia_mensual", "resumen_general"]
 
 

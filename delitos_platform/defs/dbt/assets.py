@@ -1,9 +1,11 @@
-"""dbt models as assets: silver per month (incremental by window), gold as a whole; dbt tests as checks.
+"""dbt models as assets: silver and gold built by ONE ``dbt build`` per run; dbt tests as asset checks.
 
-One ``@dbt_assets`` per partitions definition. ``silver.stg_delitos`` is monthly: a run rebuilds exactly its
-window (delete + insert). The gold tables summarize every month, so they are not partitioned: a run rebuilds
-them once from silver, however many months it covers, and Dagster records one materialization each instead
-of one per month. dbt's own ``build`` order makes an error-severity test block everything downstream of it.
+One ``@dbt_assets``, monthly like the layers below it. ``silver.stg_delitos`` is incremental: a run replaces
+exactly its window (delete + insert). The gold tables summarize every month and are rebuilt whole from silver
+in the same invocation, so a month's partition of a gold table means "rebuilt since that month was loaded"
+(a range run rebuilds them once and records it on each of its months). Re-syncing a month is one dbt
+invocation, not two: dbt's start-up costs seconds. dbt's ``build`` order makes an error-severity test block
+everything downstream of it.
 """
 
 import os
@@ -23,7 +25,7 @@ from delitos_platform.defs.policies import MONTHLY_FRESHNESS
 from delitos_platform.partitions import Window, monthly_partitions
 from delitos_platform.warehouse.base import WarehouseResource
 
-SILVER, GOLD = "fqn:delitos.silver", "fqn:delitos.gold"
+MODELS = "fqn:delitos.silver fqn:delitos.gold"
 ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -59,27 +61,20 @@ MANIFEST = ensure_manifest()
 
 @dbt_assets(
     manifest=MANIFEST,
-    select=SILVER,
-    name="dbt_silver",
+    select=MODELS,
+    name="dbt_models",
     partitions_def=monthly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     dagster_dbt_translator=TRANSLATOR,
 )
-def dbt_silver(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator[Any]:
-    """``silver.stg_delitos`` for exactly the run's months (delete + insert of the window), with its tests."""
-    window = Window.from_time_window(context.partition_time_window)
-    # Cautious: the tests comparing gold with silver belong to the gold step, which runs after this one.
-    yield from run_dbt(dbt, ["build", "--indirect-selection", "cautious"], context, window_environment(window))
-
-
-@dbt_assets(manifest=MANIFEST, select=GOLD, name="dbt_gold", dagster_dbt_translator=TRANSLATOR)
-def dbt_gold(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
-    """The gold tables rebuilt from silver, with their tests; never reads a partition window.
+def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
+    """``silver.stg_delitos`` for exactly the run's months, then every gold table, each with its tests.
 
     The trend and department tables also get a chart and a table the UI shows on their page. Events are
     held until dbt exits: an embedded DuckDB file can be read only once dbt has let go of it.
     """
-    events = list(run_dbt(dbt, ["build"], context))
+    window = Window.from_time_window(context.partition_time_window)
+    events = list(run_dbt(dbt, ["build"], context, window_environment(window)))
     for event in events:
         key = _asset_key_of(context, event)
         view = GOLD_VIEWS.get(key) if key else None
