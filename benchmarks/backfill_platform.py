@@ -5,9 +5,10 @@
 Against one emulator subprocess serving the national-scale snapshot (≈492k rows, 2006-05 → 2026-05):
 
 * ``raw``: every page fetched with a plain HTTP client, bytes kept and dropped (the floor);
-* ``backfill``: ``delitos_main_job`` (source → lake → bronze → dbt silver → dbt gold, dbt tests included) over
-  every month as ONE Dagster run on the embedded default, in a fresh data dir and warehouse with an ephemeral
-  instance; then, in the same process and warehouse, the re-sync of one month (``resync``);
+* ``backfill``: ``delitos_main_job`` (source → lake → bronze → one ``dbt build`` of silver and gold, dbt tests
+  included) over every month as ONE Dagster run on the embedded default, in a fresh data dir and warehouse
+  with an ephemeral instance, with the deployment's Dagster settings (docs/operations.md); then, in the same
+  process and warehouse, the re-sync of one month (``resync``);
 * ``dlt``: dlt's rest_api source loading the same rows into DuckDB.
 
 Each contender runs in a fresh interpreter so that its peak RSS (VmHWM) is its own. dbt runs in subprocesses
@@ -105,6 +106,8 @@ def use_embedded_platform(url: str, data_dir: Path) -> None:
             "DELITOS_DATA_DIR": str(data_dir),
             "DELITOS_WAREHOUSE_PATH": str(data_dir / "warehouse.duckdb"),
             "DO_NOT_TRACK": "1",
+            # The deployment's setting (docs/operations.md): one "planned" event per asset for a range run.
+            "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
         }
     )
 
