@@ -50,8 +50,10 @@ def value_offenders(tables: Mapping[str, pa.Table]) -> dict[str, dict[str, int]]
 
     The months' rows are checked together, each rule once over all of them, then counted month by month.
     """
+    if not tables:
+        return {}
     months = list(tables)
-    table = pa.concat_tables(table.cast(LAKE_SCHEMA) for table in tables.values())
+    table = pa.concat_tables(month_rows.cast(LAKE_SCHEMA) for month_rows in tables.values())
     position = np.repeat(np.arange(len(months)), [rows.num_rows for rows in tables.values()])
     raw = with_parsed_day(pa.table({name: table[name].cast(pa.string()) for name in RAW_SCHEMA.names}))
     masks = {reason: test(raw) for reason, test in RULES}

@@ -12,7 +12,7 @@ from dagster_duckdb import DuckDBResource
 
 from delitos_platform.contract import LAKE_SCHEMA
 from delitos_platform.lake.parquet import from_parquet_bytes
-from delitos_platform.lake.storage import LakeResource, data_key
+from delitos_platform.lake.storage import LakeError, LakeResource, data_key
 from delitos_platform.partitions import Window
 from delitos_platform.warehouse.base import BronzeLoad, WarehouseError, WarehouseResource
 
@@ -59,10 +59,18 @@ class DuckDBWarehouse(WarehouseResource):
     def load(self, lake: LakeResource, window: Window, run_id: str) -> BronzeLoad:
         started = time.perf_counter()
         rows_by_month: dict[str, int] = {}
+        failures: list[Exception] = []  # DuckDB reports a failing stream in its own words: keep the lake's
 
         def lake_batches() -> Iterator[pa.RecordBatch]:
             for month in window.month_keys():
-                table = from_parquet_bytes(lake.read(data_key(month))).cast(LAKE_SCHEMA)
+                try:
+                    table = from_parquet_bytes(lake.read(data_key(month))).cast(LAKE_SCHEMA)
+                except LakeError as error:
+                    failures.append(error)
+                    raise
+                except (pa.ArrowException, ValueError) as error:
+                    failures.append(WarehouseError(f"cannot load {lake.uri(data_key(month))}: {error}"))
+                    raise
                 rows_by_month[month] = table.num_rows
                 yield from table.to_batches()
 
@@ -77,6 +85,8 @@ class DuckDBWarehouse(WarehouseResource):
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
+                if failures:
+                    raise failures[0] from None
                 raise
             finally:
                 connection.unregister("lake_rows")
@@ -96,9 +106,12 @@ class DuckDBWarehouse(WarehouseResource):
         """A connection whose schemas and bronze table exist; DuckDB failures told in one sentence."""
         try:
             with self.duckdb.get_connection() as connection:
-                for statement in [*CREATE_SCHEMAS, CREATE_BRONZE]:
-                    connection.execute(statement)
-                yield connection
+                try:
+                    for statement in [*CREATE_SCHEMAS, CREATE_BRONZE]:
+                        connection.execute(statement)
+                    yield connection
+                finally:
+                    connection.close()  # dagster-duckdb closes it only when the block succeeded
         except duckdb.Error as error:
             raise WarehouseError(f"DuckDB warehouse {self.duckdb.database}: {_first_line(error)}") from None
 
