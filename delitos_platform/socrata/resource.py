@@ -123,7 +123,7 @@ class SocrataResource(dg.ConfigurableResource):
                 params |= {"$limit": self.page_size, "$offset": offset}
                 return self.call(lambda: decoder.decode(_get_json_bytes(client, url, params)))
 
-            planned = self._pages_planned(client, where)
+            planned = self._pages_planned(where)
             offsets = itertools.count(0, self.page_size)
             in_flight = deque(
                 fetchers.submit(fetch, next(offsets)) for _ in range(min(planned, self.concurrent_requests))
@@ -141,11 +141,9 @@ class SocrataResource(dg.ConfigurableResource):
                     requested += 1
                 yield page
 
-    def _pages_planned(self, client: Socrata, where: str) -> int:
+    def _pages_planned(self, where: str) -> int:
         """How many pages the source's ``count(*)`` of ``where`` fills (one, however few rows)."""
-        rows = self.call(lambda: client.get(self.dataset_id, select="count(*) AS n", where=where))
-        count = int(rows[0]["n"]) if rows else 0
-        return max(1, -(-count // self.page_size))
+        return max(1, -(-self.count(where) // self.page_size))
 
     def call(self, request: Callable[[], T]) -> T:
         """Run one request, retrying bodies cut short, and turn every failure into a ``SocrataError``."""

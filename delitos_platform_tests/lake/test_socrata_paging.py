@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 
 import pyarrow as pa
-from sodapy import Socrata
 
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.rows import SOURCE_FIELDS
@@ -41,7 +40,7 @@ def test_concurrent_pages_arrive_in_id_order_each_row_once(emulator):
 class StaleCountSocrata(SocrataResource):
     """A source whose ``count(*)`` lags behind its rows, as when rows arrive between the count and the pages."""
 
-    def _pages_planned(self, client: Socrata, where: str) -> int:
+    def _pages_planned(self, where: str) -> int:
         return 1
 
 
