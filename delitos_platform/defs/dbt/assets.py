@@ -1,11 +1,11 @@
 """dbt models as assets: silver and gold built by ONE ``dbt build`` per run; dbt tests as asset checks.
 
-One ``@dbt_assets``, monthly like the layers below it. ``silver.stg_delitos`` is incremental: a run replaces
-exactly its window (delete + insert). The gold tables summarize every month and are rebuilt whole from silver
-in the same invocation, so a month's partition of a gold table means "rebuilt since that month was loaded"
-(a range run rebuilds them once and records it on each of its months). Re-syncing a month is one dbt
-invocation, not two: dbt's start-up costs seconds. dbt's ``build`` order makes an error-severity test block
-everything downstream of it.
+One ``@dbt_assets`` whose silver model is monthly, like the layers below it, and whose gold tables are not
+partitioned. ``silver.stg_delitos`` is incremental: a run replaces exactly its window (delete + insert). The
+gold tables summarize every month and are rebuilt whole from silver in the same invocation, so a range run
+records one materialization per gold table, not one per month. Re-syncing a month is one dbt invocation, not
+two: dbt's start-up costs seconds. dbt's ``build`` order makes an error-severity test block everything
+downstream of it.
 """
 
 import os
@@ -44,6 +44,7 @@ class DelitosDbtTranslator(DagsterDbtTranslator):
             group_name=layer,
             owners=["team:analytics-engineering"],
             freshness_policy=MONTHLY_FRESHNESS,
+            partitions_def=monthly_partitions if layer == "silver" else None,
         )
 
 
@@ -63,18 +64,19 @@ MANIFEST = ensure_manifest()
     manifest=MANIFEST,
     select=MODELS,
     name="dbt_models",
-    partitions_def=monthly_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
     dagster_dbt_translator=TRANSLATOR,
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """``silver.stg_delitos`` for exactly the run's months, then every gold table, each with its tests.
 
-    The trend and department tables also get a chart and a table the UI shows on their page. Events are
-    held until dbt exits: an embedded DuckDB file can be read only once dbt has let go of it.
+    A run without a partition can only have selected gold (silver is monthly): it reads no window. The trend
+    and department tables also get a chart and a table the UI shows on their page. Events are held until dbt
+    exits: an embedded DuckDB file can be read only once dbt has let go of it.
     """
-    window = Window.from_time_window(context.partition_time_window)
-    events = list(run_dbt(dbt, ["build"], context, window_environment(window)))
+    partitioned = context.has_partition_key_range
+    window = window_environment(Window.from_time_window(context.partition_time_window)) if partitioned else {}
+    events = list(run_dbt(dbt, ["build"], context, window))
     for event in events:
         key = _asset_key_of(context, event)
         view = GOLD_VIEWS.get(key) if key else None
