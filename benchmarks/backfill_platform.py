@@ -49,6 +49,7 @@ class DbtSampler:
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self.commands: dict[int, str] = {}
         self.peak_rss: dict[int, float] = {}
+        self.lifetime: dict[int, tuple[float, float]] = {}  # started, last seen alive (epoch seconds)
         self._others: set[int] = set()
 
     def __enter__(self) -> DbtSampler:
@@ -76,16 +77,19 @@ class DbtSampler:
                     return
                 self.commands[child.pid] = command
             self.peak_rss[child.pid] = peak_rss_mb(child.pid)
+            self.lifetime[child.pid] = (child.create_time(), time.time())
         except (psutil.Error, OSError, AttributeError):  # it ended between the listing and the reading
             pass
 
     def figures(self) -> dict[str, Any]:
-        """dbt commands seen (``--version`` probes apart from invocations) and the largest dbt peak RSS in MB."""
+        """dbt commands seen (``--version`` probes apart from invocations), their largest peak RSS in MB and
+        how long the dbt processes lived in all (to within the sampling interval)."""
         commands = list(self.commands.values())
         return {
             "dbt_invocations": sum(command != "--version" for command in commands),
             "dbt_commands": commands,
             "dbt_peak_rss_mb": max(self.peak_rss.values(), default=0.0),
+            "dbt_process_seconds": sum(last - started for started, last in self.lifetime.values()),
         }
 
 
@@ -223,6 +227,8 @@ def print_table(results: dict[str, dict]) -> None:
     print(f"\n{'step':<22}{'backfill s':>12}{'resync s':>10}")
     for step in (*NON_DBT_STEPS, *DBT_STEPS):
         print(f"{step:<22}{run['steps'][step]:>12.2f}{run['resync']['steps'][step]:>10.2f}")
+    dbt_itself = [figures["dbt_process_seconds"] for figures in (run, run["resync"])]
+    print(f"{'  of it the dbt process':<22}{dbt_itself[0]:>12.2f}{dbt_itself[1]:>10.2f}")
     overhead = [figures["seconds"] - sum(figures["steps"].values()) for figures in (run, run["resync"])]
     print(f"{'(outside the steps)':<22}{overhead[0]:>12.2f}{overhead[1]:>10.2f}")
     print_notes(run)
@@ -265,8 +271,11 @@ def target(name: str, decided: tuple[bool, str]) -> str:
 
 
 def backfill_target(run: dict, raw: dict) -> tuple[bool, str]:
-    """The whole cold backfill against the raw page fetch plus 15 s."""
-    return run["seconds"] <= raw["seconds"] + 15, f"{run['seconds']:.2f} s vs {raw['seconds']:.2f} + 15 s"
+    """The whole cold backfill against the raw page fetch plus 15 s, and the part of it that is the steps' own
+    work: the lake and bronze steps plus the dbt process, without Dagster's bookkeeping around dbt."""
+    own_work = sum(run["steps"][step] for step in NON_DBT_STEPS) + run["dbt_process_seconds"]
+    figures = f"{run['seconds']:.2f} s vs {raw['seconds']:.2f} + 15 s (lake + bronze + dbt process: {own_work:.2f} s)"
+    return run["seconds"] <= raw["seconds"] + 15, figures
 
 
 def speed_target(to_bronze: float, dlt: dict) -> tuple[bool, str]:
