@@ -22,6 +22,7 @@ from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 from delitos_platform_tests.lake.helpers import failure_message, materialize_lake, rows_per_month
 from delitos_platform_tests.platform.helpers import (
     ASSETS,
+    GOLD_TABLES,
     check_evaluations,
     duckdb_resources,
     query,
@@ -32,6 +33,7 @@ from delitos_platform_tests.platform.helpers import (
 FIRST, LAST = "2019-01-01", "2019-06-01"
 MONTHS = [f"2019-0{month}-01" for month in range(1, 7)]
 SILVER = dg.AssetKey(["silver", "stg_delitos"])
+GOLD = [dg.AssetKey(["gold", name]) for name in GOLD_TABLES]
 
 
 def _recount_por_mes(rows: list[dict[str, str]]) -> list[tuple]:
@@ -64,11 +66,10 @@ def test_every_layer_reconciles_and_a_second_run_changes_nothing(emulator, tmp_p
         _recount_por_mes(snapshot_rows)
     )
     assert query(database, "SELECT DISTINCT _run_id FROM bronze.delitos") == [(first.run_id,)]
-    gold_views = {
-        event.asset_key.to_user_string(): event.materialization.metadata
-        for event in first.get_asset_materialization_events()
-        if event.asset_key.path[0] == "gold"
-    }
+    gold_events = [event for event in first.get_asset_materialization_events() if event.asset_key.path[0] == "gold"]
+    assert sorted(event.asset_key for event in gold_events) == sorted(GOLD)  # once each, not once per month
+    assert {event.partition for event in gold_events} == {None}
+    gold_views = {event.asset_key.to_user_string(): event.materialization.metadata for event in gold_events}
     june = query(database, "SELECT casos FROM gold.tendencia_mensual WHERE mes = '2019-06-01'")[0][0]
     assert f"| 2019-06 | {june:,} |" in gold_views["gold/tendencia_mensual"]["monthly_trend"].value
     assert "| 68 | SANTANDER |" in gold_views["gold/delitos_por_departamento"]["departments"].value
@@ -79,6 +80,13 @@ def test_every_layer_reconciles_and_a_second_run_changes_nothing(emulator, tmp_p
     assert second.success
     assert warehouse_contents(database) == contents
     assert query(database, "SELECT DISTINCT _run_id FROM bronze.delitos") == [(second.run_id,)]
+
+    # Gold alone, without a partition: dbt rebuilds the gold tables from silver and reads no window.
+    gold_alone = dg.materialize(ASSETS, resources=resources, selection=GOLD, raise_on_error=False)
+
+    assert gold_alone.success
+    assert {event.asset_key for event in gold_alone.get_asset_materialization_events()} == set(GOLD)
+    assert warehouse_contents(database) == contents
 
 
 def test_a_reconciliation_mismatch_fails_with_the_numbers_and_dbt_does_not_build(
