@@ -32,14 +32,22 @@ class MonthVersion:
 
 @dataclass(frozen=True)
 class SyncCursor:
-    """What the sensor last saw: the source's ``rowsUpdatedAt`` and the version of every synced month."""
+    """What the sensor last saw and what it is waiting for.
+
+    ``versions`` holds the version of every month known to be synced; ``in_flight`` the versions each requested
+    run (by run key) brings in once it succeeds (``None``: the month was emptied). A month's version moves to
+    ``versions`` only when its run succeeded, so a failed run's months are requested again.
+    """
 
     rows_updated_at: int
     versions: dict[str, str] = field(default_factory=dict)
+    in_flight: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    batch: int = 0  # how many times runs were requested: makes a repeated request's run key new
 
     def dump(self) -> str:
         """The cursor as the sensor stores it."""
-        return json.dumps({"rows_updated_at": self.rows_updated_at, "versions": self.versions}, sort_keys=True)
+        fields = {"rows_updated_at": self.rows_updated_at, "versions": self.versions}
+        return json.dumps({**fields, "in_flight": self.in_flight, "batch": self.batch}, sort_keys=True)
 
     @classmethod
     def load(cls, text: str | None) -> SyncCursor | None:
@@ -47,7 +55,42 @@ class SyncCursor:
         if not text:
             return None
         data = json.loads(text)
-        return cls(int(data["rows_updated_at"]), dict(data["versions"]))
+        in_flight, batch = dict(data.get("in_flight", {})), int(data.get("batch", 0))
+        return cls(int(data["rows_updated_at"]), dict(data["versions"]), in_flight, batch)
+
+    def expected(self) -> dict[str, str]:
+        """The months' versions once the runs in flight have landed: what the source is compared with."""
+        versions = dict(self.versions)
+        for months in self.in_flight.values():
+            _apply(versions, months)
+        return versions
+
+    def settled(self, outcomes: dict[str, bool | None]) -> tuple[SyncCursor, list[str]]:
+        """The cursor once finished runs are accounted for (``outcomes``: run key → succeeded, ``None`` while
+        unfinished), and the run keys that did not succeed: their months keep their old versions."""
+        versions, in_flight, failed = dict(self.versions), {}, []
+        for run_key, months in self.in_flight.items():
+            outcome = outcomes.get(run_key)
+            if outcome is None:
+                in_flight[run_key] = months
+            elif outcome:
+                _apply(versions, months)
+            else:
+                failed.append(run_key)
+        return SyncCursor(self.rows_updated_at, versions, in_flight, self.batch), failed
+
+    def requested(self, updated_at: int, runs: dict[str, dict[str, str | None]]) -> SyncCursor:
+        """The cursor after requesting ``runs`` (run key → the versions it brings in) at ``updated_at``."""
+        batch = self.batch + 1 if runs else self.batch
+        return SyncCursor(updated_at, self.versions, {**self.in_flight, **runs}, batch)
+
+
+def _apply(versions: dict[str, str], months: dict[str, str | None]) -> None:
+    for month, version in months.items():
+        if version is None:
+            versions.pop(month, None)
+        else:
+            versions[month] = version
 
 
 @dataclass(frozen=True)
@@ -56,6 +99,10 @@ class Changes:
 
     months: list[str]
     wholesale_replacement: bool
+
+    def between(self, first: str, last: str) -> list[str]:
+        """The changed months of the range ``first`` → ``last`` (partition keys, ISO dates)."""
+        return [month for month in self.months if first <= month <= last]
 
     def ranges(self) -> list[tuple[str, str]]:
         """Changed months grouped into contiguous ``(first, last)`` partition-key ranges."""
@@ -106,8 +153,3 @@ def _looks_like_replacement(synced: dict[str, str], current: dict[str, str]) -> 
     common = set(synced) & set(current)
     counts = {month: (synced[month].split("@")[0], current[month].split("@")[0]) for month in common}
     return len(common) > 1 and all(synced[m] != current[m] for m in common) and all(a == b for a, b in counts.values())
-
-
-def next_cursor(updated_at: int, source: dict[str, MonthVersion], partitions: set[str]) -> SyncCursor:
-    """The cursor after requesting the runs: months that are not partitions yet stay new for later."""
-    return SyncCursor(updated_at, {month: v.tag() for month, v in source.items() if month in partitions})

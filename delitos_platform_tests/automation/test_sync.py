@@ -13,8 +13,10 @@ from delitos_platform.defs.automation.sync import REASON_TAG, socrata_changes
 from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.emulator import EmulatorServer
+from delitos_platform.lake.storage import LocalLake
 from delitos_platform.partitions import Window
-from delitos_platform_tests.platform.helpers import check_evaluations, duckdb_resources, query, run_months
+from delitos_platform_tests.lake.helpers import failure_message
+from delitos_platform_tests.platform.helpers import ASSETS, check_evaluations, duckdb_resources, query, run_months
 
 FIRST, LAST = "2018-01-01", "2019-12-01"  # two years of real rows keep every test quick
 
@@ -32,15 +34,24 @@ def synced(fresh_emulator, tmp_path):
     """A lake and bronze holding every month of the emulator, and the sensor's first look at them."""
     resources = duckdb_resources(fresh_emulator, tmp_path)
     assert run_months(resources, FIRST, LAST, selection=[LAKE_DELITOS, BRONZE_DELITOS]).success
-    first = evaluate(resources, cursor=None)
-    assert first.run_requests == []
-    return resources, first.cursor
+    with dg.DagsterInstance.ephemeral() as instance:
+        resources = {**resources, "instance": instance}
+        first = evaluate(resources, cursor=None)
+        assert first.run_requests == []
+        yield resources, first.cursor
 
 
 def evaluate(resources, cursor):
-    """One evaluation of the sensor with Dagster's own test context."""
-    context = dg.build_sensor_context(cursor=cursor, resources={k: resources[k] for k in ("socrata", "lake")})
+    """One evaluation of the sensor with Dagster's own test context (the instance holds the requested runs)."""
+    context = dg.build_sensor_context(
+        cursor=cursor, instance=resources["instance"], resources={k: resources[k] for k in ("socrata", "lake")}
+    )
     return socrata_changes(context)
+
+
+def skipped(result) -> bool:
+    """The evaluation requested nothing (it may still have recorded the runs it saw finish)."""
+    return isinstance(result, dg.SkipReason) or (not result.run_requests and result.skip_reason is not None)
 
 
 def ranges(result) -> list[tuple[str, str]]:
@@ -51,9 +62,16 @@ def ranges(result) -> list[tuple[str, str]]:
 
 
 def run_request(resources, request) -> dg.ExecuteInProcessResult:
-    """Execute a requested run (lake and bronze: the layers the reconciliation check compares)."""
-    first, last = request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]
-    return run_months(resources, first, last, selection=[LAKE_DELITOS, BRONZE_DELITOS])
+    """Execute a requested run as the sensor daemon would (with its run key) in the sensor's instance; lake and
+    bronze only: the layers the reconciliation check compares."""
+    return dg.materialize(
+        ASSETS,
+        resources={k: v for k, v in resources.items() if k != "instance"},
+        instance=resources["instance"],
+        tags={**request.tags, "dagster/run_key": request.run_key},
+        selection=[LAKE_DELITOS, BRONZE_DELITOS],
+        raise_on_error=False,
+    )
 
 
 def assert_reconciles(result, server, database, first: str, last: str) -> None:
@@ -71,7 +89,7 @@ def test_nothing_changed_costs_one_metadata_request_and_requests_nothing(synced,
 
     result = evaluate(resources, cursor)
 
-    assert isinstance(result, dg.SkipReason)
+    assert skipped(result)
     assert fresh_emulator.requests_served == served + 1
 
 
@@ -92,7 +110,38 @@ def test_a_revised_month_is_resynced_alone_and_reconciles(synced, fresh_emulator
     assert {cantidad[row_id] for row_id in revised} == {
         int(fresh_emulator.dataset.dump()[row_id]["cantidad"]) for row_id in revised
     }
-    assert isinstance(evaluate(resources, result.cursor), dg.SkipReason)
+    assert skipped(evaluate(resources, result.cursor))
+
+
+def test_a_failed_runs_months_are_requested_again_until_a_run_of_them_succeeds(synced, fresh_emulator, tmp_path):
+    resources, cursor = synced
+    fresh_emulator.dataset.revise_month("2019-03", rows=2)
+    first = evaluate(resources, cursor)
+    [request] = first.run_requests
+    # The run fails: its lake cannot be written (a file where the lake's folder should be).
+    unwritable = {**resources, "lake": LocalLake(root=str(tmp_path / "not-a-folder"))}
+    (tmp_path / "not-a-folder").write_text("")
+    assert "not-a-folder" in failure_message(run_request(unwritable, request))
+
+    again = evaluate(resources, first.cursor)  # Socrata has not changed since
+
+    assert ranges(again) == [("2019-03-01", "2019-03-01")]
+    [retry] = again.run_requests
+    assert retry.run_key != request.run_key
+    assert run_request(resources, retry).success
+    assert skipped(evaluate(resources, again.cursor))
+
+
+def test_a_run_still_going_is_not_requested_twice(synced, fresh_emulator):
+    resources, cursor = synced
+    fresh_emulator.dataset.revise_month("2019-03", rows=1)
+    first = evaluate(resources, cursor)
+    assert ranges(first) == [("2019-03-01", "2019-03-01")]
+    fresh_emulator.dataset.revise_month("2019-07", rows=1)  # the source moves on before the run was made
+
+    second = evaluate(resources, first.cursor)
+
+    assert ranges(second) == [("2019-07-01", "2019-07-01")]
 
 
 def test_adjacent_revisions_share_a_run_and_a_new_month_gets_its_own(synced, fresh_emulator, snapshot_rows):

@@ -13,7 +13,6 @@ from delitos_platform.sync import (
     SyncCursor,
     compare,
     month_versions,
-    next_cursor,
     rows_updated_at,
     versions_held_by_lake,
 )
@@ -21,6 +20,7 @@ from delitos_platform.sync import (
 DAILY = 24 * 60 * 60
 REASON_TAG = "delitos/sync_reason"
 DATA_VERSION_TAG = "dagster/data_version"  # how Dagster reads an observation's data version
+RUN_KEY_TAG = "dagster/run_key"  # set by Dagster on the runs a sensor requested
 
 
 @dg.sensor(
@@ -29,40 +29,64 @@ DATA_VERSION_TAG = "dagster/data_version"  # how Dagster reads an observation's 
     minimum_interval_seconds=DAILY,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Daily: when the source's rowsUpdatedAt moved, asks Socrata (one grouped query) which months changed "
-        "and re-syncs exactly those, one run per contiguous range. Records each month's version on the source."
+        "Daily: when the source's rowsUpdatedAt moved, or a run it requested failed, asks Socrata (one grouped "
+        "query) which months changed and re-syncs exactly those, one run per contiguous range. Records each "
+        "month's version on the source."
     ),
 )
 def socrata_changes(
     context: dg.SensorEvaluationContext, socrata: SocrataResource, lake: LakeResource
 ) -> dg.SensorResult | dg.SkipReason:
-    """Compare the source with what was last synced and request runs for what changed."""
-    previous = SyncCursor.load(context.cursor)
+    """Compare the source with what was synced (or is being synced) and request runs for what changed.
+
+    A month counts as synced once its run succeeded: the months of a failed run are requested again at the
+    next evaluation, even when the source did not change since.
+    """
+    previous, failed = settle(context, SyncCursor.load(context.cursor))
     updated_at = rows_updated_at(socrata)
-    if previous is not None and previous.rows_updated_at == updated_at:
-        return dg.SkipReason(f"Socrata unchanged since rowsUpdatedAt={updated_at}")
+    if previous is not None and previous.rows_updated_at == updated_at and not failed:
+        reason = f"Socrata unchanged since rowsUpdatedAt={updated_at}"
+        unchanged = previous.dump() == context.cursor
+        return dg.SkipReason(reason) if unchanged else dg.SensorResult(skip_reason=reason, cursor=previous.dump())
     source = month_versions(socrata)
     partitions = set(monthly_partitions.get_partition_keys())
-    synced = previous.versions if previous is not None else versions_held_by_lake(lake, source)
-    changes = compare(synced, source, partitions)
+    if previous is None:
+        previous = SyncCursor(updated_at, versions_held_by_lake(lake, source))
+    changes = compare(previous.expected(), source, partitions)
     if changes.wholesale_replacement:
         context.log.warning(f"Socrata re-published every month (all :id new, counts unchanged): {len(changes.months)}")
     context.log.info(
         f"rowsUpdatedAt={updated_at}: {len(changes.months)} months changed in {len(changes.ranges())} ranges"
     )
+    requests = run_requests(changes, updated_at, previous.batch)
+    brought_in = {request.run_key: versions_of(changes, request, source) for request in requests}
     return dg.SensorResult(
-        run_requests=run_requests(changes, updated_at),
+        run_requests=requests,
         asset_events=observations(changes, source),
-        cursor=next_cursor(updated_at, source, partitions).dump(),
+        cursor=previous.requested(updated_at, brought_in).dump(),
     )
 
 
-def run_requests(changes: Changes, updated_at: int) -> list[dg.RunRequest]:
+def settle(context: dg.SensorEvaluationContext, cursor: SyncCursor | None) -> tuple[SyncCursor | None, list[str]]:
+    """The cursor with its finished runs accounted for, and the run keys of the runs that did not succeed."""
+    if cursor is None or not cursor.in_flight:
+        return cursor, []
+    outcomes = {}
+    for run_key in cursor.in_flight:
+        runs = context.instance.get_runs(dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
+        outcomes[run_key] = runs[0].is_success if runs and runs[0].is_finished else None
+    settled, failed = cursor.settled(outcomes)
+    for run_key in failed:
+        context.log.warning(f"The run {run_key} did not succeed: its months are requested again")
+    return settled, failed
+
+
+def run_requests(changes: Changes, updated_at: int, batch: int) -> list[dg.RunRequest]:
     """One run per contiguous range of changed months; the run key makes a request happen once."""
     reason = "wholesale-replacement" if changes.wholesale_replacement else "revision"
     return [
         dg.RunRequest(
-            run_key=f"{updated_at}:{first}:{last}",
+            run_key=f"{updated_at}:{first}:{last}:{batch}",
             tags={
                 "dagster/asset_partition_range_start": first,
                 "dagster/asset_partition_range_end": last,
@@ -71,6 +95,12 @@ def run_requests(changes: Changes, updated_at: int) -> list[dg.RunRequest]:
         )
         for first, last in changes.ranges()
     ]
+
+
+def versions_of(changes: Changes, request: dg.RunRequest, source: dict[str, MonthVersion]) -> dict[str, str | None]:
+    """The versions a requested run brings in: each of its months as the source has it now (``None``: emptied)."""
+    first, last = request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]
+    return {month: source[month].tag() if month in source else None for month in changes.between(first, last)}
 
 
 def observations(changes: Changes, source: dict[str, MonthVersion]) -> list[dg.AssetObservation]:
