@@ -59,7 +59,8 @@ def main() -> None:
         print(f"first look, empty lake: {seconds:.3f} s, {requests} requests, {months} months, runs {ranges(first)}")
         # The runs requested are never made here: they stay in flight, and nothing is requested twice.
         unchanged, seconds, requests = evaluate(server, lake, instance, first.cursor)
-        print(f"nothing changed:        {seconds:.3f} s, {requests} request(s), {type(unchanged).__name__}")
+        skipped = unchanged.skip_reason.skip_message
+        print(f"nothing changed:        {seconds:.3f} s, {requests} request(s), skipped: {skipped}")
         # As if those runs had succeeded, and three months were revised since.
         synced = SyncCursor.load(first.cursor)
         stale = SyncCursor(synced.rows_updated_at - 1, {**synced.expected(), **dict.fromkeys(REVISED, "0@before")})

@@ -49,9 +49,9 @@ def evaluate(resources, cursor):
     return socrata_changes(context)
 
 
-def skipped(result) -> bool:
+def skipped(result: dg.SensorResult) -> bool:
     """The evaluation requested nothing (it may still have recorded the runs it saw finish)."""
-    return isinstance(result, dg.SkipReason) or (not result.run_requests and result.skip_reason is not None)
+    return not result.run_requests and result.skip_reason is not None
 
 
 def ranges(result) -> list[tuple[str, str]]:

@@ -36,7 +36,7 @@ RUN_KEY_TAG = "dagster/run_key"  # set by Dagster on the runs a sensor requested
 )
 def socrata_changes(
     context: dg.SensorEvaluationContext, socrata: SocrataResource, lake: LakeResource
-) -> dg.SensorResult | dg.SkipReason:
+) -> dg.SensorResult:
     """Compare the source with what was synced (or is being synced) and request runs for what changed.
 
     A month counts as synced once its run succeeded: the months of a failed run are requested again at the
@@ -45,9 +45,10 @@ def socrata_changes(
     previous, failed = settle(context, SyncCursor.load(context.cursor))
     updated_at = rows_updated_at(socrata)
     if previous is not None and previous.rows_updated_at == updated_at and not failed:
-        reason = f"Socrata unchanged since rowsUpdatedAt={updated_at}"
-        unchanged = previous.dump() == context.cursor
-        return dg.SkipReason(reason) if unchanged else dg.SensorResult(skip_reason=reason, cursor=previous.dump())
+        # The cursor still moves: runs that succeeded since the last look are recorded as synced.
+        return dg.SensorResult(
+            skip_reason=f"Socrata unchanged since rowsUpdatedAt={updated_at}", cursor=previous.dump()
+        )
     source = month_versions(socrata)
     partitions = set(monthly_partitions.get_partition_keys())
     if previous is None:
