@@ -13,21 +13,7 @@ from dataclasses import dataclass, field
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.partitions import Window
 from delitos_platform.reconcile import lake_counts
-from delitos_platform.socrata import SocrataResource
-
-MONTH = "date_trunc_ym(fecha_hecho)"
-
-
-@dataclass(frozen=True)
-class MonthVersion:
-    """What the source says of one month: its row count and when a row of it last changed."""
-
-    rows: int
-    changed_at: str
-
-    def tag(self) -> str:
-        """The month's data version, as recorded on the source asset's observation."""
-        return f"{self.rows}@{self.changed_at}"
+from delitos_platform.socrata.versions import MonthVersion
 
 
 @dataclass(frozen=True)
@@ -113,19 +99,6 @@ class Changes:
             else:
                 ranges.append((month, month))
         return ranges
-
-
-def rows_updated_at(socrata: SocrataResource) -> int:
-    """The source's ``rowsUpdatedAt`` (epoch seconds): one small metadata request."""
-    return int(socrata.metadata()["rowsUpdatedAt"])
-
-
-def month_versions(socrata: SocrataResource) -> dict[str, MonthVersion]:
-    """Every month's count and change marker, in ONE grouped query."""
-    rows = socrata.query(
-        select=f"{MONTH} AS mes, count(*) AS n, max(:updated_at) AS changed_at", group=MONTH, order=MONTH, limit=50_000
-    )
-    return {row["mes"][:10]: MonthVersion(int(row["n"]), row["changed_at"]) for row in rows}
 
 
 def versions_held_by_lake(lake: LakeResource, source: dict[str, MonthVersion]) -> dict[str, str]:

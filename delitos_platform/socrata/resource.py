@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -15,6 +12,7 @@ from urllib.parse import urlsplit
 import dagster as dg
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import requests
 from pydantic import Field
 from requests.adapters import HTTPAdapter
@@ -45,7 +43,9 @@ class SocrataResource(dg.ConfigurableResource):
     timeout_seconds: float = Field(default=60.0, gt=0, description="Connect/read timeout per request.")
     max_retries: int = Field(default=5, ge=0, description="Retries per request on 429, 5xx and resets.")
     backoff_seconds: float = Field(default=0.5, ge=0, description="Backoff factor between retries.")
-    concurrent_requests: int = Field(default=2, ge=1, le=8, description="Pages requested at once while paging.")
+    concurrent_requests: int = Field(
+        default=2, ge=1, le=8, description="Sub-windows of a window paged at once (each by keyset, in order)."
+    )
 
     @property
     def shown_url(self) -> str:
@@ -104,46 +104,31 @@ class SocrataResource(dg.ConfigurableResource):
     def pages(self, select: Sequence[str], where: str) -> Iterator[pa.Table]:
         """Every row matching ``where``, ordered by ``:id``, as Arrow tables of strings, one per page, in order.
 
-        Columns are named as in ``select`` (``:id`` becomes ``row_id``); absent values are nulls. The source's
-        ``count(*)`` sizes the plan, and ``concurrent_requests`` pages of it are in flight at once while the
-        caller works on the ones already here; paging still ends on the first short page, as Socrata's own
-        clients do (a source that grew meanwhile is paged on to its end). Pages skip sodapy's decoding into
-        dicts: DuckDB reads the JSON bytes straight into columns, an order of magnitude faster.
+        Paged by identity (keyset), never by ``$offset``: each page asks for the rows whose ``:id`` is past the
+        last one already here. A row deleted or added while paging can then shift no other row into or out
+        of a page: every row is fetched at most once, and every row that lives through the paging is fetched.
+        Columns are named as in ``select`` (``:id`` becomes ``row_id``); absent values are nulls. Paging ends
+        on the first short page. Pages skip sodapy's decoding into dicts: DuckDB reads the JSON bytes straight
+        into columns, an order of magnitude faster.
         """
+        if ":id" not in select:
+            raise ValueError("keyset paging needs :id among the selected fields")
         decoder = PageDecoder(select)
-        with self.client() as client, ThreadPoolExecutor(max_workers=self.concurrent_requests) as fetchers:
+        with self.client() as client:
             url = (
                 client.uri_prefix
                 + client.domain
                 + sodapy_utils.format_new_api_request(dataid=self.dataset_id, content_type="json")
             )
-
-            def fetch(offset: int) -> pa.Table:
-                params = {"$select": ", ".join(select), "$where": where, "$order": ":id"}
-                params |= {"$limit": self.page_size, "$offset": offset}
-                return self.call(lambda: decoder.decode(_get_json_bytes(client, url, params)))
-
-            planned = self._pages_planned(where)
-            offsets = itertools.count(0, self.page_size)
-            in_flight = deque(
-                fetchers.submit(fetch, next(offsets)) for _ in range(min(planned, self.concurrent_requests))
-            )
-            requested = len(in_flight)
-            while in_flight:
-                page = in_flight.popleft().result()
-                if page.num_rows < self.page_size:
-                    for later in in_flight:  # past the end: only when rows were deleted since the count
-                        later.cancel()
-                    yield page
-                    return
-                if requested < planned or not in_flight:
-                    in_flight.append(fetchers.submit(fetch, next(offsets)))
-                    requested += 1
+            last_id: str | None = None
+            while True:
+                params = {"$select": ", ".join(select), "$where": _after(where, last_id), "$order": ":id"}
+                params["$limit"] = self.page_size
+                page = self.call(lambda params=params: decoder.decode(_get_json_bytes(client, url, params)))
                 yield page
-
-    def _pages_planned(self, where: str) -> int:
-        """How many pages the source's ``count(*)`` of ``where`` fills (one, however few rows)."""
-        return max(1, -(-self.count(where) // self.page_size))
+                if page.num_rows < self.page_size:
+                    return
+                last_id = pc.max(page["row_id"]).as_py()
 
     def call(self, request: Callable[[], T]) -> T:
         """Run one request, retrying bodies cut short, and turn every failure into a ``SocrataError``."""
@@ -218,6 +203,14 @@ class PageDecoder:
                 reason = _short(str(error))
                 raise SocrataError(f"Socrata sent a page that is not a JSON array of rows: {reason}") from None
         return table.rename_columns(self.names)
+
+
+def _after(where: str, last_id: str | None) -> str:
+    """``where`` narrowed to the rows past ``last_id`` in ``:id`` order (the keyset of the next page)."""
+    if last_id is None:
+        return where
+    quoted = last_id.replace("'", "''")
+    return f"({where}) AND :id > '{quoted}'"
 
 
 def _get_json_bytes(client: Socrata, url: str, params: dict[str, Any]) -> bytes:

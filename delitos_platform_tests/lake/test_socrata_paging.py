@@ -1,4 +1,4 @@
-"""Paging with several requests in flight: every row once, in ``:id`` order, whatever the source does meanwhile."""
+"""Paging by identity (keyset on ``:id``): every row once, in ``:id`` order, whatever the source does meanwhile."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pyarrow as pa
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.rows import SOURCE_FIELDS
 from delitos_platform.partitions import Window
-from delitos_platform.socrata import SocrataResource
 from delitos_platform_tests.conftest import socrata_for
 
 YEAR_2019 = Window(date(2019, 1, 1), date(2020, 1, 1))
+PAGE = 97
 
 
 def _row_ids(pages: list[pa.Table]) -> list[str]:
@@ -24,38 +24,50 @@ def _source_ids(server: EmulatorServer, window: Window) -> list[str]:
     return [row[":id"] for row in rows]
 
 
-def test_concurrent_pages_arrive_in_id_order_each_row_once(emulator):
+def test_pages_arrive_in_id_order_each_row_once(emulator):
     expected = _source_ids(emulator, YEAR_2019)
-    assert len(expected) > 10 * 97  # enough rows for many pages
+    assert len(expected) > 10 * PAGE  # enough rows for many pages
 
-    for in_flight in (1, 2, 5):
-        pages = list(
-            socrata_for(emulator, page_size=97, concurrent_requests=in_flight).pages(SOURCE_FIELDS, YEAR_2019.soql())
-        )
-        assert _row_ids(pages) == expected, in_flight
-        assert [page.num_rows for page in pages[:-1]] == [97] * (len(pages) - 1)
-        assert pages[-1].num_rows < 97
-
-
-class StaleCountSocrata(SocrataResource):
-    """A source whose ``count(*)`` lags behind its rows, as when rows arrive between the count and the pages."""
-
-    def _pages_planned(self, where: str) -> int:
-        return 1
-
-
-def test_a_source_larger_than_its_count_is_paged_to_its_end(emulator):
-    expected = _source_ids(emulator, YEAR_2019)
-    stale = StaleCountSocrata(url=emulator.url, page_size=97, concurrent_requests=3)
-
-    pages = list(stale.pages(SOURCE_FIELDS, YEAR_2019.soql()))
+    pages = list(socrata_for(emulator, page_size=PAGE).pages(SOURCE_FIELDS, YEAR_2019.soql()))
 
     assert _row_ids(pages) == expected
-    assert len(pages) == len(expected) // 97 + 1
+    assert [page.num_rows for page in pages[:-1]] == [PAGE] * (len(pages) - 1)
+    assert pages[-1].num_rows < PAGE
+
+
+def test_a_row_deleted_while_paging_loses_no_live_row(fresh_emulator):
+    expected = _source_ids(fresh_emulator, YEAR_2019)
+    pages = socrata_for(fresh_emulator, page_size=PAGE).pages(SOURCE_FIELDS, YEAR_2019.soql())
+    fetched = [next(pages)]
+    # A row of the page already fetched disappears: offset paging would then skip the next page's first row.
+    deleted = fetched[0]["row_id"][5].as_py()
+    assert fresh_emulator.dataset.delete_rows([deleted]) == 1
+
+    fetched += list(pages)
+
+    assert _row_ids(fetched) == expected  # the deleted row was read before it went; no live row is missing
+
+
+def test_a_row_added_while_paging_doubles_no_row(fresh_emulator, snapshot_rows):
+    pages = socrata_for(fresh_emulator, page_size=PAGE).pages(SOURCE_FIELDS, YEAR_2019.soql())
+    fetched = [next(pages)]
+    last_seen = fetched[0]["row_id"][-1].as_py()
+    # Rows land on both sides of the page boundary; offset paging would read a row of the first page again.
+    january = [row for row in snapshot_rows if row["fecha_hecho"].startswith("2019-01")][:40]
+    added = fresh_emulator.dataset.add_rows(january)
+    assert any(row_id < last_seen for row_id in added) and any(row_id > last_seen for row_id in added)
+
+    fetched += list(pages)
+
+    ids = _row_ids(fetched)
+    assert len(ids) == len(set(ids))
+    assert ids == sorted(ids)
+    live = set(_source_ids(fresh_emulator, YEAR_2019))
+    assert live - set(ids) == {row_id for row_id in added if row_id < last_seen}  # only those behind the cursor
 
 
 def test_an_empty_window_is_one_empty_page(emulator):
     before_the_data = Window(date(1990, 1, 1), date(1990, 2, 1))
-    pages = list(socrata_for(emulator, concurrent_requests=3).pages(SOURCE_FIELDS, before_the_data.soql()))
+    pages = list(socrata_for(emulator).pages(SOURCE_FIELDS, before_the_data.soql()))
     assert [page.num_rows for page in pages] == [0]
     assert pages[0].column_names == ["row_id", *SOURCE_FIELDS[1:]]

@@ -13,7 +13,7 @@ import dagster as dg
 from delitos_platform.defs.bronze.assets import BRONZE_DELITOS
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.socrata import SocrataError, SocrataResource
-from delitos_platform.sync import rows_updated_at
+from delitos_platform.socrata.versions import rows_updated_at
 
 GOLD_SUMMARY = dg.AssetKey(["gold", "resumen_general"])
 LAYERS = (LAKE_DELITOS, BRONZE_DELITOS, GOLD_SUMMARY)

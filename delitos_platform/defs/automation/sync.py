@@ -7,15 +7,8 @@ from delitos_platform.jobs import main_job
 from delitos_platform.lake.storage import LakeResource
 from delitos_platform.partitions import monthly_partitions
 from delitos_platform.socrata import SocrataResource
-from delitos_platform.sync import (
-    Changes,
-    MonthVersion,
-    SyncCursor,
-    compare,
-    month_versions,
-    rows_updated_at,
-    versions_held_by_lake,
-)
+from delitos_platform.socrata.versions import MonthVersion, month_versions, rows_updated_at
+from delitos_platform.sync import Changes, SyncCursor, compare, versions_held_by_lake
 
 DAILY = 24 * 60 * 60
 REASON_TAG = "delitos/sync_reason"
