@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
@@ -49,6 +49,27 @@ class Window:
         return (
             f"{column} >= '{self.start.isoformat()}T00:00:00.000' AND {column} < '{self.end.isoformat()}T00:00:00.000'"
         )
+
+
+def calendar(today: date | None = None) -> Window:
+    """Every day a partition covers: from the first month to the end of the last complete month."""
+    # The partitions' clock: UTC, as ``monthly_partitions`` keeps it; the last partition ends where this month starts.
+    today = today or datetime.now(UTC).date()
+    return Window(parse_partition_key(FIRST_MONTH), today.replace(day=1))
+
+
+def pending_window(today: date | None = None) -> Window:
+    """The current month: not complete yet, so no partition; its rows are counted, not fetched."""
+    return Window.for_month(calendar(today).end.isoformat())
+
+
+def out_of_calendar_soql(today: date | None = None, column: str = "fecha_hecho") -> str:
+    """The SoQL ``$where`` of the rows no partition fetches and no month pends: no date, too early, future."""
+    first, future = calendar(today).start, pending_window(today).end
+    return (
+        f"{column} IS NULL OR {column} < '{first.isoformat()}T00:00:00.000' "
+        f"OR {column} >= '{future.isoformat()}T00:00:00.000'"
+    )
 
 
 def parse_partition_key(key: str) -> date:

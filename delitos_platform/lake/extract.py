@@ -1,28 +1,101 @@
-"""Source → lake: fetch a window of months from Socrata and write one Parquet object per month."""
+"""Source → lake: fetch a window of months, write each month to staging, audit it, and only then publish it.
+
+The window is read as sub-windows of whole months, planned from the source's own per-month counts so that
+each holds about one page of rows; a few are fetched at once, each paged by identity (keyset on ``:id``). A
+sub-window's months are typed and staged as soon as it arrives, so the run holds a bounded number of rows
+whatever the window's size.
+
+Before and after paging the source's version is read (``rowsUpdatedAt``; per month ``count(*)`` and
+``max(:updated_at)``). A month that changed while it was read, or whose rows do not add up to its count, is
+read again (a bounded number of times) or the extraction fails naming it. Every staged object is then read
+back and audited (schema, rows, row ids against what was fetched); only when every one passes are they
+published. A failed audit publishes nothing: the lake keeps what it had.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from delitos_platform.contract import LAKE_SCHEMA, QUARANTINE_SCHEMA
 from delitos_platform.lake.parquet import to_parquet_bytes
-from delitos_platform.lake.rows import MEMORY_SCHEMA, SOURCE_FIELDS, type_page
-from delitos_platform.lake.storage import LakeResource, data_key, quarantine_key
-from delitos_platform.partitions import Window
-from delitos_platform.socrata import SocrataResource
+from delitos_platform.lake.quality import object_schema_drift, source_schema_drift
+from delitos_platform.lake.rows import MEMORY_SCHEMA, RAW_SCHEMA, SOURCE_FIELDS, quarantine_rows, type_page
+from delitos_platform.lake.storage import (
+    LakeError,
+    LakeResource,
+    data_key,
+    out_of_calendar_key,
+    quarantine_key,
+    staging_key,
+)
+from delitos_platform.partitions import Window, calendar, out_of_calendar_soql, pending_window
+from delitos_platform.row_ids import RowIds
+from delitos_platform.socrata import SocrataError, SocrataResource
+from delitos_platform.socrata.versions import MonthVersion, month_versions, rows_updated_at
 
-WRITERS = 4
+# How many times months that changed while they were read are read again before the run gives up.
+REREADS = 2
+# Parquet key-value metadata: the source version each object was read at.
+VERSION_METADATA = "delitos.source_version"
+UPDATED_AT_METADATA = "delitos.source_rows_updated_at"
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """The source's version at one moment: ``rowsUpdatedAt`` and the version of each month of a window."""
+
+    rows_updated_at: int
+    months: dict[str, MonthVersion]
+    out_of_calendar: int
+
+    @classmethod
+    def read(cls, socrata: SocrataResource, window: Window) -> SourceState:
+        """Three small requests: the metadata, one grouped query, one count."""
+        updated_at = rows_updated_at(socrata)
+        return cls(updated_at, month_versions(socrata, window.soql()), socrata.count(out_of_calendar_soql()))
+
+    def rows(self, month: str) -> int:
+        """The source's count of ``month`` (0 when it has none)."""
+        version = self.months.get(month)
+        return version.rows if version else 0
+
+
+@dataclass(frozen=True)
+class StagedObject:
+    """One object written to staging: where it will be published, and what it must hold."""
+
+    key: str
+    staged: str
+    ids: RowIds
+    bytes: int
+
+
+@dataclass(frozen=True)
+class StagedMonth:
+    """A month's two objects in staging, and the source version the month was read at."""
+
+    month: str
+    rows: StagedObject
+    quarantine: StagedObject
+    read_at: MonthVersion | None
+
+    @property
+    def fetched(self) -> int:
+        """Every row fetched for the month: kept and refused."""
+        return self.rows.ids.count + self.quarantine.ids.count
 
 
 @dataclass(frozen=True)
 class MonthWritten:
-    """What one month's objects hold."""
+    """What one published month's objects hold."""
 
     month: str
     rows: int
@@ -30,16 +103,21 @@ class MonthWritten:
     bytes: int
     uri: str
     quarantine_uri: str
+    ids: RowIds
+    version: str
 
 
 @dataclass(frozen=True)
 class Extraction:
-    """The outcome of one extraction: the query sent, its pages and every month written."""
+    """The outcome of one extraction: the query sent, its pages, every month published and the source version."""
 
     where: str
     pages: int
     months: list[MonthWritten]
     seconds: float
+    rows_updated_at: int
+    out_of_calendar: int
+    reread: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -52,34 +130,211 @@ class Extraction:
         return sum(month.quarantined for month in self.months)
 
 
-def extract_to_lake(
-    socrata: SocrataResource, lake: LakeResource, window: Window, log: logging.Logger | None = None
-) -> Extraction:
-    """Fetch every row of ``window`` (by ``:id``), type it, and write each month's objects.
+class SourceChangedError(SocrataError):
+    """The source kept changing while it was read: the run cannot say which version it holds."""
 
-    Every month of the window gets both objects, empty ones included, so a re-run always replaces
-    what an earlier run wrote.
+
+class ContractDriftError(SocrataError):
+    """The source's published columns no longer match the contract: nothing was fetched."""
+
+    def __init__(self, drift: list[str]) -> None:
+        self.drift = [f"source: {line}" for line in drift]
+        super().__init__(f"the source no longer matches the contract: {'; '.join(self.drift)}")
+
+
+class AuditError(LakeError):
+    """A staged object is not what was fetched: nothing was published."""
+
+
+def extract_to_lake(
+    socrata: SocrataResource,
+    lake: LakeResource,
+    window: Window,
+    run_id: str,
+    log: logging.Logger | None = None,
+) -> Extraction:
+    """Fetch every row of ``window`` (by ``:id``), stage each month's objects, audit them, then publish them.
+
+    The source's columns are compared with the contract first: a drifted source is refused before any row is
+    fetched or any object written.
+
+    Every month of the window gets both objects, empty ones included, so a re-run always replaces what an
+    earlier run wrote. Rows outside the calendar (no date, before the first month, in the future) go to their
+    own quarantine object, replaced by every run.
     """
     log = log or logging.getLogger(__name__)
     started = time.perf_counter()
     lake.check_writable()
-    where = window.soql()
-    kept_pages, refused_pages, pages = [], [], 0
-    for page in socrata.pages(SOURCE_FIELDS, where):
-        typed = type_page(page)
-        kept_pages.append(typed.rows)
-        refused_pages.append(typed.quarantine)
-        pages += 1
-        log.debug("page %d: %d rows, %d refused", pages, typed.rows.num_rows, typed.quarantine.num_rows)
-    fetched = time.perf_counter()
-    log.info(f"fetched {pages} pages in {fetched - started:.2f} s")
-    rows = MonthGroups(pa.concat_tables([*kept_pages, MEMORY_SCHEMA.empty_table()]))
-    refused = MonthGroups(pa.concat_tables([*refused_pages, QUARANTINE_SCHEMA.empty_table()]))
-    _check_nothing_outside(window, rows, refused)
-    with ThreadPoolExecutor(max_workers=WRITERS) as writers:
-        months = list(writers.map(lambda month: _write_month(lake, month, rows, refused), window.month_keys()))
-    log.info(f"wrote {2 * len(months)} objects in {time.perf_counter() - fetched:.2f} s")
-    return Extraction(where=where, pages=pages, months=months, seconds=time.perf_counter() - started)
+    drift = source_schema_drift(socrata.metadata().get("columns", []))
+    if drift:
+        raise ContractDriftError(drift)
+    stager = MonthStager(socrata, lake, run_id)
+    try:
+        state = SourceState.read(socrata, window)
+        staged = stager.stage(window.month_keys(), state)
+        state, reread = _settle(stager, window, staged, state, log)
+        out_of_calendar = stager.stage_out_of_calendar(state.out_of_calendar)
+        log.info(f"fetched {stager.pages} pages in {time.perf_counter() - started:.2f} s")
+        _audit(lake, [object_ for month in staged.values() for object_ in (month.rows, month.quarantine)])
+        _audit(lake, [out_of_calendar])
+        months = [stager.publish_month(staged[month]) for month in window.month_keys()]
+        stager.publish(out_of_calendar)
+    finally:
+        stager.discard_leftovers()
+    log.info(f"published {2 * len(months) + 1} audited objects in {time.perf_counter() - started:.2f} s")
+    return Extraction(
+        where=window.soql(),
+        pages=stager.pages,
+        months=months,
+        seconds=time.perf_counter() - started,
+        rows_updated_at=state.rows_updated_at,
+        out_of_calendar=out_of_calendar.ids.count,
+        reread=reread,
+    )
+
+
+def plan_sub_windows(months: Sequence[str], state: SourceState, rows_per_sub_window: int) -> list[list[str]]:
+    """Consecutive months grouped so that each group holds about ``rows_per_sub_window`` rows (at least a month)."""
+    groups: list[list[str]] = []
+    held = 0
+    for month in months:
+        rows = state.rows(month)
+        contiguous = groups and Window.for_month(groups[-1][-1]).end.isoformat() == month
+        if contiguous and held + rows <= rows_per_sub_window:
+            groups[-1].append(month)
+            held += rows
+        else:
+            groups.append([month])
+            held = rows
+    return groups
+
+
+class MonthStager:
+    """Fetches months a sub-window at a time and writes their objects to staging; remembers what it staged."""
+
+    def __init__(self, socrata: SocrataResource, lake: LakeResource, run_id: str) -> None:
+        self.socrata, self.lake, self.run_id = socrata, lake, run_id
+        self.pages = 0
+        self._staged: set[str] = set()
+
+    def stage(self, months: Sequence[str], state: SourceState) -> dict[str, StagedMonth]:
+        """Fetch and stage ``months`` (partition keys), a few sub-windows at once."""
+        plan = plan_sub_windows(months, state, self.socrata.page_size)
+        with ThreadPoolExecutor(max_workers=self.socrata.concurrent_requests) as fetchers:
+            staged = fetchers.map(lambda group: self._stage_sub_window(group, state), plan)
+            return {month.month: month for group in staged for month in group}
+
+    def stage_out_of_calendar(self, expected: int) -> StagedObject:
+        """Fetch the rows outside the calendar and stage their quarantine object (checked against the count)."""
+        raw = pa.concat_tables([*self._fetch(out_of_calendar_soql()), RAW_SCHEMA.empty_table()])
+        if raw.num_rows != expected:
+            raise SourceChangedError(
+                f"the source changed while its out-of-calendar rows were read ({raw.num_rows:,} read, "
+                f"{expected:,} counted): run again"
+            )
+        rows = _out_of_calendar_rows(raw)
+        return self._write(out_of_calendar_key(), rows, None)
+
+    def discard_leftovers(self) -> None:
+        """Remove whatever is still in staging (everything, when the run failed before publishing)."""
+        for staged in list(self._staged):
+            self.lake.discard(staged)
+        self._staged.clear()
+
+    def _stage_sub_window(self, months: list[str], state: SourceState) -> list[StagedMonth]:
+        window = Window(Window.for_month(months[0]).start, Window.for_month(months[-1]).end)
+        kept, refused = [], []
+        for page in self._fetch(window.soql()):
+            typed = type_page(page)
+            kept.append(typed.rows)
+            refused.append(typed.quarantine)
+        rows = MonthGroups(pa.concat_tables([*kept, MEMORY_SCHEMA.empty_table()]))
+        quarantined = MonthGroups(pa.concat_tables([*refused, QUARANTINE_SCHEMA.empty_table()]))
+        _check_nothing_outside(window, rows, quarantined)
+        return [self._stage_month(month, rows, quarantined, state) for month in months]
+
+    def _fetch(self, where: str) -> Iterator[pa.Table]:
+        for page in self.socrata.pages(SOURCE_FIELDS, where):
+            self.pages += 1
+            yield page
+
+    def _stage_month(self, month: str, rows: MonthGroups, quarantined: MonthGroups, state: SourceState) -> StagedMonth:
+        read_at = state.months.get(month)
+        version = {
+            VERSION_METADATA: read_at.tag() if read_at else "0@",
+            UPDATED_AT_METADATA: str(state.rows_updated_at),
+        }
+        return StagedMonth(
+            month,
+            self._write(data_key(month), rows.month(month, LAKE_SCHEMA), version),
+            self._write(quarantine_key(month), quarantined.month(month, QUARANTINE_SCHEMA), version),
+            read_at,
+        )
+
+    def _write(self, key: str, table: pa.Table, version: dict[str, str] | None) -> StagedObject:
+        table = table.replace_schema_metadata(version) if version else table
+        data = to_parquet_bytes(table)
+        staged = staging_key(key, self.run_id)
+        self._staged.add(staged)
+        self.lake.write(staged, data)
+        return StagedObject(key, staged, RowIds.of(table["row_id"]), len(data))
+
+    def publish(self, staged: StagedObject) -> str:
+        """Publish one audited object; returns its URI."""
+        uri = self.lake.publish(staged.staged, staged.key)
+        self._staged.discard(staged.staged)
+        return uri
+
+    def publish_month(self, month: StagedMonth) -> MonthWritten:
+        """Publish a month's two audited objects."""
+        uri, quarantine_uri = self.publish(month.rows), self.publish(month.quarantine)
+        version = month.read_at.tag() if month.read_at else "0@"
+        counts = (month.rows.ids.count, month.quarantine.ids.count)
+        return MonthWritten(month.month, *counts, month.rows.bytes, uri, quarantine_uri, month.rows.ids, version)
+
+
+def _settle(
+    stager: MonthStager, window: Window, staged: dict[str, StagedMonth], state: SourceState, log: logging.Logger
+) -> tuple[SourceState, list[str]]:
+    """Re-read the months that changed while they were read, until the lake's months match the source's."""
+    socrata = stager.socrata
+    reread: list[str] = []
+    for attempt in range(REREADS + 1):
+        if rows_updated_at(socrata) != state.rows_updated_at:
+            state = SourceState.read(socrata, window)
+        stale = [month for month, held in staged.items() if not _matches(held, state)]
+        if not stale:
+            return state, reread
+        if attempt == REREADS:
+            break
+        log.warning(f"the source changed while it was read: reading {', '.join(m[:7] for m in stale)} again")
+        staged.update(stager.stage(stale, state))
+        reread += [month for month in stale if month not in reread]
+    raise SourceChangedError(
+        f"the source kept changing while it was read: {', '.join(m[:7] for m in stale)} still differ after "
+        f"{REREADS} re-reads; run again once the source is quiet"
+    )
+
+
+def _matches(held: StagedMonth, state: SourceState) -> bool:
+    """The month was read at the source's current version and holds every row the source counts."""
+    return held.read_at == state.months.get(held.month) and held.fetched == state.rows(held.month)
+
+
+def _audit(lake: LakeResource, objects: Sequence[StagedObject]) -> None:
+    """Read every staged object back: its schema, rows and row ids must be what was fetched."""
+    problems = []
+    for staged in objects:
+        parquet = pq.ParquetFile(pa.BufferReader(lake.read(staged.staged)))
+        schema = parquet.schema_arrow
+        expected = LAKE_SCHEMA if staged.key.startswith("delitos/") else QUARANTINE_SCHEMA
+        problems += [f"{staged.key}: {line}" for line in object_schema_drift(schema, expected)]
+        held = RowIds.of(parquet.read(columns=["row_id"], use_threads=False)["row_id"])
+        if held != staged.ids:
+            problems.append(f"{staged.key}: holds {held.describe()}, fetched {staged.ids.describe()}")
+    if problems:
+        shown = "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+        raise AuditError(f"the lake audit failed, nothing was published: {shown}")
 
 
 class MonthGroups:
@@ -91,10 +346,7 @@ class MonthGroups:
     def __init__(self, table: pa.Table) -> None:
         # One chunk with one dictionary per column makes each month's ``take`` a cheap gather.
         self.table = table.unify_dictionaries().combine_chunks()
-        day = self.table["fecha_hecho"]
-        if pa.types.is_string(day.type):  # quarantined rows keep the source's text
-            day = pc.strptime(pc.utf8_slice_codeunits(day, 0, 10), format="%Y-%m-%d", unit="s", error_is_null=True)
-        month = pc.add(pc.multiply(pc.year(day), 100), pc.month(day)).fill_null(0)
+        month = _yyyymm(self.table["fecha_hecho"]).fill_null(0)
         keyed = pa.table({"month": month, "row_id": self.table["row_id"]})
         self.order = pc.sort_indices(keyed, sort_keys=[("month", "ascending"), ("row_id", "ascending")])
         self.spans: dict[str, tuple[int, int]] = {}
@@ -111,12 +363,26 @@ class MonthGroups:
         return self.table.take(self.order[start:end]).cast(schema)
 
 
-def _write_month(lake: LakeResource, month: str, rows: MonthGroups, refused: MonthGroups) -> MonthWritten:
-    month_rows, month_refused = rows.month(month, LAKE_SCHEMA), refused.month(month, QUARANTINE_SCHEMA)
-    data = to_parquet_bytes(month_rows)
-    uri = lake.write(data_key(month), data)
-    quarantine_uri = lake.write(quarantine_key(month), to_parquet_bytes(month_refused))
-    return MonthWritten(month, month_rows.num_rows, month_refused.num_rows, len(data), uri, quarantine_uri)
+def _yyyymm(day: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``YYYYMM`` of a date column, or of the source's text (quarantined rows keep it); null when unreadable."""
+    if pa.types.is_string(day.type):
+        day = pc.strptime(pc.utf8_slice_codeunits(day, 0, 10), format="%Y-%m-%d", unit="s", error_is_null=True)
+    return pc.add(pc.multiply(pc.year(day), 100), pc.month(day))
+
+
+def _out_of_calendar_rows(raw: pa.Table) -> pa.Table:
+    """Rows no month holds, as quarantine rows whose reason says where their date falls."""
+    first, future = calendar().start.isoformat(), pending_window().end.isoformat()
+
+    def reason(fecha: str | None) -> str:
+        if fecha is None:
+            return "fecha_hecho is missing"
+        if fecha[:10] < first:
+            return f"fecha_hecho before {first}, the first month"
+        return f"fecha_hecho on or after {future}, in the future"
+
+    reasons = [reason(fecha) for fecha in raw["fecha_hecho"].to_pylist()]
+    return quarantine_rows(raw, reasons).sort_by("row_id")
 
 
 def _check_nothing_outside(window: Window, *groups: MonthGroups) -> None:
@@ -124,4 +390,4 @@ def _check_nothing_outside(window: Window, *groups: MonthGroups) -> None:
     months = {key[:7] for key in window.month_keys()}
     strays = {key: end - start for group in groups for key, (start, end) in group.spans.items() if key not in months}
     if strays:
-        raise ValueError(f"Socrata returned rows outside [{window.start}, {window.end}): {strays}")
+        raise SocrataError(f"Socrata returned rows outside [{window.start}, {window.end}): {strays}")

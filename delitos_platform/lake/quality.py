@@ -33,10 +33,10 @@ def source_schema_drift(columns: list[Mapping[str, str]]) -> list[str]:
     return drift
 
 
-def object_schema_drift(schema: pa.Schema) -> list[str]:
-    """How a lake object's Parquet schema differs from ``LAKE_SCHEMA``."""
+def object_schema_drift(schema: pa.Schema, contract: pa.Schema = LAKE_SCHEMA) -> list[str]:
+    """How a lake object's Parquet schema differs from ``contract`` (the month objects' ``LAKE_SCHEMA``)."""
     stored = {field.name: field.type for field in schema.remove_metadata()}
-    expected = {field.name: field.type for field in LAKE_SCHEMA}
+    expected = {field.name: field.type for field in contract}
     drift = [f"unexpected column {name!r}" for name in stored if name not in expected]
     drift += [f"missing column {name!r}" for name in expected if name not in stored]
     drift += [

@@ -110,12 +110,16 @@ def _quarantined(
     indices = pc.indices_nonzero(refused).to_pylist()
     masks = [(reason, mask.to_pylist()) for reason, mask in failures if pc.any(mask).as_py()]
     reasons = ["; ".join(reason for reason, mask in masks if mask[i]) for i in indices]
-    refused_rows = raw.select(RAW_SCHEMA.names).take(pa.array(indices, pa.int64())).to_pylist()
-    raws = [json.dumps(_as_source_row(row), ensure_ascii=False, sort_keys=True) for row in refused_rows]
+    return quarantine_rows(raw.take(pa.array(indices, pa.int64())), reasons)
+
+
+def quarantine_rows(raw: pa.Table, reasons: list[str]) -> pa.Table:
+    """Raw rows set aside, each with the row as the API sent it (JSON) and why it was refused."""
+    rows = raw.select(RAW_SCHEMA.names).to_pylist()
     columns = {
-        "row_id": [row["row_id"] for row in refused_rows],
-        "fecha_hecho": [row["fecha_hecho"] for row in refused_rows],
-        "raw": raws,
+        "row_id": [row["row_id"] for row in rows],
+        "fecha_hecho": [row["fecha_hecho"] for row in rows],
+        "raw": [json.dumps(_as_source_row(row), ensure_ascii=False, sort_keys=True) for row in rows],
         "reason": reasons,
     }
     return pa.table(columns, schema=QUARANTINE_SCHEMA)

@@ -8,15 +8,21 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 T = TypeVar("T")
+
+STAGING = "_staging"
+OUT_OF_CALENDAR = "fuera_de_calendario"
 
 
 class LakeError(Exception):
@@ -35,8 +41,18 @@ def quarantine_key(month_key: str) -> str:
     return f"quarantine/mes={month}/quarantine-{month}.parquet"
 
 
+def out_of_calendar_key() -> str:
+    """The object holding the rows no month holds: no ``fecha_hecho``, before the first month, or in the future."""
+    return f"quarantine/{OUT_OF_CALENDAR}/quarantine-{OUT_OF_CALENDAR}.parquet"
+
+
+def staging_key(key: str, run_id: str) -> str:
+    """Where a run writes ``key`` before its audit: nothing reads the staging area but that audit."""
+    return f"{STAGING}/{run_id}/{key}"
+
+
 class LakeResource(dg.ConfigurableResource):
-    """The lake's interface: write, read and name objects by key."""
+    """The lake's interface: write, read and name objects by key; stage, publish and discard them."""
 
     def check_writable(self) -> None:
         """Fail early, in one sentence, if objects cannot be written (before any data is fetched)."""
@@ -57,6 +73,18 @@ class LakeResource(dg.ConfigurableResource):
     def uri(self, key: str) -> str:
         """The URI of the object under ``key`` (``file://`` or ``s3://``)."""
         raise NotImplementedError
+
+    def publish(self, staged: str, key: str) -> str:
+        """Move the audited object ``staged`` to ``key`` atomically; returns the published object's URI."""
+        raise NotImplementedError
+
+    def discard(self, staged: str) -> None:
+        """Remove a staged object that will not be published (absent already is fine)."""
+        raise NotImplementedError
+
+    def parquet_rows(self, key: str) -> int:
+        """The rows of the Parquet object under ``key``, read from its footer."""
+        return pq.ParquetFile(pa.BufferReader(self.read(key))).metadata.num_rows
 
 
 class LocalLake(LakeResource):
@@ -105,6 +133,29 @@ class LocalLake(LakeResource):
 
     def uri(self, key: str) -> str:
         return self.path(key).as_uri()
+
+    def publish(self, staged: str, key: str) -> str:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path(staged), target)  # the staged file was flushed to disk when it was written
+        _fsync_directory(target.parent)
+        return self.uri(key)
+
+    def discard(self, staged: str) -> None:
+        path = self.path(staged)
+        path.unlink(missing_ok=True)
+        # Empty staging folders go too, up to the staging area itself.
+        for folder in path.parents:
+            if folder == self.path(STAGING).parent:
+                break
+            with suppress(OSError):
+                folder.rmdir()
+
+    def parquet_rows(self, key: str) -> int:
+        try:
+            return pq.read_metadata(self.path(key)).num_rows  # the footer alone, not the whole object
+        except FileNotFoundError:
+            raise LakeError(f"the lake has no object {self.uri(key)}: materialize lake/delitos first") from None
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -166,6 +217,21 @@ class S3Lake(LakeResource):
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.object_key(key)}"
+
+    def publish(self, staged: str, key: str) -> str:
+        # The final key is written only now, after the audit, by one server-side copy (atomic like PutObject).
+        source = {"Bucket": self.bucket, "Key": self.object_key(staged)}
+        self._call(
+            "publish to",
+            lambda client: client.copy_object(
+                Bucket=self.bucket, Key=self.object_key(key), CopySource=source, **self.encryption()
+            ),
+        )
+        self.discard(staged)
+        return self.uri(key)
+
+    def discard(self, staged: str) -> None:
+        self._call("clean up", lambda client: client.delete_object(Bucket=self.bucket, Key=self.object_key(staged)))
 
     def _call(self, verb: str, action: Callable[[Any], T]) -> T:
         try:

@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 
 from delitos_platform.lake.storage import LocalLake
-from delitos_platform.socrata import SocrataResource
+from delitos_platform.socrata import SocrataError, SocrataResource
 from delitos_platform_tests.conftest import socrata_for
 from delitos_platform_tests.lake.helpers import failure_message, materialize_lake
 
@@ -62,15 +62,20 @@ def test_endless_throttling_gives_up_with_one_sentence(fresh_emulator, local_lak
     assert _files_under(Path(local_lake.root)) == []
 
 
-def test_a_soql_error_quotes_socrata(fresh_emulator, local_lake):
-    # A source that dropped a contract column: asking for it is a SoQL error.
+def test_a_dropped_column_is_refused_before_any_row_is_fetched(fresh_emulator, local_lake):
     fresh_emulator.dataset.drop_column("cantidad")
     result = materialize_lake(socrata_for(fresh_emulator), local_lake, MONTH)
 
-    message = failure_message(result)
-    assert message.startswith("Socrata rejected the query: ")
-    assert "cantidad" in message
+    assert failure_message(result) == (
+        "the source no longer matches the contract: source: missing column 'cantidad' (number)"
+    )
     assert _files_under(Path(local_lake.root)) == []
+
+
+def test_a_soql_error_quotes_socrata(emulator, local_lake):
+    socrata = socrata_for(emulator)
+    with pytest.raises(SocrataError, match=r"^Socrata rejected the query: .*no_such_column"):
+        socrata.query(select="no_such_column")
 
 
 @pytest.mark.parametrize("key", ["2019-13-01", "2019-03-15", "last-month", "2001-01-01"])

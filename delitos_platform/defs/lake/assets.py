@@ -1,19 +1,19 @@
 """The lake asset: one Parquet object (and one quarantine object) per month of ``fecha_hecho``."""
 
+from collections.abc import Iterator
+
 import dagster as dg
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
-from delitos_platform.lake.extract import Extraction, extract_to_lake
-from delitos_platform.lake.quality import object_schema_drift, source_schema_drift
-from delitos_platform.lake.storage import LakeError, LakeResource, data_key
+from delitos_platform.lake.extract import AuditError, ContractDriftError, Extraction, extract_to_lake
+from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.partitions import Window, monthly_partitions
 from delitos_platform.socrata import SocrataError, SocrataResource
 
 LAKE_DELITOS = dg.AssetKey(["lake", "delitos"])
 SCHEMA_CHECK = "schema_matches_contract"
+QUARANTINE_CHECK = "no_rows_quarantined"
 
 
 @dg.asset(
@@ -33,7 +33,12 @@ SCHEMA_CHECK = "schema_matches_contract"
             asset=LAKE_DELITOS,
             blocking=True,
             description="The source's columns and types and every object's Parquet schema match the contract.",
-        )
+        ),
+        dg.AssetCheckSpec(
+            QUARANTINE_CHECK,
+            asset=LAKE_DELITOS,
+            description="Rows the contract refused (kept in quarantine with the reason, counted): a warning.",
+        ),
     ],
     description=(
         "The source's rows of each month of `fecha_hecho`, typed and sorted by `row_id`, as one Parquet object "
@@ -42,29 +47,32 @@ SCHEMA_CHECK = "schema_matches_contract"
 )
 def lake_delitos(
     context: dg.AssetExecutionContext, socrata: SocrataResource, lake: LakeResource
-) -> dg.MaterializeResult:
-    """Extract the run's months from Socrata into the lake."""
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
+    """Extract the run's months from Socrata into the lake: staged, audited, then published.
+
+    A source whose columns drifted from the contract, or a staged object that fails its audit, fails the schema
+    check and the step: the lake keeps every object it had.
+    """
     window = Window.from_time_window(context.partition_time_window)
     context.log.info(f"Extracting [{window.start}, {window.end}) from {socrata.shown_url} into the lake")
     try:
-        extraction = extract_to_lake(socrata, lake, window, log=context.log)
-        drift = schema_drift(socrata, lake, extraction)
+        extraction = extract_to_lake(socrata, lake, window, context.run_id, log=context.log)
+    except ContractDriftError as error:
+        yield schema_check_result(error.drift)
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    except AuditError as error:
+        yield schema_check_result([str(error)])
+        raise dg.Failure(description=str(error), allow_retries=False) from None
     except (SocrataError, LakeError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     context.log.info(
         f"{extraction.rows} rows and {extraction.quarantined} quarantined in {extraction.pages} pages, "
-        f"{extraction.seconds:.1f} s"
+        f"{extraction.out_of_calendar} out of the calendar, {extraction.seconds:.1f} s"
     )
-    return dg.MaterializeResult(metadata=lake_metadata(extraction), check_results=[schema_check_result(drift)])
-
-
-def schema_drift(socrata: SocrataResource, lake: LakeResource, extraction: Extraction) -> list[str]:
-    """Differences from the contract: the source's published columns, then each stored object's schema."""
-    drift = [f"source: {line}" for line in source_schema_drift(socrata.metadata().get("columns", []))]
-    for month in extraction.months:
-        stored = pq.read_schema(pa.BufferReader(lake.read(data_key(month.month))))
-        drift += [f"{data_key(month.month)}: {line}" for line in object_schema_drift(stored)]
-    return drift
+    yield dg.MaterializeResult(
+        metadata=lake_metadata(extraction),
+        check_results=[schema_check_result([]), quarantine_check_result(extraction)],
+    )
 
 
 def schema_check_result(drift: list[str]) -> dg.AssetCheckResult:
@@ -80,14 +88,33 @@ def schema_check_result(drift: list[str]) -> dg.AssetCheckResult:
     )
 
 
+def quarantine_check_result(extraction: Extraction) -> dg.AssetCheckResult:
+    """A warning, never a blocker: rows the contract refused are kept in quarantine and counted, not lost."""
+    months = [month.month[:7] for month in extraction.months if month.quarantined]
+    return dg.AssetCheckResult(
+        check_name=QUARANTINE_CHECK,
+        passed=not extraction.quarantined,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{extraction.quarantined:,} rows quarantined in {len(months)} months ({', '.join(months[:6])})"
+            if extraction.quarantined
+            else "no row of the run's months was refused"
+        ),
+        metadata={"quarantined": extraction.quarantined, "months": len(months)},
+    )
+
+
 def lake_metadata(extraction: Extraction) -> dict[str, dg.MetadataValue]:
-    """Materialization metadata: counts, bytes, pages, the query, the object URI(s) and the duration."""
+    """Materialization metadata: counts, bytes, pages, the query, the source version, the object URI(s)."""
     metadata: dict[str, dg.MetadataValue] = {
         "rows": dg.MetadataValue.int(extraction.rows),
         "quarantined": dg.MetadataValue.int(extraction.quarantined),
+        "out_of_calendar": dg.MetadataValue.int(extraction.out_of_calendar),
         "bytes": dg.MetadataValue.int(sum(month.bytes for month in extraction.months)),
         "pages": dg.MetadataValue.int(extraction.pages),
-        "source_query": dg.MetadataValue.text(f"$where={extraction.where}&$order=:id"),
+        "source_query": dg.MetadataValue.text(f"$where={extraction.where}&$order=:id (keyset on :id)"),
+        "source_rows_updated_at": dg.MetadataValue.int(extraction.rows_updated_at),
+        "months_read_again": dg.MetadataValue.int(len(extraction.reread)),
         "duration_seconds": dg.MetadataValue.float(round(extraction.seconds, 3)),
     }
     # Dagster copies a run's metadata onto every partition it materializes: per-month figures are
@@ -96,6 +123,7 @@ def lake_metadata(extraction: Extraction) -> dict[str, dg.MetadataValue]:
         month = extraction.months[0]
         metadata["uri"] = dg.MetadataValue.url(month.uri)
         metadata["quarantine_uri"] = dg.MetadataValue.url(month.quarantine_uri)
+        metadata["source_version"] = dg.MetadataValue.text(month.version)
     else:
         first, last = extraction.months[0], extraction.months[-1]
         metadata["months"] = dg.MetadataValue.int(len(extraction.months))
