@@ -1,64 +1,153 @@
-"""Reconciliation: for every month, source ``count(*)`` = lake rows + quarantined rows = bronze rows."""
+"""Reconciliation by identity: per month, source ``count(*)`` = lake rows + quarantined rows, and bronze = lake
+by row-id set (count and digest); for the whole dataset, a ledger where every source row has one place.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from delitos_platform.lake.storage import LakeResource, data_key, quarantine_key
-from delitos_platform.partitions import Window
+from delitos_platform.lake.parquet import from_parquet_bytes
+from delitos_platform.lake.quality import OUTSIDE_MONTH, value_offenders
+from delitos_platform.lake.storage import LakeError, LakeResource, data_key, out_of_calendar_key, quarantine_key
+from delitos_platform.partitions import Window, monthly_partitions, out_of_calendar_soql, pending_window
+from delitos_platform.row_ids import NO_ROWS, RowIds
 from delitos_platform.socrata import SocrataResource
-from delitos_platform.warehouse.base import WarehouseResource
+from delitos_platform.socrata.versions import month_versions
+
+# Months read at once: value rules run over many months together (Python's share is per call); 24 months of
+# the national data ≈ 50k rows.
+MONTHS_READ_AT_ONCE = 24
+READERS = 2
+
+
+@dataclass(frozen=True)
+class LakeMonth:
+    """What the lake holds for one month: the row ids of its rows, its quarantined rows, rule offenders."""
+
+    ids: RowIds
+    quarantined: int
+    offenders: dict[str, int]
 
 
 @dataclass(frozen=True)
 class MonthCounts:
-    """The four counts of one month."""
+    """One month on every layer."""
 
     month: str
     source: int
-    lake: int
+    lake: RowIds
     quarantined: int
-    bronze: int
+    bronze: RowIds
 
     @property
     def reconciles(self) -> bool:
-        """Nothing lost, nothing doubled."""
-        return self.source == self.lake + self.quarantined == self.bronze
+        """Nothing lost, nothing doubled: the source's rows are all in the lake, and bronze holds exactly them."""
+        return self.source == self.lake.count + self.quarantined and self.bronze == self.lake
 
     def describe(self) -> str:
-        """The three numbers (the lake's in two parts), as the check's message shows them."""
-        return (
-            f"{self.month[:7]}: source {self.source:,}, lake {self.lake:,} + quarantined {self.quarantined:,}, "
-            f"bronze {self.bronze:,}"
+        """The month's figures, as the check's message shows them."""
+        text = (
+            f"{self.month[:7]}: source {self.source:,}, lake {self.lake.count:,} + quarantined {self.quarantined:,}, "
+            f"bronze {self.bronze.count:,}"
         )
+        if self.bronze.count == self.lake.count and self.bronze != self.lake:
+            text += " (other row ids than the lake's)"
+        return text
 
 
 def source_counts(socrata: SocrataResource, window: Window) -> dict[str, int]:
-    """``count(*)`` per month asked of the source, with the same ``$where`` the extraction used."""
-    month = "date_trunc_ym(fecha_hecho)"
-    rows = socrata.query(select=f"{month} AS mes, count(*) AS n", where=window.soql(), group=month, limit=50_000)
-    return {row["mes"][:10]: int(row["n"]) for row in rows}
+    """``count(*)`` per month asked of the source, with the same ``$where`` the extraction uses."""
+    return {month: version.rows for month, version in month_versions(socrata, window.soql()).items()}
+
+
+def read_lake(lake: LakeResource, months: Sequence[str]) -> dict[str, LakeMonth]:
+    """Each month's objects as the lake stores them: row ids, quarantined rows and value-rule offenders.
+
+    A row whose ``fecha_hecho`` is outside its object's month fails at once, naming the object: loaded, it
+    would land in another month than the one it was swapped in with.
+    """
+    chunks = [months[first : first + MONTHS_READ_AT_ONCE] for first in range(0, len(months), MONTHS_READ_AT_ONCE)]
+    with ThreadPoolExecutor(max_workers=READERS) as readers:  # Arrow's reads and kernels let go of the GIL
+        return {month: held for chunk in readers.map(lambda c: _read_months(lake, c), chunks) for month, held in chunk}
+
+
+def _read_months(lake: LakeResource, months: Sequence[str]) -> list[tuple[str, LakeMonth]]:
+    tables = {month: from_parquet_bytes(lake.read(data_key(month))) for month in months}
+    offenders = value_offenders(tables)
+    strays = [month for month in months if offenders[month].get(OUTSIDE_MONTH)]
+    if strays:
+        month = strays[0]
+        raise LakeError(
+            f"{lake.uri(data_key(month))} holds {offenders[month][OUTSIDE_MONTH]:,} rows of another month than "
+            f"{month[:7]}: nothing was loaded"
+        )
+    return [
+        (month, LakeMonth(RowIds.of(tables[month]["row_id"]), lake.parquet_rows(quarantine_key(month)), found))
+        for month, found in offenders.items()
+    ]
+
+
+def reconcile(
+    months: Sequence[str],
+    source: Mapping[str, int],
+    lake: Mapping[str, LakeMonth],
+    bronze: Mapping[str, RowIds],
+) -> list[MonthCounts]:
+    """The figures of every month on every layer."""
+    return [
+        MonthCounts(month, source.get(month, 0), lake[month].ids, lake[month].quarantined, bronze.get(month, NO_ROWS))
+        for month in months
+    ]
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Where every row of the source is: a lake month, its quarantine, out of the calendar, or pending."""
+
+    source: int
+    lake: int
+    quarantined: int
+    out_of_calendar: int
+    pending: int
+    missing_months: list[str]
+
+    @property
+    def balances(self) -> bool:
+        """Every source row is in exactly one place, and the lake has every month of the calendar."""
+        placed = self.lake + self.quarantined + self.out_of_calendar + self.pending
+        return not self.missing_months and self.source == placed
+
+    def describe(self) -> str:
+        """The ledger in one line."""
+        text = (
+            f"source {self.source:,} {'=' if self.balances else '≠'} lake {self.lake:,} + quarantined "
+            f"{self.quarantined:,} + out of calendar {self.out_of_calendar:,} + pending {self.pending:,} "
+            f"(the current month)"
+        )
+        if self.missing_months:
+            shown = ", ".join(month[:7] for month in self.missing_months[:6])
+            more = f" and {len(self.missing_months) - 6} more" if len(self.missing_months) > 6 else ""
+            text += f"; the lake has no object for {len(self.missing_months)} months ({shown}{more})"
+        return text
+
+
+def dataset_ledger(socrata: SocrataResource, lake: LakeResource) -> Ledger:
+    """The whole dataset's ledger: four ``count(*)`` questions to the source and the lake's footers."""
+    total = socrata.count("1 = 1")
+    pending = socrata.count(pending_window().soql())
+    months = monthly_partitions.get_partition_keys()
+    missing = [month for month in months if not lake.exists(data_key(month))]
+    held = [month for month in months if month not in set(missing)]
+    lake_rows = sum(lake.parquet_rows(data_key(month)) for month in held)
+    quarantined = sum(lake.parquet_rows(quarantine_key(month)) for month in held)
+    out_of_calendar = lake.parquet_rows(out_of_calendar_key()) if lake.exists(out_of_calendar_key()) else 0
+    if not lake.exists(out_of_calendar_key()) and socrata.count(out_of_calendar_soql()):
+        missing.append("out of calendar")
+    return Ledger(total, lake_rows, quarantined, out_of_calendar, pending, missing)
 
 
 def lake_counts(lake: LakeResource, month_key: str) -> tuple[int, int]:
     """Rows and quarantined rows of a month, read from the Parquet footers."""
-    return tuple(_parquet_rows(lake.read(key)) for key in (data_key(month_key), quarantine_key(month_key)))
-
-
-def _parquet_rows(data: bytes) -> int:
-    return pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
-
-
-def reconcile(
-    socrata: SocrataResource, lake: LakeResource, warehouse: WarehouseResource, window: Window
-) -> list[MonthCounts]:
-    """The counts of every month of the window, on every layer."""
-    source, bronze = source_counts(socrata, window), warehouse.count_by_month(window)
-    counts = []
-    for month in window.month_keys():
-        rows, quarantined = lake_counts(lake, month)
-        counts.append(MonthCounts(month, source.get(month, 0), rows, quarantined, bronze.get(month, 0)))
-    return counts
+    return lake.parquet_rows(data_key(month_key)), lake.parquet_rows(quarantine_key(month_key))

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from delitos_platform.contract import LAKE_SCHEMA, SOURCE_COLUMNS
-from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.rows import RAW_SCHEMA, RULES, with_parsed_day
-from delitos_platform.lake.storage import LakeResource, data_key
 
 OUTSIDE_MONTH = "fecha_hecho outside its month"
-# Rules run over many months at once (Python's share is per call); 24 months of the national data ≈ 50k rows.
-MONTHS_CHECKED_AT_ONCE = 24
-CHECKERS = 2
 
 
 def source_schema_drift(columns: list[Mapping[str, str]]) -> list[str]:
@@ -66,17 +60,3 @@ def value_offenders(tables: Mapping[str, pa.Table]) -> dict[str, dict[str, int]]
         for index in np.flatnonzero(per_month):
             offenders[months[index]][reason] = int(per_month[index])
     return offenders
-
-
-def lake_value_offenders(lake: LakeResource, month_keys: Sequence[str]) -> dict[str, dict[str, int]]:
-    """The rule breakers of each month's object as the lake stores it, a couple of years of months at a time."""
-
-    def offenders_of(months: Sequence[str]) -> dict[str, dict[str, int]]:
-        return value_offenders({month: from_parquet_bytes(lake.read(data_key(month))) for month in months})
-
-    chunks = [
-        month_keys[first : first + MONTHS_CHECKED_AT_ONCE]
-        for first in range(0, len(month_keys), MONTHS_CHECKED_AT_ONCE)
-    ]
-    with ThreadPoolExecutor(max_workers=CHECKERS) as checkers:  # Arrow's kernels and reads let go of the GIL
-        return {month: found for chunk in checkers.map(offenders_of, chunks) for month, found in chunk.items()}

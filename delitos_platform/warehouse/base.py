@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import dagster as dg
 
 from delitos_platform.lake.storage import LakeResource
 from delitos_platform.partitions import Window
+from delitos_platform.row_ids import NO_ROWS, RowIds
 
 BRONZE_SCHEMA = "bronze"
 BRONZE_TABLE = "delitos"
@@ -17,36 +19,61 @@ class WarehouseError(Exception):
     """A warehouse failure told in one sentence (never a credential)."""
 
 
+# Decides, inside the load's transaction, whether what bronze would then hold may be committed.
+Approval = Callable[[Mapping[str, RowIds]], bool]
+
+
+def approve_all(_: Mapping[str, RowIds]) -> bool:
+    """Commit whatever the load swapped in (tests and tools that audit elsewhere)."""
+    return True
+
+
 @dataclass(frozen=True)
 class BronzeLoad:
-    """What one load swapped in: rows per month key (``YYYY-MM-01``) and the load's identity."""
+    """What one load swapped in: the row ids of each month key (``YYYY-MM-01``), and whether it was committed."""
 
-    rows_by_month: dict[str, int]
+    ids_by_month: dict[str, RowIds]
     run_id: str
     seconds: float
+    committed: bool = True
+
+    @property
+    def rows_by_month(self) -> dict[str, int]:
+        """Rows loaded per month."""
+        return {month: ids.count for month, ids in self.ids_by_month.items()}
 
     @property
     def rows(self) -> int:
         """Rows loaded over every month."""
-        return sum(self.rows_by_month.values())
+        return sum(ids.count for ids in self.ids_by_month.values())
 
 
 class WarehouseResource(dg.ConfigurableResource):
     """The bronze side of a warehouse (DuckDB embedded, Snowflake in production).
 
     ``load`` replaces every month of ``window`` with the lake's objects in ONE transaction: delete the
-    window's rows, insert the new ones, commit. A re-run, a retry or a killed run never doubles or loses
-    a row.
+    window's rows, insert the new ones (rows of the window only), then ask ``approve`` with the row ids bronze
+    would hold, and commit only when it agrees. A re-run, a retry, a refused audit or a killed run never
+    doubles, loses or half-publishes a row.
     """
 
-    def load(self, lake: LakeResource, window: Window, run_id: str) -> BronzeLoad:
-        """Swap the window's months in from the lake; returns the rows loaded per month."""
+    def load(self, lake: LakeResource, window: Window, run_id: str, approve: Approval = approve_all) -> BronzeLoad:
+        """Swap the window's months in from the lake; commits only when ``approve`` says so."""
+        raise NotImplementedError
+
+    def row_ids_by_month(self, window: Window) -> dict[str, RowIds]:
+        """The row ids ``bronze.delitos`` holds per month key inside ``window`` (months with none left out)."""
         raise NotImplementedError
 
     def count_by_month(self, window: Window) -> dict[str, int]:
         """Rows per month key that ``bronze.delitos`` holds inside ``window`` (months with none left out)."""
-        raise NotImplementedError
+        return {month: ids.count for month, ids in self.row_ids_by_month(window).items()}
 
     def fetch(self, sql: str) -> list[tuple]:
         """The rows of a read-only query written by the platform itself (never user input)."""
         raise NotImplementedError
+
+
+def in_window(window: Window, figures: Mapping[str, RowIds]) -> dict[str, RowIds]:
+    """Every month of ``window`` with its row ids (no rows for months the figures leave out)."""
+    return {month: figures.get(month, NO_ROWS) for month in window.month_keys()}

@@ -14,7 +14,15 @@ from delitos_platform.contract import LAKE_SCHEMA
 from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.storage import LakeError, LakeResource, data_key
 from delitos_platform.partitions import Window
-from delitos_platform.warehouse.base import BronzeLoad, WarehouseError, WarehouseResource
+from delitos_platform.row_ids import RowIds
+from delitos_platform.warehouse.base import (
+    Approval,
+    BronzeLoad,
+    WarehouseError,
+    WarehouseResource,
+    approve_all,
+    in_window,
+)
 
 # The schemas dbt writes to exist from the start, named literally (never main_gold).
 CREATE_SCHEMAS = [f"CREATE SCHEMA IF NOT EXISTS {schema}" for schema in ("bronze", "silver", "gold")]
@@ -34,15 +42,18 @@ CREATE TABLE IF NOT EXISTS bronze.delitos (
 )
 """
 DELETE_WINDOW = "DELETE FROM bronze.delitos WHERE mes >= ? AND mes < ?"
-# ``lake_rows`` is an Arrow stream registered on the connection: no value is ever pasted into SQL.
+# ``lake_rows`` is an Arrow stream registered on the connection: no value is ever pasted into SQL. Only the
+# window's rows go in: one of another month would escape this window's delete and double on its own month.
 INSERT_ROWS = """
 INSERT INTO bronze.delitos
 SELECT row_id, fecha_hecho, cod_depto, departamento, cod_muni, municipio, descripcion_conducta, cantidad,
        CAST(date_trunc('month', fecha_hecho) AS DATE), ?, CAST(current_timestamp AS TIMESTAMP)
 FROM lake_rows
+WHERE fecha_hecho >= ? AND fecha_hecho < ?
 """
-COUNT_BY_MONTH = """
-SELECT strftime(mes, '%Y-%m-%d') AS month, count(*) AS n
+# The row ids of each month, as ``RowIds`` computes them (see delitos_platform/row_ids.py).
+ROW_IDS_BY_MONTH = """
+SELECT strftime(mes, '%Y-%m-%d') AS month, count(*) AS n, md5(string_agg(row_id, ',' ORDER BY row_id)) AS digest
 FROM bronze.delitos WHERE mes >= ? AND mes < ? GROUP BY 1
 """
 
@@ -51,14 +62,13 @@ class DuckDBWarehouse(WarehouseResource):
     """``bronze.delitos`` in ``$DELITOS_DATA_DIR/warehouse.duckdb`` (dagster-duckdb's ``DuckDBResource``).
 
     Lake objects are read through the lake resource (S3 too: DuckDB's httpfs extension cannot be
-    downloaded offline) and inserted month by month inside ONE transaction.
+    downloaded offline) and inserted month by month inside ONE transaction, committed only once approved.
     """
 
     duckdb: DuckDBResource
 
-    def load(self, lake: LakeResource, window: Window, run_id: str) -> BronzeLoad:
+    def load(self, lake: LakeResource, window: Window, run_id: str, approve: Approval = approve_all) -> BronzeLoad:
         started = time.perf_counter()
-        rows_by_month: dict[str, int] = {}
         failures: list[Exception] = []  # DuckDB reports a failing stream in its own words: keep the lake's
 
         def lake_batches() -> Iterator[pa.RecordBatch]:
@@ -71,7 +81,6 @@ class DuckDBWarehouse(WarehouseResource):
                 except (pa.ArrowException, ValueError) as error:
                     failures.append(WarehouseError(f"cannot load {lake.uri(data_key(month))}: {error}"))
                     raise
-                rows_by_month[month] = table.num_rows
                 yield from table.to_batches()
 
         # One INSERT streaming every month, object by object: one statement, a month in memory at a time.
@@ -81,8 +90,10 @@ class DuckDBWarehouse(WarehouseResource):
             try:
                 connection.execute(DELETE_WINDOW, [window.start, window.end])
                 connection.register("lake_rows", lake_rows)
-                connection.execute(INSERT_ROWS, [run_id])
-                connection.execute("COMMIT")
+                connection.execute(INSERT_ROWS, [run_id, window.start, window.end])
+                held = in_window(window, _row_ids(connection, window))
+                committed = approve(held)
+                connection.execute("COMMIT" if committed else "ROLLBACK")
             except BaseException:
                 connection.execute("ROLLBACK")
                 if failures:
@@ -90,12 +101,11 @@ class DuckDBWarehouse(WarehouseResource):
                 raise
             finally:
                 connection.unregister("lake_rows")
-        return BronzeLoad(rows_by_month, run_id, time.perf_counter() - started)
+        return BronzeLoad(held, run_id, time.perf_counter() - started, committed)
 
-    def count_by_month(self, window: Window) -> dict[str, int]:
+    def row_ids_by_month(self, window: Window) -> dict[str, RowIds]:
         with self._connection() as connection:
-            rows = connection.execute(COUNT_BY_MONTH, [window.start, window.end]).fetchall()
-        return dict(rows)
+            return _row_ids(connection, window)
 
     def fetch(self, sql: str) -> list[tuple]:
         with self._connection() as connection:
@@ -114,6 +124,11 @@ class DuckDBWarehouse(WarehouseResource):
                     connection.close()  # dagster-duckdb closes it only when the block succeeded
         except duckdb.Error as error:
             raise WarehouseError(f"DuckDB warehouse {self.duckdb.database}: {_first_line(error)}") from None
+
+
+def _row_ids(connection: duckdb.DuckDBPyConnection, window: Window) -> dict[str, RowIds]:
+    rows = connection.execute(ROW_IDS_BY_MONTH, [window.start, window.end]).fetchall()
+    return {month: RowIds(count, digest) for month, count, digest in rows}
 
 
 def _first_line(error: Exception) -> str:

@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
-from datetime import date
 from typing import Any
 
 import snowflake.connector.errors as sf_errors
@@ -21,7 +20,17 @@ from pydantic import Field
 
 from delitos_platform.lake.storage import LakeResource, data_key
 from delitos_platform.partitions import Window
-from delitos_platform.warehouse.base import BRONZE_SCHEMA, BRONZE_TABLE, BronzeLoad, WarehouseError, WarehouseResource
+from delitos_platform.row_ids import RowIds
+from delitos_platform.warehouse.base import (
+    BRONZE_SCHEMA,
+    BRONZE_TABLE,
+    Approval,
+    BronzeLoad,
+    WarehouseError,
+    WarehouseResource,
+    approve_all,
+    in_window,
+)
 
 # Identifiers are pasted into SQL (stages and tables cannot be bound), so only plain, unquoted names pass.
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,2}$")
@@ -78,8 +87,8 @@ class SnowflakeWarehouse(WarehouseResource):
         """The qualified bronze table, e.g. ``BRONZE.DELITOS``."""
         return f"{BRONZE_SCHEMA}.{BRONZE_TABLE}".upper()
 
-    def load(self, lake: LakeResource, window: Window, run_id: str) -> BronzeLoad:
-        """Swap the window's months in from the lake's objects through the stage, in one transaction."""
+    def load(self, lake: LakeResource, window: Window, run_id: str, approve: Approval = approve_all) -> BronzeLoad:
+        """Swap the window's months in from the lake's objects through the stage, in one approved transaction."""
         started = time.monotonic()
         months = window.month_keys()
         source = self._stage_location()
@@ -91,22 +100,20 @@ class SnowflakeWarehouse(WarehouseResource):
             self._create_tables(cursor, load_table)
             try:
                 self._copy(cursor, load_table, source, files)
-                rows_by_month = self._rows_by_month(cursor, load_table, months)
-                self._swap(cursor, self._swap_statements(load_table, months[0], window.end, run_id))
+                self._refuse_strays(cursor, load_table, months)
+                statements = self._swap_statements(load_table, window, run_id)
+                held, committed = self._swap(cursor, statements, window, approve)
             finally:
                 # Best effort: a dead connection must not hide the error that killed it.
                 with suppress(sf_errors.Error):
                     cursor.execute(f"DROP TABLE IF EXISTS {load_table}")
-        return BronzeLoad(rows_by_month, run_id, time.monotonic() - started)
+        return BronzeLoad(held, run_id, time.monotonic() - started, committed)
 
-    def count_by_month(self, window: Window) -> dict[str, int]:
-        """Rows per month key that ``BRONZE.DELITOS`` holds inside ``window`` (none before the first load)."""
-        months = window.month_keys()
-        sql = f"SELECT mes, COUNT(*) FROM {self.bronze_table} WHERE mes >= %s AND mes < %s GROUP BY mes ORDER BY mes"
+    def row_ids_by_month(self, window: Window) -> dict[str, RowIds]:
+        """The row ids ``BRONZE.DELITOS`` holds per month key inside ``window`` (none before the first load)."""
         try:
             with self._cursor() as cursor:
-                cursor.execute(sql, (date.fromisoformat(months[0]), window.end))
-                return {mes.isoformat(): count for mes, count in cursor.fetchall()}
+                return self._row_ids(cursor, window)
         except WarehouseError as error:
             cause = error.__cause__
             message = str(getattr(cause, "msg", "")).upper()
@@ -174,38 +181,52 @@ class SnowflakeWarehouse(WarehouseResource):
             raise WarehouseError(f"COPY INTO did not load every month object (refused: {refused or 'some missing'})")
 
     @staticmethod
-    def _rows_by_month(cursor: Any, load_table: str, months: list[str]) -> dict[str, int]:
-        """Rows copied per month key, every month of the window included (0 for an empty month)."""
-        cursor.execute(
-            f"SELECT DATE_TRUNC('MONTH', fecha_hecho)::DATE AS mes, COUNT(*) FROM {load_table} GROUP BY 1 ORDER BY 1"
-        )
-        counted = {(mes.isoformat() if mes else "null"): count for mes, count in cursor.fetchall()}
-        # A row outside its object's month would escape the window's delete and double on the next run.
-        strays = sorted(set(counted) - set(months))
+    def _refuse_strays(cursor: Any, load_table: str, months: list[str]) -> None:
+        """A row outside its object's month would escape the window's delete and double on its own month."""
+        cursor.execute(f"SELECT DISTINCT DATE_TRUNC('MONTH', fecha_hecho)::DATE FROM {load_table}")
+        found = {mes.isoformat() if mes else "null" for (mes,) in cursor.fetchall()}
+        strays = sorted(found - set(months))
         if strays:
             raise WarehouseError(f"the lake objects hold rows outside the window's months: {', '.join(strays)}")
-        return {month: counted.get(month, 0) for month in months}
 
-    def _swap_statements(self, load_table: str, first_month: str, end: date, run_id: str) -> list[Statement]:
-        """The statements of the swap transaction: delete the window's months, insert the copied rows."""
+    def _swap_statements(self, load_table: str, window: Window, run_id: str) -> list[Statement]:
+        """The statements of the swap transaction: delete the window's months, insert the window's copied rows."""
         columns = ", ".join(LAKE_COLUMNS)
+        bounds = (window.start, window.end)
         return [
-            (f"DELETE FROM {self.bronze_table} WHERE mes >= %s AND mes < %s", (date.fromisoformat(first_month), end)),
+            (f"DELETE FROM {self.bronze_table} WHERE mes >= %s AND mes < %s", bounds),
             (
                 f"INSERT INTO {self.bronze_table} ({columns}, mes, _run_id, _loaded_at) "
-                f"SELECT {columns}, DATE_TRUNC('MONTH', fecha_hecho)::DATE, %s, SYSDATE() FROM {load_table}",
-                (run_id,),
+                f"SELECT {columns}, DATE_TRUNC('MONTH', fecha_hecho)::DATE, %s, SYSDATE() FROM {load_table} "
+                "WHERE fecha_hecho >= %s AND fecha_hecho < %s",
+                (run_id, *bounds),
             ),
         ]
 
-    @staticmethod
-    def _swap(cursor: Any, statements: list[Statement]) -> None:
-        """Run ``statements`` in ONE explicit transaction; any failure rolls every one of them back."""
+    def _row_ids(self, cursor: Any, window: Window) -> dict[str, RowIds]:
+        """The row ids of each month, as ``RowIds`` computes them (see delitos_platform/row_ids.py)."""
+        cursor.execute(
+            f"SELECT mes, COUNT(*), MD5(LISTAGG(row_id, ',') WITHIN GROUP (ORDER BY row_id)) "
+            f"FROM {self.bronze_table} WHERE mes >= %s AND mes < %s GROUP BY mes",
+            (window.start, window.end),
+        )
+        return {mes.isoformat(): RowIds(count, digest) for mes, count, digest in cursor.fetchall()}
+
+    def _swap(
+        self, cursor: Any, statements: list[Statement], window: Window, approve: Approval
+    ) -> tuple[dict[str, RowIds], bool]:
+        """Run ``statements`` in ONE explicit transaction, committed only when ``approve`` agrees with the result.
+
+        Any failure rolls every statement back.
+        """
         cursor.execute("BEGIN")
         try:
             for sql, params in statements:
                 cursor.execute(sql, params)
-            cursor.execute("COMMIT")
+            held = in_window(window, self._row_ids(cursor, window))
+            committed = approve(held)
+            cursor.execute("COMMIT" if committed else "ROLLBACK")
+            return held, committed
         except BaseException:
             # Snowflake keeps a transaction open after a failed statement; end it, keep the first error.
             with suppress(sf_errors.Error):

@@ -166,8 +166,8 @@ def test_reload_after_a_rewrite_swaps_in_the_new_rows(setup: Setup, month_tables
 class FailingBetweenDeleteAndInsert(SnowflakeWarehouse):
     """A warehouse whose swap fails after its DELETE ran and before its INSERT."""
 
-    def _swap_statements(self, load_table: str, first_month: str, end: date, run_id: str) -> list[Statement]:
-        delete, insert = super()._swap_statements(load_table, first_month, end, run_id)
+    def _swap_statements(self, load_table: str, window: Window, run_id: str) -> list[Statement]:
+        delete, insert = super()._swap_statements(load_table, window, run_id)
         return [delete, ("INSERT INTO BRONZE.NO_SUCH_TABLE SELECT 1", None), insert]
 
 

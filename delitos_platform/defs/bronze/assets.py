@@ -1,15 +1,16 @@
 """The bronze asset: ``bronze.delitos`` loaded from the lake, and its blocking reconciliation check."""
 
 from collections import Counter
+from collections.abc import Iterator, Mapping
 
 import dagster as dg
 
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS
-from delitos_platform.lake.quality import lake_value_offenders
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.partitions import Window, monthly_partitions
-from delitos_platform.reconcile import MonthCounts, reconcile
+from delitos_platform.reconcile import MonthCounts, read_lake, reconcile, source_counts
+from delitos_platform.row_ids import RowIds
 from delitos_platform.socrata import SocrataError, SocrataResource
 from delitos_platform.warehouse.base import BronzeLoad, WarehouseError, WarehouseResource
 
@@ -30,14 +31,18 @@ SHOWN_MISMATCHES = 12
     owners=["team:data-engineering"],
     description=(
         "`bronze.delitos`: the lake's rows of each month, typed, with `mes` and load metadata (`_run_id`, "
-        "`_loaded_at`). Each run swaps its months in with delete + insert in ONE transaction."
+        "`_loaded_at`). Each run swaps its months in with delete + insert in ONE transaction, committed only when "
+        "its checks pass."
     ),
     check_specs=[
         dg.AssetCheckSpec(
             RECONCILED,
             asset=BRONZE_DELITOS,
             blocking=True,
-            description="Per month: Socrata count(*) = lake rows + quarantined rows = bronze rows. dbt waits on it.",
+            description=(
+                "Per month: Socrata count(*) = lake rows + quarantined rows, and bronze holds exactly the lake's "
+                "row ids (count and digest). Evaluated before the load commits; dbt waits on it."
+            ),
         ),
         dg.AssetCheckSpec(
             VALUES_CHECK,
@@ -52,48 +57,58 @@ SHOWN_MISMATCHES = 12
 )
 def bronze_delitos(
     context: dg.AssetExecutionContext, socrata: SocrataResource, lake: LakeResource, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    """Load the run's months from the lake into the warehouse, then reconcile every layer."""
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
+    """Swap the run's months in from the lake, reconcile every layer by row id, and commit only when they agree.
+
+    The checks are evaluated inside the load's transaction: a failed one rolls the load back, so bronze keeps
+    the rows it published before, and the step fails (dbt does not build).
+    """
     window = Window.from_time_window(context.partition_time_window)
+    months = window.month_keys()
+    verdict: dict[str, list[MonthCounts]] = {}
     try:
-        load = warehouse.load(lake, window, context.run_id)
-        counts = reconcile(socrata, lake, warehouse, window)
-        offenders = lake_value_offenders(lake, list(load.rows_by_month))
+        source = source_counts(socrata, window)
+        held = read_lake(lake, months)
+
+        def approve(bronze: Mapping[str, RowIds]) -> bool:
+            verdict["counts"] = reconcile(months, source, held, bronze)
+            return all(month.reconciles for month in verdict["counts"]) and not any(m.offenders for m in held.values())
+
+        load = warehouse.load(lake, window, context.run_id, approve)
     except (LakeError, SocrataError, WarehouseError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
-    context.log.info(f"Loaded {load.rows:,} rows over {len(load.rows_by_month)} months in {load.seconds:.1f} s")
-    return dg.MaterializeResult(
-        metadata=bronze_metadata(load), check_results=[reconciliation_result(counts), values_result(offenders)]
-    )
+    checks = [reconciliation_result(verdict["counts"]), values_result({m: h.offenders for m, h in held.items()})]
+    if not load.committed:
+        yield from checks
+        failed = "; ".join(check.description or "" for check in checks if not check.passed)
+        raise dg.Failure(description=f"bronze was left as it was: {failed}", allow_retries=False)
+    context.log.info(f"Loaded {load.rows:,} rows over {len(months)} months in {load.seconds:.1f} s")
+    yield dg.MaterializeResult(metadata=bronze_metadata(load), check_results=checks)
 
 
 def bronze_metadata(load: BronzeLoad) -> dict[str, dg.MetadataValue]:
     """Rows loaded, the months swapped and how long it took."""
     return {
         "rows": dg.MetadataValue.int(load.rows),
-        "months": dg.MetadataValue.int(len(load.rows_by_month)),
+        "months": dg.MetadataValue.int(len(load.ids_by_month)),
         "duration_seconds": dg.MetadataValue.float(round(load.seconds, 3)),
         "table": dg.MetadataValue.text("bronze.delitos"),
     }
 
 
 def reconciliation_result(counts: list[MonthCounts]) -> dg.AssetCheckResult:
-    """Passes when every month reconciles; otherwise names the months and their three numbers."""
+    """Passes when every month reconciles by row id; otherwise names the months and their figures."""
     mismatches = [month for month in counts if not month.reconciles]
-    totals = MonthCounts(
-        "total",
-        sum(m.source for m in counts),
-        sum(m.lake for m in counts),
-        sum(m.quarantined for m in counts),
-        sum(m.bronze for m in counts),
-    )
+    source, lake = sum(m.source for m in counts), sum(m.lake.count for m in counts)
+    quarantined, bronze = sum(m.quarantined for m in counts), sum(m.bronze.count for m in counts)
     if mismatches:
         shown = "; ".join(month.describe() for month in mismatches[:SHOWN_MISMATCHES])
         more = f" (and {len(mismatches) - SHOWN_MISMATCHES} more)" if len(mismatches) > SHOWN_MISMATCHES else ""
         description = f"{len(mismatches)} of {len(counts)} months do not reconcile: {shown}{more}"
     else:
-        description = f"{len(counts)} months reconcile: source {totals.source:,} = lake {totals.lake:,} + " + (
-            f"quarantined {totals.quarantined:,} = bronze {totals.bronze:,}"
+        description = (
+            f"{len(counts)} months reconcile: source {source:,} = lake {lake:,} + quarantined {quarantined:,}; "
+            f"bronze holds the lake's {bronze:,} row ids"
         )
     return dg.AssetCheckResult(
         check_name=RECONCILED,
@@ -102,10 +117,10 @@ def reconciliation_result(counts: list[MonthCounts]) -> dg.AssetCheckResult:
         metadata={
             "months": len(counts),
             "months_mismatched": len(mismatches),
-            "source_rows": totals.source,
-            "lake_rows": totals.lake,
-            "quarantined_rows": totals.quarantined,
-            "bronze_rows": totals.bronze,
+            "source_rows": source,
+            "lake_rows": lake,
+            "quarantined_rows": quarantined,
+            "bronze_rows": bronze,
         },
     )
 
