@@ -11,6 +11,7 @@ from delitos_platform.defs.automation.sync import socrata_changes
 from delitos_platform.defs.bronze.assets import bronze_delitos
 from delitos_platform.defs.dbt.assets import dbt_models
 from delitos_platform.defs.lake.assets import lake_delitos
+from delitos_platform.defs.lake.checks import dataset_ledger_balances
 from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.environment import build_resources
 from delitos_platform.jobs import main_job
@@ -21,7 +22,7 @@ def defs() -> dg.Definitions:
     """Assets, checks, jobs and automation, with the resources of ``DELITOS_ENV``."""
     return dg.Definitions(
         assets=[socrata_delitos, lake_delitos, bronze_delitos, dbt_models],
-        asset_checks=[freshness_against_source],
+        asset_checks=[dataset_ledger_balances, freshness_against_source],
         jobs=[main_job, freshness_job],
         schedules=[newest_months, freshness_schedule],
         sensors=[socrata_changes, run_failure_alerts, failed_check_alerts],

@@ -44,7 +44,12 @@ def test_the_main_job_runs_every_asset():
     selected = dg.AssetSelection.all().resolve(graph)
 
     assert {key.to_user_string() for key in selected} == EXPECTED_ASSETS - {"socrata/delitos_informaticos"}
-    assert {node.name for node in job.graph.node_defs} == {"lake__delitos", "bronze__delitos", "dbt_models"}
+    assert {node.name for node in job.graph.node_defs} == {
+        "lake__delitos",
+        "lake__delitos_dataset_ledger_balances",
+        "bronze__delitos",
+        "dbt_models",
+    }
 
 
 def test_dbt_tests_are_asset_checks_and_reconciliation_blocks():

@@ -1,0 +1,38 @@
+"""The dataset's ledger: every row of the source has exactly one place, whatever months a run touched."""
+
+import dagster as dg
+
+from delitos_platform.defs.lake.assets import LAKE_DELITOS
+from delitos_platform.lake.storage import LakeError, LakeResource
+from delitos_platform.reconcile import dataset_ledger
+from delitos_platform.socrata import SocrataError, SocrataResource
+
+LEDGER_CHECK = "dataset_ledger_balances"
+
+
+@dg.asset_check(
+    asset=LAKE_DELITOS,
+    name=LEDGER_CHECK,
+    description=(
+        "The whole dataset: source count(*) = Σ lake months + Σ their quarantine + rows out of the calendar "
+        "(no date, before 2006-05, future) + rows of the current, not yet complete month (pending)."
+    ),
+)
+def dataset_ledger_balances(socrata: SocrataResource, lake: LakeResource) -> dg.AssetCheckResult:
+    """Four counts asked of the source, the lake's Parquet footers: one line saying where every row is."""
+    try:
+        ledger = dataset_ledger(socrata, lake)
+    except (SocrataError, LakeError) as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    return dg.AssetCheckResult(
+        passed=ledger.balances,
+        description=ledger.describe(),
+        metadata={
+            "source_rows": ledger.source,
+            "lake_rows": ledger.lake,
+            "quarantined_rows": ledger.quarantined,
+            "out_of_calendar_rows": ledger.out_of_calendar,
+            "pending_rows": ledger.pending,
+            "months_missing": len(ledger.missing_months),
+        },
+    )
