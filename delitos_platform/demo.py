@@ -115,10 +115,15 @@ def summary_lines(result: dg.ExecuteInProcessResult) -> list[str]:
     import duckdb
 
     from delitos_platform.defs.bronze.assets import RECONCILED
+    from delitos_platform.defs.lake.assets import QUARANTINE_CHECK
+    from delitos_platform.defs.lake.checks import LEDGER_CHECK
     from delitos_platform.environment import warehouse_path
 
     lake = result.asset_materializations_for_node("lake__delitos")[0].metadata
-    lines = [f"lake:    {lake['rows'].value:>9,} rows + {lake['quarantined'].value:,} quarantined"]
+    lines = [
+        f"lake:    {lake['rows'].value:>9,} rows + {lake['quarantined'].value:,} quarantined"
+        f" + {lake['out_of_calendar'].value:,} out of the calendar"
+    ]
     with duckdb.connect(str(warehouse_path()), read_only=True) as warehouse:
         for layer, table in (("bronze", "bronze.delitos"), ("silver", "silver.stg_delitos")):
             (rows,) = warehouse.execute(f"SELECT count(*) FROM {table}").fetchone()
@@ -131,12 +136,15 @@ def summary_lines(result: dg.ExecuteInProcessResult) -> list[str]:
         f"gold:    {casos:,} cases in {registros:,} reports, {munis} municipalities of {depts} department(s)",
         f"         {first} → {last}; most frequent article {article}; top municipalities of {year}: {top}",
     ]
+    shown = {RECONCILED: "reconciliation", LEDGER_CHECK: "ledger", QUARANTINE_CHECK: "quarantine"}
     for event in result.all_events:
         evaluation = (
             event.asset_check_evaluation_data
             if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
             else None
         )
-        if evaluation is not None and evaluation.check_name == RECONCILED:
-            lines.append(f"reconciliation {'passed' if evaluation.passed else 'FAILED'}: {evaluation.description}")
+        if evaluation is not None and evaluation.check_name in shown:
+            warning = evaluation.severity == dg.AssetCheckSeverity.WARN
+            verdict = "passed" if evaluation.passed else ("WARNING" if warning else "FAILED")
+            lines.append(f"{shown[evaluation.check_name]} {verdict}: {evaluation.description}")
     return lines

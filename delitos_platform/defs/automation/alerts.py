@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from delitos_platform.alerts import Alert, AlertDeliveryError, AlertsResource
+from delitos_platform.defs.policies import FAILED_CHECKS_METADATA
 
 MINIMUM_INTERVAL_SECONDS = 30
 EVENTS_PER_TICK = 200
@@ -156,5 +157,6 @@ def _first_line(text: str) -> str:
 
 
 def _failed_on_blocking_check(event: dg.DagsterEvent) -> bool:
-    error = event.step_failure_data.error
-    return error is not None and error.cls_name == BLOCKING_CHECK_ERROR
+    failure = event.step_failure_data
+    own_checks = failure.user_failure_data is not None and FAILED_CHECKS_METADATA in failure.user_failure_data.metadata
+    return own_checks or (failure.error is not None and failure.error.cls_name == BLOCKING_CHECK_ERROR)

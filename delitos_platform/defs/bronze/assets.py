@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 import dagster as dg
 
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.partitions import Window, monthly_partitions
 from delitos_platform.reconcile import MonthCounts, read_lake, reconcile, source_counts
@@ -80,8 +80,9 @@ def bronze_delitos(
     checks = [reconciliation_result(verdict["counts"]), values_result({m: h.offenders for m, h in held.items()})]
     if not load.committed:
         yield from checks
-        failed = "; ".join(check.description or "" for check in checks if not check.passed)
-        raise dg.Failure(description=f"bronze was left as it was: {failed}", allow_retries=False)
+        failed = [check for check in checks if not check.passed]
+        description = "; ".join(check.description or "" for check in failed)
+        raise failed_checks(f"bronze was left as it was: {description}", [check.check_name for check in failed])
     context.log.info(f"Loaded {load.rows:,} rows over {len(months)} months in {load.seconds:.1f} s")
     yield dg.MaterializeResult(metadata=bronze_metadata(load), check_results=checks)
 

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
 from delitos_platform.lake.extract import AuditError, ContractDriftError, Extraction, extract_to_lake
 from delitos_platform.lake.storage import LakeError, LakeResource
@@ -59,10 +59,10 @@ def lake_delitos(
         extraction = extract_to_lake(socrata, lake, window, context.run_id, log=context.log)
     except ContractDriftError as error:
         yield schema_check_result(error.drift)
-        raise dg.Failure(description=str(error), allow_retries=False) from None
+        raise failed_checks(str(error), [SCHEMA_CHECK]) from None
     except AuditError as error:
         yield schema_check_result([str(error)])
-        raise dg.Failure(description=str(error), allow_retries=False) from None
+        raise failed_checks(str(error), [SCHEMA_CHECK]) from None
     except (SocrataError, LakeError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     context.log.info(

@@ -1,0 +1,111 @@
+"""Memory and time of source → lake → bronze as the dataset grows ten-fold, side by side in one run.
+
+    .venv/bin/pip install -e '.[bench]' && .venv/bin/python benchmarks/scale_extraction.py [--rows 492000 4920000]
+
+For each size: a synthetic snapshot resampled from the real rows (``delitos synthesize``, cached under
+benchmarks/.work/), served by the emulator in a subprocess of its own; then ``lake/delitos`` and
+``bronze/delitos`` over every month as ONE Dagster run on the embedded default, in a fresh interpreter whose
+peak RSS (VmHWM) is its own. The extraction holds a sub-window of rows at a time (about one page), so its
+peak RSS should stay flat as the rows grow (target ≤ 1.2×) and its time grow no faster than the rows
+(target ≤ 1.3× per row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import WORK, emulator, report_contender, run_contender
+
+FIRST, LAST = "2006-05-01", "2026-05-01"
+SIZES = (492_000, 4_920_000)
+
+
+def snapshot(rows: int) -> Path:
+    """The synthetic snapshot of ``rows`` rows (seed 7), generated once."""
+    path = WORK / f"national-{rows}-seed7.json.gz"
+    if not path.exists():
+        WORK.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "delitos_platform.cli", "synthesize", "--rows", str(rows), "--seed", "7"]
+        subprocess.run([*command, "--output", str(path)], check=True)
+    return path
+
+
+def lake_and_bronze(url: str) -> dict:
+    """``lake/delitos`` and ``bronze/delitos`` over every month, one run, into a fresh lake and warehouse."""
+    import dagster as dg
+    from dagster_duckdb import DuckDBResource
+
+    from delitos_platform.defs.bronze.assets import bronze_delitos
+    from delitos_platform.defs.lake.assets import lake_delitos
+    from delitos_platform.defs.source.assets import socrata_delitos
+    from delitos_platform.lake.storage import LocalLake
+    from delitos_platform.socrata import SocrataResource
+    from delitos_platform.warehouse.duckdb import DuckDBWarehouse
+
+    with tempfile.TemporaryDirectory() as work, dg.DagsterInstance.ephemeral() as instance:
+        resources = {
+            "socrata": SocrataResource(url=url),
+            "lake": LocalLake(root=str(Path(work) / "lake")),
+            "warehouse": DuckDBWarehouse(duckdb=DuckDBResource(database=str(Path(work) / "warehouse.duckdb"))),
+        }
+        started = time.perf_counter()
+        result = dg.materialize(
+            [socrata_delitos, lake_delitos, bronze_delitos],
+            resources=resources,
+            tags={"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST},
+            instance=instance,
+        )
+        seconds = time.perf_counter() - started
+    lake = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == ["lake", "delitos"])
+    metadata = lake.materialization.metadata
+    return {
+        "rows": metadata["rows"].value + metadata["quarantined"].value,
+        "pages": metadata["pages"].value,
+        "extract_seconds": metadata["duration_seconds"].value,
+        "seconds": seconds,
+    }
+
+
+def main() -> None:
+    """Each size in turn against its own emulator, then the figures and ratios side by side."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contender", choices=["lake_and_bronze"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=int, nargs="+", default=list(SIZES), help="dataset sizes (default: %(default)s)")
+    args = parser.parse_args()
+    if args.contender:
+        report_contender(lake_and_bronze, args.url)
+        return
+    results = {}
+    for rows in args.rows:
+        path = snapshot(rows)
+        with emulator(path) as url:
+            results[rows] = run_contender(Path(__file__), "lake_and_bronze", ["--url", url])
+    print_figures(results)
+
+
+def print_figures(results: dict[int, dict]) -> None:
+    """One line per size, then the ratios against the smallest."""
+    print(f"{'rows':>10}{'pages':>8}{'run s':>9}{'extract s':>11}{'peak RSS MB':>13}{'µs/row':>9}")
+    for figures in results.values():
+        per_row = figures["seconds"] / figures["rows"] * 1e6
+        print(
+            f"{figures['rows']:>10,}{figures['pages']:>8}{figures['seconds']:>9.2f}{figures['extract_seconds']:>11.2f}"
+            f"{figures['peak_rss_mb']:>13.0f}{per_row:>9.1f}"
+        )
+    (small, base), *others = results.items()
+    for rows, figures in others:
+        memory = figures["peak_rss_mb"] / base["peak_rss_mb"]
+        time_per_row = (figures["seconds"] / figures["rows"]) / (base["seconds"] / base["rows"])
+        print(f"\n{rows:,} vs {small:,} rows: peak RSS {memory:.2f}x (target ≤ 1.2x)")
+        print(f"{rows:,} vs {small:,} rows: time per row {time_per_row:.2f}x (target ≤ 1.3x)")
+
+
+if __name__ == "__main__":
+    main()
