@@ -482,7 +482,7 @@ def test_snowflake_target_parses(tmp_path: Path) -> None:
     silver = manifest["nodes"]["model.delitos.stg_delitos"]
     assert silver["schema"] == "silver"
     assert silver["config"]["tmp_relation_type"] == "transient"
-    assert silver["config"]["incremental_strategy"] == "delete+insert"
+    assert silver["config"]["incremental_strategy"] == "delitos_window_swap"
 
 
 # fakesnow warns on every Arrow fetch dbt-snowflake makes; it says nothing about the project.
