@@ -46,16 +46,3 @@
         {{ column }} >= cast('{{ window.start }}' as date) and {{ column }} < cast('{{ window.end }}' as date)
     {%- endif -%}
 {% endmacro %}
-
-{#
-    Pre-hook of an incremental model: delete the window's rows (every row when there is no
-    window) from the existing table, so that the delete+insert which follows replaces exactly the
-    window. delete+insert by itself only deletes rows whose unique_key comes back from the source,
-    so rows deleted upstream would survive without this. On a first build or a --full-refresh the
-    table is created from scratch and there is nothing to delete.
-#}
-{% macro delitos_delete_window(column='fecha_hecho') %}
-    {%- if execute and is_incremental() -%}
-        delete from {{ this }} where {{ delitos_window_predicate(column) }}
-    {%- endif -%}
-{% endmacro %}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -169,6 +170,32 @@ def test_a_dbt_compilation_error_is_one_clear_message(emulator, tmp_path):
     assert message.startswith("dbt build failed: ")
     assert "no_such_model" in message
     assert "\n" not in message
+
+
+def test_a_failed_silver_skips_gold_and_says_so_in_one_sentence(emulator, tmp_path):
+    """A run whose silver model fails rebuilds no gold table from it, and its failure names silver and gold."""
+    database = tmp_path / "warehouse.duckdb"
+    assert run_months(duckdb_resources(emulator, tmp_path), "2019-03-01", "2019-03-01").success
+    before = warehouse_contents(database)
+    broken = tmp_path / "dbt_project"
+    _copy_dbt_project(broken)
+    model = broken / "models" / "silver" / "stg_delitos.sql"
+    # A select that fails while the model runs, on every row (a department name is not a number).
+    model.write_text(model.read_text().replace("cast(cantidad as bigint)", "cast(departamento as bigint)"))
+    resources = duckdb_resources(emulator, tmp_path, project_dir=str(broken))
+
+    result = run_months(resources, "2019-03-01", "2019-03-01", selection=[SILVER, *GOLD])
+
+    assert not result.success
+    assert not result.get_asset_materialization_events()
+    assert warehouse_contents(database) == before
+    message = failure_message(result)
+    assert "\n" not in message
+    assert re.fullmatch(
+        r"dbt build failed: silver/stg_delitos failed \(Conversion Error: .*SANTANDER.*\), "
+        rf"so gold was not rebuilt \({len(GOLD)} models skipped\)",
+        message,
+    ), message
 
 
 def _copy_dbt_project(target: Path) -> None:

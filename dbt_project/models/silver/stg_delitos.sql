@@ -2,28 +2,30 @@
     One row per bronze row, typed and cleaned.
 
     Incremental by window (vars window_start/window_end, half-open on fecha_hecho): only bronze
-    rows of the window are read, the pre-hook deletes the window from this table, and
-    delete+insert writes them back. Rows deleted upstream therefore disappear, and unique_key
-    row_id also removes a row whose date moved into the window from elsewhere. Without vars the
-    window is everything: the whole table is replaced.
+    rows of the window are read, and the `delitos_window_swap` strategy (macros/window_swap.sql)
+    deletes the window and every row_id that comes back, then inserts the new rows, in one
+    transaction. Rows deleted upstream therefore disappear, a row whose date moved into the window
+    replaces its old copy, and a failed run leaves the table as it was. Without vars the window is
+    everything: the whole table is replaced.
 #}
+{%- set window_column = 'fecha_hecho' -%}
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
+        incremental_strategy='delitos_window_swap',
         unique_key='row_id',
+        meta={'window_column': window_column},
         on_schema_change='fail',
-        pre_hook="{{ delitos_delete_window('fecha_hecho') }}",
         tmp_relation_type='transient',
     )
 }}
-{#- tmp_relation_type is read by dbt-snowflake only (its delete+insert stages rows in a transient
-    table, visible to lineage); dbt-duckdb ignores it. -#}
+{#- tmp_relation_type is read by dbt-snowflake only (the new rows are staged in a transient table,
+    visible to lineage, before the swap reads them twice); dbt-duckdb ignores it. -#}
 
 with bronze_rows as (
     select *
     from {{ source('bronze', 'delitos') }}
-    where {{ delitos_window_predicate('fecha_hecho') }}
+    where {{ delitos_window_predicate(window_column) }}
 ),
 
 cleaned as (

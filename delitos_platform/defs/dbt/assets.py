@@ -27,6 +27,22 @@ from delitos_platform.warehouse.base import WarehouseResource
 
 MODELS = "fqn:delitos.silver fqn:delitos.gold"
 ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
+# dbt's run_results statuses of a node that went wrong: a model or seed error, a failing test.
+FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+# Layers in data-flow order, to name them as they are built.
+LAYERS = ("silver", "gold")
+# Longest reason quoted from dbt in the one-line failure (a database error can carry a whole query).
+REASON_CHARACTERS = 200
+
+
+def _layer(node: Mapping[str, Any]) -> str:
+    """The layer of a dbt node: the schema it lands in (silver when the project sets none)."""
+    return node.get("config", {}).get("schema") or LAYERS[0]
+
+
+def _layer_order(node: Mapping[str, Any]) -> int:
+    layer = _layer(node)
+    return LAYERS.index(layer) if layer in LAYERS else len(LAYERS)
 
 
 class DelitosDbtTranslator(DagsterDbtTranslator):
@@ -38,7 +54,7 @@ class DelitosDbtTranslator(DagsterDbtTranslator):
         props = self.get_resource_props(manifest, unique_id)
         if props["resource_type"] != "model":
             return spec
-        layer = props["config"].get("schema") or "silver"
+        layer = _layer(props)
         return spec.replace_attributes(
             key=dg.AssetKey([layer, props["name"]]),
             group_name=layer,
@@ -118,8 +134,57 @@ def run_dbt(
     yield from invocation.stream()
     error = invocation.get_error()
     if error is not None:
-        raise dg.Failure(description=f"dbt {args[0]} failed: {dbt_errors(str(error))}", allow_retries=False)
+        summary = failed_nodes_summary(_run_results(invocation), invocation.manifest) or dbt_errors(str(error))
+        raise dg.Failure(description=f"dbt {args[0]} failed: {summary}", allow_retries=False)
     keep_partial_parse(Path(invocation.target_path), Path(invocation.project_dir))
+
+
+def _run_results(invocation: Any) -> Mapping[str, Any]:
+    """The invocation's ``run_results.json``; empty when dbt stopped before running any node."""
+    try:
+        return invocation.get_artifact("run_results.json")
+    except OSError:
+        return {}
+
+
+def failed_nodes_summary(run_results: Mapping[str, Any], manifest: Mapping[str, Any]) -> str | None:
+    """One sentence: which nodes failed and why, and which layers dbt's ``build`` order left unbuilt.
+
+    E.g. ``silver/stg_delitos failed (Conversion Error: ...), so gold was not rebuilt (5 models skipped)``.
+    None when no node failed (dbt stopped earlier, e.g. a compilation error): dbt's log says more then.
+    """
+    results = run_results.get("results", [])
+    failed = [result for result in results if result["status"] in FAILED_STATUSES]
+    if not failed:
+        return None
+    nodes = manifest.get("nodes", {})
+    names = ", ".join(_node_name(nodes.get(result["unique_id"], {}), result["unique_id"]) for result in failed)
+    sentence = f"{names} failed ({_reason(failed[0].get('message') or '')})"
+    skipped = [
+        nodes.get(result["unique_id"], {})
+        for result in results
+        if result["status"] == "skipped" and result["unique_id"].startswith("model.")
+    ]
+    if skipped:
+        layers = list(dict.fromkeys(_layer(node) for node in sorted(skipped, key=_layer_order)))
+        verb = "was" if len(layers) == 1 else "were"
+        sentence += f", so {' and '.join(layers)} {verb} not rebuilt ({len(skipped)} models skipped)"
+    return sentence
+
+
+def _node_name(node: Mapping[str, Any], unique_id: str) -> str:
+    """A model by its asset key (``silver/stg_delitos``), any other node by its dbt name."""
+    if node.get("resource_type") == "model":
+        return f"{_layer(node)}/{node['name']}"
+    return node.get("name") or unique_id
+
+
+def _reason(message: str) -> str:
+    """The first line of dbt's message that says what went wrong, not which node it was in."""
+    lines = [ANSI_CODES.sub("", line).strip() for line in message.splitlines()]
+    lines = [line for line in lines if line and not re.match(r"^\w+ Error in \w+ ", line)]
+    reason = lines[0] if lines else "no message"
+    return reason if len(reason) <= REASON_CHARACTERS else reason[: REASON_CHARACTERS - 1] + "…"
 
 
 def keep_partial_parse(invocation_target: Path, project_dir: Path) -> None:
