@@ -1,26 +1,29 @@
-"""Page a national-scale snapshot through the SODA emulator and report speed and the server's memory.
+"""Page national-scale snapshots through the SODA emulator, keyset by ``:id``; the server's time and memory.
 
-Usage: ``.venv/bin/python benchmarks/emulator_paging.py [--rows 492000] [--seed 7] [--limit 50000]``
+    .venv/bin/python benchmarks/emulator_paging.py [--rows 492000,4920000] [--seed 7] [--limit 50000]
 
-The synthetic snapshot is generated once into ``benchmarks/.work/`` and reused; the emulator runs in a
-subprocess (as in real use) and is paged with plain ``requests``: ``$order=:id``, offset paging.
+For each size, side by side in one run: the synthetic snapshot (``delitos synthesize``, generated once into
+``benchmarks/.work/`` and reused), ``delitos emulator`` started over it in a subprocess of its own (as in
+real use), then the whole dataset paged with plain ``requests`` the way the extraction pages it:
+``$select=:id, *``, ``$order=:id``, ``$where=:id > 'last id'``, ``$limit=50000``.  Reported: the server's
+start (load) time, paging time, pages, rows (checked: every row once, ids increasing) and its peak resident
+memory (VmHWM, the kernel's high-water mark) after load and after paging.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import requests
 
-WORK = Path(__file__).parent / ".work"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import WORK, peak_rss_mb, stop
+
 DATASET = "4v6r-wu98"
 
 
@@ -28,114 +31,117 @@ def ensure_snapshot(rows: int, seed: int) -> Path:
     """The synthetic snapshot for (rows, seed), generated on first use."""
     path = WORK / f"national_{rows}_{seed}.json.gz"
     if not path.exists():
+        WORK.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "delitos_platform.cli",
-                "synthesize",
-                "--rows",
-                str(rows),
-                "--seed",
-                str(seed),
-                "--output",
-                str(path),
-            ],
-            check=True,
-        )
-        print(f"synthesized {rows:,} rows in {time.perf_counter() - started:.1f} s")
+        command = ["synthesize", "--rows", str(rows), "--seed", str(seed), "--output", str(path)]
+        subprocess.run([sys.executable, "-m", "delitos_platform.cli", *command], check=True)
+        print(f"synthesized {rows:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
     return path
 
 
-class PeakRss:
-    """Samples a process's resident memory in a thread; also reads the kernel's high-water mark."""
-
-    def __init__(self, pid: int, every: float = 0.05):
-        self.process = psutil.Process(pid)
-        self.peak = 0
-        self._every = every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, self.process.memory_info().rss)
-            except psutil.Error:
-                return
-            self._stop.wait(self._every)
-
-    def high_water(self) -> int:
-        """VmHWM from /proc (the true peak), falling back to the sampled peak."""
-        try:
-            status = Path(f"/proc/{self.process.pid}/status").read_text()
-            return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
-        except (OSError, AttributeError):
-            return self.peak
-
-    def stop(self) -> None:
-        """Stop sampling."""
-        self._stop.set()
-        self._thread.join()
+def rss_mb(pid: int) -> float:
+    """Current resident memory (VmRSS) of a process, in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
-def page_all(url: str, limit: int) -> tuple[int, int, list[float]]:
-    """Offset-page the whole dataset ordered by :id; returns rows, pages and each page's seconds."""
+def page_by_id(url: str, limit: int) -> tuple[int, int, list[float]]:
+    """Keyset-page every row ordered by :id; returns rows, pages and each page's seconds.
+
+    Fails when an id comes twice or out of order: the figures are only worth something if paging is right.
+    """
     session = requests.Session()
-    rows = pages = offset = 0
+    rows = pages = 0
+    last: str | None = None
     timings: list[float] = []
     while True:
+        params = {"$select": ":id, *", "$order": ":id", "$limit": str(limit)}
+        if last is not None:
+            params["$where"] = f":id > '{last}'"
         started = time.perf_counter()
-        response = session.get(
-            f"{url}/resource/{DATASET}.json", params={"$order": ":id", "$limit": limit, "$offset": offset}, timeout=60
-        )
+        response = session.get(f"{url}/resource/{DATASET}.json", params=params, timeout=300)
         response.raise_for_status()
         page = response.json()
         timings.append(time.perf_counter() - started)
-        rows, pages, offset = rows + len(page), pages + 1, offset + limit
+        ids = [row[":id"] for row in page]
+        if ids != sorted(set(ids)) or (last is not None and ids and ids[0] <= last):
+            raise RuntimeError(f"page {pages + 1}: ids repeat or are out of order")
+        rows, pages = rows + len(page), pages + 1
         if len(page) < limit:
             return rows, pages, timings
+        last = ids[-1]
 
 
-def main() -> int:
-    """Run the benchmark and print its figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=492_000)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--limit", type=int, default=50_000)
-    args = parser.parse_args()
-    snapshot = ensure_snapshot(args.rows, args.seed)
+def measure(rows: int, seed: int, limit: int) -> dict[str, float]:
+    """Start an emulator over the snapshot of ``rows`` rows, page it whole, and return its figures."""
+    snapshot = ensure_snapshot(rows, seed)
     started = time.perf_counter()
     server = subprocess.Popen(
         [sys.executable, "-m", "delitos_platform.cli", "emulator", "--port", "0", "--snapshot", str(snapshot)],
         stdout=subprocess.PIPE,
         text=True,
     )
-    memory = PeakRss(server.pid)
     try:
         line = server.stdout.readline()  # type: ignore[union-attr]
         match = re.search(r"(http://\S+)", line)
         if not match:
             raise SystemExit(f"the emulator did not start: {line!r}")
         load_seconds = time.perf_counter() - started
+        loaded_peak, loaded_rss = peak_rss_mb(server.pid), rss_mb(server.pid)
         began = time.perf_counter()
-        rows, pages, timings = page_all(match.group(1), args.limit)
-        total = time.perf_counter() - began
+        served, pages, timings = page_by_id(match.group(1), limit)
+        paging_seconds = time.perf_counter() - began
+        peak = peak_rss_mb(server.pid)
     finally:
-        peak = max(memory.high_water(), memory.peak)
-        memory.stop()
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        stop(server)
+    if served != rows:
+        raise RuntimeError(f"paged {served:,} rows of {rows:,}")
     full = timings[:-1] or timings
-    print(f"snapshot:        {snapshot.name} ({snapshot.stat().st_size / 1e6:.1f} MB gzip)")
-    print(f"server start:    {load_seconds:.2f} s (load + index)")
-    print(f"rows:            {rows:,}")
-    print(f"pages:           {pages} x $limit={args.limit:,}")
-    print(f"total:           {total:.2f} s")
-    print(f"per full page:   {sum(full) / len(full):.3f} s (max {max(full):.3f} s)")
-    print(f"server peak RSS: {peak / 2**20:.0f} MiB")
+    return {
+        "rows": served,
+        "snapshot_mb": snapshot.stat().st_size / 1e6,
+        "load_s": load_seconds,
+        "rss_after_load_mb": loaded_rss,
+        "peak_after_load_mb": loaded_peak,
+        "paging_s": paging_seconds,
+        "pages": pages,
+        "page_mean_s": sum(full) / len(full),
+        "page_max_s": max(full),
+        "rows_per_s": served / paging_seconds,
+        "peak_rss_mb": peak,
+    }
+
+
+LINES = (
+    ("rows served (keyset, every row once)", "rows", "{:,.0f}"),
+    ("snapshot (gzip), MB", "snapshot_mb", "{:.1f}"),
+    ("server start (load), s", "load_s", "{:.1f}"),
+    ("server RSS after load, MB", "rss_after_load_mb", "{:.0f}"),
+    ("server peak RSS after load, MB", "peak_after_load_mb", "{:.0f}"),
+    ("paging, s", "paging_s", "{:.1f}"),
+    ("pages", "pages", "{:.0f}"),
+    ("per full page, mean s", "page_mean_s", "{:.3f}"),
+    ("per full page, max s", "page_max_s", "{:.3f}"),
+    ("rows/s", "rows_per_s", "{:,.0f}"),
+    ("server peak RSS (VmHWM), MB", "peak_rss_mb", "{:.0f}"),
+)
+
+
+def main() -> int:
+    """Run the benchmark for every size and print the figures side by side."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="492000,4920000", help="comma-separated snapshot sizes")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--limit", type=int, default=50_000)
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.rows.split(",")]
+    results = []
+    for size in sizes:
+        print(f"paging {size:,} rows …", flush=True)
+        results.append(measure(size, args.seed, args.limit))
+    print(f"\n{'':38}" + "".join(f"{size:>14,}" for size in sizes))
+    for label, key, style in LINES:
+        print(f"{label:38}" + "".join(f"{style.format(result[key]):>14}" for result in results))
     return 0
 
 

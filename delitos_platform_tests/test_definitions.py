@@ -52,10 +52,32 @@ def test_the_main_job_runs_every_asset():
     }
 
 
-def test_dbt_tests_are_asset_checks_and_reconciliation_blocks():
-    checks = {key.name for key in defs().resolve_asset_graph().asset_check_keys}
+# The checks that must stop the next layer: (asset the check sits on, the layer it stops).
+GATES = {
+    ("lake/delitos", "schema_matches_contract"): "bronze/delitos",
+    ("bronze/delitos", "reconciled_with_source"): "silver/stg_delitos",
+    ("bronze/delitos", "values_valid"): "silver/stg_delitos",
+}
 
-    assert "reconciled_with_source" in checks
+
+def test_a_failed_gate_check_stops_the_next_layer_and_dbt_tests_are_checks():
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    checks = {key.name for key in graph.asset_check_keys}
+
+    for (asset, check), stopped in GATES.items():
+        key = dg.AssetKey.from_user_string(asset)
+        specs = {spec.name: spec for spec in definitions.resolve_assets_def(key).check_specs}
+        # Declared on the asset's own definition, the check runs in the asset's step; blocking, a failure
+        # there skips every downstream step of the run.
+        assert check in specs and specs[check].asset_key == key and specs[check].blocking, (asset, check)
+        downstream = dg.AssetKey.from_user_string(stopped)
+        assert key in graph.get(downstream).parent_keys
+        # The stopped layer is another step: the check has finished before it could start.
+        assert (
+            definitions.resolve_assets_def(downstream).node_def.name
+            != definitions.resolve_assets_def(key).node_def.name
+        )
     assert "accepted_values_stg_delitos_articulo__269A__269B__269C__269D__269E__269F__269G__269I__269J" in checks
     assert len(checks) > 40
 

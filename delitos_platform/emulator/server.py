@@ -59,12 +59,17 @@ class EmulatorServer:
         dataset_id: str = DATASET_ID,
         admin: bool = False,
         seed: int = 0,
+        on_disk: bool | None = None,
     ):
-        """Load ``snapshot`` (a .json/.json.gz file, or the rows themselves); raises ValueError if malformed."""
+        """Load ``snapshot`` (a .json/.json.gz file, or the rows themselves); raises ValueError if malformed.
+
+        ``on_disk``: hold the rows in a temporary database file rather than in memory; by default only a
+        large snapshot file is (see :meth:`Dataset.from_file`).
+        """
         if isinstance(snapshot, str | Path):
-            self.dataset = Dataset.from_file(snapshot, dataset_id)
+            self.dataset = Dataset.from_file(snapshot, dataset_id, on_disk=on_disk)
         else:
-            self.dataset = Dataset(list(snapshot), dataset_id)
+            self.dataset = Dataset(list(snapshot), dataset_id, on_disk=bool(on_disk))
         self.host, self.port = host, port
         self.admin = admin
         self.faults = Faults(seed)
@@ -104,11 +109,12 @@ class EmulatorServer:
             self._thread.join(0.2)
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
+        """Stop serving, release the port, and close the dataset (its temporary folder is removed)."""
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        self.dataset.close()
 
     def __enter__(self) -> EmulatorServer:
         return self.start()

@@ -1,4 +1,9 @@
-"""A snapshot of a Socrata dataset held in an in-memory DuckDB table, plus the mutations tests need.
+"""A snapshot of a Socrata dataset held in a DuckDB table, plus the mutations tests need.
+
+Small snapshots live in memory (tests start many servers); a large snapshot file goes to a file-backed
+database in a private temporary folder, and every dataset has a DuckDB ``memory_limit`` and a private
+``temp_directory`` so that a national-scale snapshot is served in bounded memory.  The folder is
+removed by :meth:`Dataset.close` (or when the dataset is garbage collected, or at exit).
 
 Column values are stored typed (TIMESTAMP, DOUBLE, VARCHAR) under internal column names ``c0``, ``c1``, …
 so that no name coming from a file or a query is ever pasted into SQL.  The system fields live in
@@ -11,8 +16,11 @@ import gzip
 import json
 import math
 import re
+import shutil
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +38,12 @@ COLUMN_TYPES = {TEXT: "VARCHAR", NUMBER: "DOUBLE", FLOATING: "TIMESTAMP"}
 LOAD_TIME = datetime(2026, 5, 1, tzinfo=UTC)
 FLOATING_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?)?")
 _FLOATING_SQL = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?)?$"
+# A snapshot file larger than this (as stored, gzip or not) is held on disk: the shipped 20k-row snapshot
+# (0.1 MB gzip) stays in memory, a national one (≥ 2.8 MB gzip for 492k rows) goes to disk.
+ON_DISK_ABOVE_BYTES = 1_000_000
+# DuckDB's own default is 80% of the machine: without a limit it keeps every page it ever touched.
+# 2 GB, not 1: at 4.92M rows a 1 GB limit makes the load spill (131 s, against 19 s at 2 GB).
+MEMORY_LIMIT = "2GB"
 # Socrata-looking row ids: 12 characters from a 32-letter alphabet, ``row-xxxx.xxxx_xxxx``.
 _ID_ALPHABET = "23456789abcdefghijkmnpqrstuvwxyz"
 
@@ -92,17 +106,39 @@ def _now_epoch() -> int:
 class Dataset:
     """A live dataset: typed rows in DuckDB, a ``rowsUpdatedAt`` clock and the mutations tests call."""
 
-    def __init__(self, rows: Sequence[Mapping[str, Any]], dataset_id: str, name: str = "Delitos informáticos"):
-        """Load rows (API-shaped dicts); raises ValueError naming the first row and field that do not fit."""
-        self._setup(dataset_id, name)
-        self._create(infer_types(rows))
-        self._insert(rows, LOAD_TIME.replace(tzinfo=None))
+    def __init__(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        dataset_id: str,
+        name: str = "Delitos informáticos",
+        *,
+        on_disk: bool = False,
+        memory_limit: str = MEMORY_LIMIT,
+    ):
+        """Load rows (API-shaped dicts); raises ValueError naming the first row and field that do not fit.
 
-    def _setup(self, dataset_id: str, name: str) -> None:
+        ``on_disk`` keeps the table in a database file of a private temporary folder instead of memory;
+        ``memory_limit`` caps DuckDB's memory (beyond it DuckDB spills to that folder).
+        """
+        self._setup(dataset_id, name, on_disk, memory_limit)
+        try:
+            self._create(infer_types(rows))
+            self._insert(rows, LOAD_TIME.replace(tzinfo=None))
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, dataset_id: str, name: str, on_disk: bool, memory_limit: str) -> None:
         self.dataset_id = dataset_id
         self.name = name
         self._lock = threading.RLock()
-        self._con = duckdb.connect(":memory:")
+        self.folder = Path(tempfile.mkdtemp(prefix="soda-emulator-"))
+        self.on_disk = on_disk
+        database = str(self.folder / "dataset.duckdb") if on_disk else ":memory:"
+        config = {"memory_limit": memory_limit, "temp_directory": str(self.folder / "spill")}
+        self._con = duckdb.connect(database, config=config)
+        # Also on garbage collection or at exit: a dataset nobody closed must not leave its folder behind.
+        self._cleanup = weakref.finalize(self, _release, self._con, self.folder)
         self._generation = 0
         self._next_pos = 0
         self._next_sql = 0
@@ -119,32 +155,58 @@ class Dataset:
         )
 
     @classmethod
-    def from_file(cls, path: str | Path, dataset_id: str, name: str = "Delitos informáticos") -> Dataset:
+    def from_file(
+        cls,
+        path: str | Path,
+        dataset_id: str,
+        name: str = "Delitos informáticos",
+        *,
+        on_disk: bool | None = None,
+        memory_limit: str = MEMORY_LIMIT,
+    ) -> Dataset:
         """Load a ``.json`` or ``.json.gz`` JSON array of rows.
 
         DuckDB parses the file itself (much faster and ~4x less memory than Python dicts); values are
         read as text by key, with keys bound as parameters, then typed exactly as :meth:`add_rows` does.
+        ``on_disk`` defaults to whether the file is larger than :data:`ON_DISK_ABOVE_BYTES`.
         """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such snapshot file")
+        if on_disk is None:
+            on_disk = path.stat().st_size > ON_DISK_ABOVE_BYTES
         dataset = cls.__new__(cls)
-        dataset._setup(dataset_id, name)
-        keys = dataset._read_raw(path)
-        dataset._create(dataset._file_types(keys))
+        dataset._setup(dataset_id, name, on_disk, memory_limit)
         try:
-            count = dataset._con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
-            extract = ", ".join(f"raw.j ->> ? AS {c.sql}" for c in dataset.columns)
-            dataset._con.execute(
-                f"CREATE TEMP TABLE staged AS SELECT _pos, {extract} FROM raw", [c.field_name for c in dataset.columns]
-            )
-            dataset._con.execute("DROP TABLE raw")
-            dataset._insert_staged(0, LOAD_TIME.replace(tzinfo=None))
-        finally:
-            dataset._con.execute("DROP TABLE IF EXISTS staged")
-            dataset._con.execute("DROP TABLE IF EXISTS raw")
-        dataset._next_pos = count
+            dataset._load_file(path)
+        except BaseException:
+            dataset.close()
+            raise
         return dataset
+
+    def _load_file(self, path: Path) -> None:
+        """Fill the empty dataset from a snapshot file."""
+        keys = self._read_raw(path)
+        self._create(self._file_types(keys))
+        try:
+            count = self._con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
+            extract = ", ".join(f"raw.j ->> ? AS {c.sql}" for c in self.columns)
+            self._con.execute(
+                f"CREATE TEMP TABLE staged AS SELECT _pos, {extract} FROM raw", [c.field_name for c in self.columns]
+            )
+            self._con.execute("DROP TABLE raw")
+            self._insert_staged(0, LOAD_TIME.replace(tzinfo=None))
+        finally:
+            self._con.execute("DROP TABLE IF EXISTS staged")
+            self._con.execute("DROP TABLE IF EXISTS raw")
+        self._next_pos = count
+        if self.on_disk:
+            # Written compressed now rather than at the first automatic checkpoint, mid-request.
+            self._con.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        """Release the database and remove its temporary folder; the dataset is unusable afterwards."""
+        self._cleanup()
 
     def _read_raw(self, path: Path) -> list[str]:
         """Read the file's objects into temp table ``raw(_pos, j)``; returns the keys in first-seen order."""
@@ -283,10 +345,12 @@ class Dataset:
         names = ", ".join(c.sql for c in self.columns)
         try:
             self._con.execute(f"CREATE OR REPLACE TEMP TABLE typed AS SELECT _pos, {typed} FROM staged")
+            # Stored in :id order (queries never rely on it: the file order is _pos): keyset pages
+            # ($where=:id > 'x', $order=:id) then skip whole row groups by their min/max :id.
             self._con.execute(
                 f"INSERT INTO data (_pos, _id, _created_at, _updated_at, {names}) "
-                f"SELECT _pos, {self._id_sql()}, ?::TIMESTAMP, ?::TIMESTAMP, {names} "
-                f"FROM ({self._hash_sql('typed')}) ORDER BY _pos",
+                f"SELECT * FROM (SELECT _pos, {self._id_sql()} AS _id, ?::TIMESTAMP, ?::TIMESTAMP, {names} "
+                f"FROM ({self._hash_sql('typed')})) ORDER BY _id",
                 [stamp, stamp, self._generation],
             )
         finally:
@@ -425,6 +489,12 @@ class Dataset:
         if column is None:
             raise ValueError(f"no such column {name!r}")
         return column
+
+
+def _release(connection: duckdb.DuckDBPyConnection, folder: Path) -> None:
+    """Close a dataset's database and remove its temporary folder (a finalizer: holds no dataset)."""
+    connection.close()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def is_finite_number(text: str) -> bool:

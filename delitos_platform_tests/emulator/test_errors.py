@@ -56,31 +56,40 @@ def test_bad_soql_is_400_quoting_the_problem(emulator: EmulatorServer, params: d
     assert isinstance(body["data"], dict)
 
 
+MALFORMED, NO_COLUMN = "query.compiler.malformed", "query.soql.no-such-column"
+
+
+# Each attempt's one real answer: 400 with Socrata's error code, or 200 with the exact body when the
+# text was harmlessly data (a string literal), so a case that starts to answer differently fails.
 @pytest.mark.parametrize(
-    "params",
+    ("params", "status", "expected"),
     [
-        {"$where": "municipio = 'x'; DROP TABLE data"},
-        {"$where": "municipio = 'x''; DELETE FROM data; --'"},
-        {"$where": "municipio = 'x' -- comment"},
-        {"$where": "municipio = 'x' /* comment */"},
-        {"$where": "1=1; DELETE FROM data"},
-        {"$select": "count(*) FROM data; DELETE FROM data"},
-        {"$select": "municipio); DELETE FROM data; SELECT (1"},
-        {"$order": "(SELECT 1)"},
-        {"$group": "municipio; DELETE FROM data"},
-        {"$where": "read_csv('/etc/passwd') IS NULL"},
-        {"$select": "`municipio; DELETE FROM data`"},
-        {"$where": "\"municipio\" = 'x'"},
-        {"municipio; DELETE FROM data": "x"},
-        {"$query": "SELECT * WHERE 1=1; DELETE FROM data"},
+        ({"$where": "municipio = 'x'; DROP TABLE data"}, 400, MALFORMED),
+        ({"$where": "municipio = 'x''; DELETE FROM data; --'"}, 200, []),  # one literal: x'; DELETE …
+        ({"$where": "municipio = 'x' -- comment"}, 400, "query.soql.type-mismatch"),  # `-` is minus, not a comment
+        ({"$where": "municipio = 'x' /* comment */"}, 400, MALFORMED),
+        ({"$where": "1=1; DELETE FROM data"}, 400, MALFORMED),
+        ({"$select": "count(*) FROM data; DELETE FROM data"}, 400, MALFORMED),
+        ({"$select": "municipio); DELETE FROM data; SELECT (1"}, 400, MALFORMED),
+        ({"$order": "(SELECT 1)"}, 400, MALFORMED),
+        ({"$group": "municipio; DELETE FROM data"}, 400, MALFORMED),
+        ({"$where": "read_csv('/etc/passwd') IS NULL"}, 400, "query.soql.no-such-function"),
+        ({"$select": "`municipio; DELETE FROM data`"}, 400, NO_COLUMN),
+        ({"$where": "\"municipio\" = 'x'"}, 200, []),  # double quotes make a string literal in SoQL
+        ({"municipio; DELETE FROM data": "x"}, 400, NO_COLUMN),
+        ({"$query": "SELECT * WHERE 1=1; DELETE FROM data"}, 400, MALFORMED),
     ],
 )
-def test_injection_attempts_are_refused_and_change_nothing(emulator: EmulatorServer, params: dict) -> None:
+def test_injection_attempts_are_refused_and_change_nothing(
+    emulator: EmulatorServer, params: dict, status: int, expected: str | list
+) -> None:
     before = _count(emulator)
     response = resource(emulator, params)
-    assert response.status_code in (200, 400)
-    if response.status_code == 200:  # only possible when the text was harmlessly a string literal
-        assert response.json() == [] or "DELETE" not in response.text
+    assert response.status_code == status
+    if status == 200:
+        assert response.json() == expected
+    else:
+        assert response.json()["errorCode"] == expected
     assert _count(emulator) == before
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import requests
 
 from delitos_platform.emulator import EmulatorServer
@@ -107,3 +110,45 @@ def test_admin_endpoint_drives_faults_and_mutations(own_soda: EmulatorServer) ->
         assert requests.post(f"{url}/admin/{action}", timeout=10).status_code == 200
     bad = requests.post(f"{url}/admin/revise", json={"month": "January"}, timeout=10)
     assert bad.status_code == 400 and "YYYY-MM" in bad.json()["message"]
+
+
+def test_a_row_added_while_a_slow_page_is_served_is_visible_to_the_next_page(own_soda: EmulatorServer) -> None:
+    url = own_soda.url
+
+    def page(after: str | None, limit: int) -> list[dict[str, str]]:
+        params = {"$select": ":id, cantidad", "$order": ":id", "$limit": limit}
+        if after is not None:
+            params["$where"] = f":id > '{after}'"
+        response = resource(own_soda, params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    # The id that will come second once the row is deleted, and so the row a client would see next.
+    first, doomed = page(None, 2)
+    requests.post(f"{url}/admin/faults", json={"kind": "slow", "count": 1, "delay": 1.0}, timeout=10)
+    slow: dict[str, object] = {}
+
+    def first_page() -> None:
+        started = time.perf_counter()
+        slow["rows"] = page(None, 1)
+        slow["seconds"] = time.perf_counter() - started
+
+    client = threading.Thread(target=first_page)
+    client.start()
+    deadline = time.monotonic() + 10
+    while own_soda.faults.fired["slow"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the slow page is being held
+    added = requests.post(f"{url}/admin/add", json={"rows": [{"cantidad": "77"}]}, timeout=10).json()["ids"]
+    deleted = requests.post(f"{url}/admin/delete", json={"ids": [doomed[":id"]]}, timeout=10).json()
+    client.join()
+
+    assert slow["rows"] == [first] and slow["seconds"] >= 1.0  # the page was held while the data changed
+    assert added[0] > first[":id"] and deleted["deleted"] == 1
+    rest, last = [], first[":id"]
+    while batch := page(last, 5000):
+        rest.extend(batch)
+        last = batch[-1][":id"]
+    served = [row[":id"] for row in rest]
+    assert added[0] in served and doomed[":id"] not in served
+    assert {"cantidad": "77", ":id": added[0]} in rest
+    assert len(served) == len(own_soda.dataset) - 1  # everything but the first page, each row once

@@ -171,3 +171,49 @@ def test_numbers_render_like_socrata() -> None:
         assert resource(server, {"$select": "sum(cantidad), avg(cantidad)"}).json() == [
             {"sum_cantidad": "1.5", "avg_cantidad": "0.375"}
         ]
+
+
+def _keyset_pages(server: EmulatorServer, window: str, limit: int) -> list[list[dict]]:
+    """Every page of ``window`` by :id the way the extraction pages: ``(window) AND :id > 'last id'``."""
+    pages: list[list[dict]] = []
+    last = None
+    while True:
+        where = window if last is None else f"({window}) AND :id > '{last}'"
+        response = resource(server, {"$select": ":id, *", "$where": where, "$order": ":id", "$limit": limit})
+        assert response.status_code == 200, response.text
+        pages.append(response.json())
+        if len(pages[-1]) < limit:
+            return pages
+        last = pages[-1][-1][":id"]
+
+
+def test_keyset_pages_of_a_month_return_each_of_its_rows_once(
+    emulator: EmulatorServer, snapshot_rows: list[dict]
+) -> None:
+    month = "fecha_hecho >= '2019-01-01T00:00:00.000' AND fecha_hecho < '2019-02-01T00:00:00.000'"
+    pages = _keyset_pages(emulator, month, limit=25)
+    ids = [row.pop(":id") for page in pages for row in page]
+    expected = [r for r in snapshot_rows if "2019-01-01" <= r["fecha_hecho"] < "2019-02-01"]
+    assert len(pages) > 2 and len(expected) > 25
+    assert ids == sorted(set(ids))
+    assert Counter(_key(row) for page in pages for row in page) == Counter(map(_key, expected))
+
+
+def test_keyset_pages_of_rows_without_a_date_or_before_a_day() -> None:
+    rows = [
+        {"fecha_hecho": "2018-12-31T00:00:00.000", "cantidad": "1"},
+        {"cantidad": "2"},
+        {"fecha_hecho": "2019-01-01T00:00:00.000", "cantidad": "3"},
+        {"cantidad": "4"},
+        {"fecha_hecho": "2010-06-01T00:00:00.000", "cantidad": "5"},
+    ]
+    with EmulatorServer(snapshot=rows) as server:
+        pages = _keyset_pages(server, "fecha_hecho IS NULL OR fecha_hecho < '2019-01-01T00:00:00.000'", limit=2)
+        assert [len(page) for page in pages] == [2, 2, 0]
+        ids = [row[":id"] for page in pages for row in page]
+        assert ids == sorted(ids)
+        assert sorted(row["cantidad"] for page in pages for row in page) == ["1", "2", "4", "5"]
+        # Without parentheses AND binds tighter than OR, as in SQL: every undated row, whatever its :id.
+        loose = f"fecha_hecho IS NULL OR fecha_hecho < '2019-01-01T00:00:00.000' AND :id > '{ids[-1]}'"
+        undated = resource(server, {"$select": "cantidad", "$where": loose, "$order": "cantidad"}).json()
+        assert undated == [{"cantidad": "2"}, {"cantidad": "4"}]

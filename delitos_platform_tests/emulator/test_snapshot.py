@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from delitos_platform.emulator import EmulatorServer
+from delitos_platform.emulator import DEFAULT_SNAPSHOT, EmulatorServer
 from delitos_platform.emulator.snapshot import Dataset
 from delitos_platform_tests.emulator.conftest import resource
 
@@ -79,3 +79,33 @@ def test_bad_files_fail_clearly(tmp_path: Path) -> None:
         Dataset.from_file(broken, "4v6r-wu98")
     with pytest.raises(OSError):
         Dataset.from_file(tmp_path / "missing.json", "4v6r-wu98")
+
+
+def test_a_dataset_on_disk_answers_like_one_in_memory_and_stop_removes_its_folder(emulator: EmulatorServer) -> None:
+    queries = [
+        {"$select": ":id, *", "$order": ":id", "$limit": 50000},
+        {"$select": ":id", "$limit": 50000},  # file order, not the stored :id order
+        {"$select": "municipio, count(*), sum(cantidad)", "$group": "municipio", "$order": "count(*) DESC"},
+        {"$select": ":id", "$where": ":id > 'row-m' AND cantidad > 1", "$order": ":id DESC", "$limit": 7},
+    ]
+    with EmulatorServer(snapshot=DEFAULT_SNAPSHOT, on_disk=True, admin=True) as on_disk:
+        folder = on_disk.dataset.folder
+        assert (folder / "dataset.duckdb").is_file() and not emulator.dataset.on_disk
+        for params in queries:
+            assert resource(on_disk, params).json() == resource(emulator, params).json(), params
+        added = on_disk.dataset.add_rows([{"cantidad": "3", "municipio": "NUEVO"}])
+        assert resource(on_disk, {"$where": f":id = '{added[0]}'"}).json() == [{"cantidad": "3", "municipio": "NUEVO"}]
+    assert not folder.exists()
+
+
+def test_only_a_large_snapshot_file_goes_to_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    small = Dataset.from_file(DEFAULT_SNAPSHOT, "4v6r-wu98")
+    monkeypatch.setattr("delitos_platform.emulator.snapshot.ON_DISK_ABOVE_BYTES", DEFAULT_SNAPSHOT.stat().st_size - 1)
+    large = Dataset.from_file(DEFAULT_SNAPSHOT, "4v6r-wu98")
+    try:
+        assert (small.on_disk, large.on_disk) == (False, True)
+        assert len(small) == len(large) == 20_327
+    finally:
+        small.close()
+        large.close()
+    assert not small.folder.exists() and not large.folder.exists()
