@@ -5,8 +5,9 @@ by row-id set (count and digest); for the whole dataset, a ledger where every so
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+import pyarrow as pa
 
 from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.quality import OUTSIDE_MONTH, value_offenders
@@ -16,10 +17,9 @@ from delitos_platform.row_ids import NO_ROWS, RowIds
 from delitos_platform.socrata import SocrataResource
 from delitos_platform.socrata.versions import month_versions
 
-# Months read at once: value rules run over many months together (Python's share is per call); 24 months of
-# the national data ≈ 50k rows.
-MONTHS_READ_AT_ONCE = 24
-READERS = 2
+# Rows checked together: value rules run over many months at once (Python's share is per call), and a bounded
+# number of rows keeps the run's memory flat however large the window is.
+ROWS_AT_ONCE = 50_000
 
 
 @dataclass(frozen=True)
@@ -65,16 +65,22 @@ def source_counts(socrata: SocrataResource, window: Window) -> dict[str, int]:
 def read_lake(lake: LakeResource, months: Sequence[str]) -> dict[str, LakeMonth]:
     """Each month's objects as the lake stores them: row ids, quarantined rows and value-rule offenders.
 
-    A row whose ``fecha_hecho`` is outside its object's month fails at once, naming the object: loaded, it
-    would land in another month than the one it was swapped in with.
+    Months are read in order and checked about ``ROWS_AT_ONCE`` rows at a time. A row whose ``fecha_hecho`` is
+    outside its object's month fails at once, naming the object: loaded, it would land in another month than
+    the one it was swapped in with.
     """
-    chunks = [months[first : first + MONTHS_READ_AT_ONCE] for first in range(0, len(months), MONTHS_READ_AT_ONCE)]
-    with ThreadPoolExecutor(max_workers=READERS) as readers:  # Arrow's reads and kernels let go of the GIL
-        return {month: held for chunk in readers.map(lambda c: _read_months(lake, c), chunks) for month, held in chunk}
+    held: dict[str, LakeMonth] = {}
+    batch: dict[str, pa.Table] = {}
+    for month in months:
+        batch[month] = from_parquet_bytes(lake.read(data_key(month)))
+        if sum(table.num_rows for table in batch.values()) >= ROWS_AT_ONCE or month == months[-1]:
+            held.update(_check_months(lake, batch))
+            batch = {}
+    return held
 
 
-def _read_months(lake: LakeResource, months: Sequence[str]) -> list[tuple[str, LakeMonth]]:
-    tables = {month: from_parquet_bytes(lake.read(data_key(month))) for month in months}
+def _check_months(lake: LakeResource, tables: Mapping[str, pa.Table]) -> list[tuple[str, LakeMonth]]:
+    months = list(tables)
     offenders = value_offenders(tables)
     strays = [month for month in months if offenders[month].get(OUTSIDE_MONTH)]
     if strays:

@@ -142,11 +142,19 @@ def test_rows_deleted_and_added_while_paging_lose_no_live_row_and_double_none(tm
     assert query(database, "SELECT count(*) = count(DISTINCT row_id) FROM silver.stg_delitos") == [(True,)]
 
 
+BRONZE_ROWS = "SELECT * FROM bronze.delitos ORDER BY row_id"
+
+
+def _loaded(server: EmulatorServer, data_dir: Path, first: str, last: str) -> tuple[dict, Path, list[tuple]]:
+    """Lake and bronze loaded for ``first`` → ``last``: the resources, the warehouse and bronze's rows."""
+    resources = duckdb_resources(server, data_dir)
+    assert run_months(resources, first, last, [LAKE_DELITOS, BRONZE_DELITOS]).success
+    database = data_dir / "warehouse.duckdb"
+    return resources, database, query(database, BRONZE_ROWS)
+
+
 def test_a_bronze_load_that_fails_reconciliation_leaves_bronze_as_it_was(emulator, tmp_path):
-    resources = duckdb_resources(emulator, tmp_path)
-    assert run_months(resources, "2019-03-01", "2019-03-01", [LAKE_DELITOS, BRONZE_DELITOS]).success
-    database = tmp_path / "warehouse.duckdb"
-    before = query(database, "SELECT * FROM bronze.delitos ORDER BY row_id")
+    resources, database, before = _loaded(emulator, tmp_path, "2019-03-01", "2019-03-01")
     lake = resources["lake"]
     month = from_parquet_bytes(lake.read(data_key("2019-03-01")))
     lake.write(data_key("2019-03-01"), to_parquet_bytes(month.slice(1)))  # the lake lost a row the source has
@@ -157,15 +165,12 @@ def test_a_bronze_load_that_fails_reconciliation_leaves_bronze_as_it_was(emulato
     [reconciled] = check_evaluations(result, RECONCILED)
     assert not reconciled.passed
     assert failure_message(result).startswith("bronze was left as it was: 1 of 1 months do not reconcile: 2019-03:")
-    assert query(database, "SELECT * FROM bronze.delitos ORDER BY row_id") == before
+    assert query(database, BRONZE_ROWS) == before
     assert {event.asset_key for event in result.get_asset_materialization_events()} == set()
 
 
 def test_a_foreign_month_in_an_object_fails_the_load_and_changes_no_month(emulator, tmp_path):
-    resources = duckdb_resources(emulator, tmp_path)
-    assert run_months(resources, "2019-02-01", "2019-03-01", [LAKE_DELITOS, BRONZE_DELITOS]).success
-    database = tmp_path / "warehouse.duckdb"
-    before = query(database, "SELECT * FROM bronze.delitos ORDER BY row_id")
+    resources, database, before = _loaded(emulator, tmp_path, "2019-02-01", "2019-03-01")
     lake = resources["lake"]
     lake.write(data_key("2019-03-01"), lake.read(data_key("2019-02-01")))  # February's rows under March's key
 
@@ -175,7 +180,7 @@ def test_a_foreign_month_in_an_object_fails_the_load_and_changes_no_month(emulat
     assert failure_message(result) == (
         f"{lake.uri(data_key('2019-03-01'))} holds {february:,} rows of another month than 2019-03: nothing was loaded"
     )
-    assert query(database, "SELECT * FROM bronze.delitos ORDER BY row_id") == before
+    assert query(database, BRONZE_ROWS) == before
 
 
 pytestmark = pytest.mark.usefixtures("warehouse_env")
