@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 
 from delitos_platform.contract import LAKE_SCHEMA
 from delitos_platform.lake.parquet import from_parquet_bytes
-from delitos_platform.lake.storage import LakeError, LakeResource, data_key
+from delitos_platform.lake.storage import LakeResource, data_key
 from delitos_platform.partitions import Window
 from delitos_platform.row_ids import RowIds
 from delitos_platform.warehouse.base import (
@@ -42,15 +43,20 @@ CREATE TABLE IF NOT EXISTS bronze.delitos (
 )
 """
 DELETE_WINDOW = "DELETE FROM bronze.delitos WHERE mes >= ? AND mes < ?"
-# ``lake_rows`` is an Arrow stream registered on the connection: no value is ever pasted into SQL. Only the
-# window's rows go in: one of another month would escape this window's delete and double on its own month.
+# From this load's own table (its name is the platform's, never input); values are bound. Only the window's
+# rows go in: one of another month would escape this window's delete and double on its own month.
 INSERT_ROWS = """
 INSERT INTO bronze.delitos
 SELECT row_id, fecha_hecho, cod_depto, departamento, cod_muni, municipio, descripcion_conducta, cantidad,
        CAST(date_trunc('month', fecha_hecho) AS DATE), ?, CAST(current_timestamp AS TIMESTAMP)
-FROM lake_rows
+FROM {source}
 WHERE fecha_hecho >= ? AND fecha_hecho < ?
 """
+LOAD_TABLE_PREFIX = "delitos_load_"
+STALE_LOAD_TABLES = (
+    "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'bronze' "
+    f"AND starts_with(table_name, '{LOAD_TABLE_PREFIX}')"
+)
 # The row ids of each month, as ``RowIds`` computes them (see delitos_platform/row_ids.py).
 ROW_IDS_BY_MONTH = """
 SELECT strftime(mes, '%Y-%m-%d') AS month, count(*) AS n, md5(string_agg(row_id, ',' ORDER BY row_id)) AS digest
@@ -62,46 +68,58 @@ class DuckDBWarehouse(WarehouseResource):
     """``bronze.delitos`` in ``$DELITOS_DATA_DIR/warehouse.duckdb`` (dagster-duckdb's ``DuckDBResource``).
 
     Lake objects are read through the lake resource (S3 too: DuckDB's httpfs extension cannot be
-    downloaded offline) and inserted month by month inside ONE transaction, committed only once approved.
+    downloaded offline), copied month by month into a load table of their own, then swapped into bronze in ONE
+    transaction, committed only once approved.
     """
 
     duckdb: DuckDBResource
 
     def load(self, lake: LakeResource, window: Window, run_id: str, approve: Approval = approve_all) -> BronzeLoad:
         started = time.perf_counter()
-        failures: list[Exception] = []  # DuckDB reports a failing stream in its own words: keep the lake's
+        with self._connection() as connection:
+            load_table = self._copy_lake(connection, lake, window)
+            try:
+                connection.execute("BEGIN TRANSACTION")
+                try:
+                    connection.execute(DELETE_WINDOW, [window.start, window.end])
+                    connection.execute(INSERT_ROWS.format(source=load_table), [run_id, window.start, window.end])
+                    held = in_window(window, _row_ids(connection, window))
+                    committed = approve(held)
+                    connection.execute("COMMIT" if committed else "ROLLBACK")
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+            finally:
+                connection.execute(f"DROP TABLE IF EXISTS {load_table}")
+        return BronzeLoad(held, run_id, time.perf_counter() - started, committed)
 
-        def lake_batches() -> Iterator[pa.RecordBatch]:
+    @staticmethod
+    def _copy_lake(connection: duckdb.DuckDBPyConnection, lake: LakeResource, window: Window) -> str:
+        """Copy the window's objects, a month per statement, into a load table of this load's own.
+
+        The swap then inserts from a table, not from Arrow: rows inserted from Arrow stay in memory until their
+        transaction ends, so one transaction over a large window would grow with it; a table's pages are
+        DuckDB's to spill. Load tables left by a killed run are dropped first (a DuckDB file has one writer).
+        """
+        for (stale,) in connection.execute(STALE_LOAD_TABLES).fetchall():
+            connection.execute(f"DROP TABLE IF EXISTS bronze.{stale}")
+        load_table = f"bronze.{LOAD_TABLE_PREFIX}{uuid.uuid4().hex}"
+        connection.register("lake_month", LAKE_SCHEMA.empty_table())
+        try:
+            connection.execute(f"CREATE TABLE {load_table} AS SELECT * FROM lake_month")
             for month in window.month_keys():
                 try:
                     table = from_parquet_bytes(lake.read(data_key(month))).cast(LAKE_SCHEMA)
-                except LakeError as error:
-                    failures.append(error)
-                    raise
                 except (pa.ArrowException, ValueError) as error:
-                    failures.append(WarehouseError(f"cannot load {lake.uri(data_key(month))}: {error}"))
-                    raise
-                yield from table.to_batches()
-
-        # One INSERT streaming every month, object by object: one statement, a month in memory at a time.
-        lake_rows = pa.RecordBatchReader.from_batches(LAKE_SCHEMA, lake_batches())
-        with self._connection() as connection:
-            connection.execute("BEGIN TRANSACTION")
-            try:
-                connection.execute(DELETE_WINDOW, [window.start, window.end])
-                connection.register("lake_rows", lake_rows)
-                connection.execute(INSERT_ROWS, [run_id, window.start, window.end])
-                held = in_window(window, _row_ids(connection, window))
-                committed = approve(held)
-                connection.execute("COMMIT" if committed else "ROLLBACK")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                if failures:
-                    raise failures[0] from None
-                raise
-            finally:
-                connection.unregister("lake_rows")
-        return BronzeLoad(held, run_id, time.perf_counter() - started, committed)
+                    raise WarehouseError(f"cannot load {lake.uri(data_key(month))}: {error}") from None
+                connection.register("lake_month", table)
+                connection.execute(f"INSERT INTO {load_table} SELECT * FROM lake_month")
+        except BaseException:
+            connection.execute(f"DROP TABLE IF EXISTS {load_table}")
+            raise
+        finally:
+            connection.unregister("lake_month")
+        return load_table
 
     def row_ids_by_month(self, window: Window) -> dict[str, RowIds]:
         with self._connection() as connection:

@@ -82,3 +82,18 @@ def test_a_month_missing_from_the_lake_is_told_by_the_lake_and_bronze_keeps_its_
         warehouse.load(lake, SPRING_2019, "run-2")
 
     assert _bronze(Path(warehouse.duckdb.database)) == before
+
+
+def test_a_load_table_left_by_a_killed_run_is_dropped_by_the_next_load(warehouse, tmp_path):
+    lake = LocalLake(root=str(tmp_path / "lake"))
+    _fill(lake, {date(2019, 3, 1): 5, date(2019, 4, 1): 6, date(2019, 5, 1): 7})
+    with duckdb.connect(warehouse.duckdb.database) as connection:
+        connection.execute("CREATE SCHEMA bronze")
+        connection.execute("CREATE TABLE bronze.delitos_load_killed AS SELECT 1 AS row_id")
+
+    loaded = warehouse.load(lake, SPRING_2019, "run-1")
+
+    with duckdb.connect(warehouse.duckdb.database) as connection:
+        tables = connection.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'bronze'").fetchall()
+    assert tables == [("delitos",)]
+    assert loaded.rows_by_month == {"2019-03-01": 5, "2019-04-01": 6, "2019-05-01": 7}
