@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -49,6 +50,23 @@ class Window:
         return (
             f"{column} >= '{self.start.isoformat()}T00:00:00.000' AND {column} < '{self.end.isoformat()}T00:00:00.000'"
         )
+
+
+def group_months(months: Sequence[str], rows: Mapping[str, int], budget: int) -> list[list[str]]:
+    """Consecutive months (partition keys) grouped so that each group holds about ``budget`` rows, at least a
+    month: the unit a step reads or checks at once, so that its memory stays bounded however large the window."""
+    groups: list[list[str]] = []
+    held = 0
+    for month in months:
+        count = rows.get(month, 0)
+        contiguous = groups and Window.for_month(groups[-1][-1]).end.isoformat() == month
+        if contiguous and held + count <= budget:
+            groups[-1].append(month)
+            held += count
+        else:
+            groups.append([month])
+            held = count
+    return groups
 
 
 def calendar(today: date | None = None) -> Window:

@@ -36,7 +36,7 @@ from delitos_platform.lake.storage import (
     quarantine_key,
     staging_key,
 )
-from delitos_platform.partitions import Window, calendar, out_of_calendar_soql, pending_window
+from delitos_platform.partitions import Window, calendar, group_months, out_of_calendar_soql, pending_window
 from delitos_platform.row_ids import RowIds
 from delitos_platform.socrata import SocrataError, SocrataResource
 from delitos_platform.socrata.versions import MonthVersion, month_versions, rows_updated_at
@@ -193,22 +193,6 @@ def extract_to_lake(
     )
 
 
-def plan_sub_windows(months: Sequence[str], state: SourceState, rows_per_sub_window: int) -> list[list[str]]:
-    """Consecutive months grouped so that each group holds about ``rows_per_sub_window`` rows (at least a month)."""
-    groups: list[list[str]] = []
-    held = 0
-    for month in months:
-        rows = state.rows(month)
-        contiguous = groups and Window.for_month(groups[-1][-1]).end.isoformat() == month
-        if contiguous and held + rows <= rows_per_sub_window:
-            groups[-1].append(month)
-            held += rows
-        else:
-            groups.append([month])
-            held = rows
-    return groups
-
-
 class MonthStager:
     """Fetches months a sub-window at a time and writes their objects to staging; remembers what it staged."""
 
@@ -219,7 +203,7 @@ class MonthStager:
 
     def stage(self, months: Sequence[str], state: SourceState) -> dict[str, StagedMonth]:
         """Fetch and stage ``months`` (partition keys), a few sub-windows at once."""
-        plan = plan_sub_windows(months, state, self.socrata.page_size)
+        plan = group_months(months, {month: state.rows(month) for month in months}, self.socrata.page_size)
         with ThreadPoolExecutor(max_workers=self.socrata.concurrent_requests) as fetchers:
             staged = fetchers.map(lambda group: self._stage_sub_window(group, state), plan)
             return {month.month: month for group in staged for month in group}

@@ -14,7 +14,7 @@ from dagster_duckdb import DuckDBResource
 from delitos_platform.contract import LAKE_SCHEMA
 from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.storage import LakeResource, data_key
-from delitos_platform.partitions import Window
+from delitos_platform.partitions import Window, group_months
 from delitos_platform.row_ids import RowIds
 from delitos_platform.warehouse.base import (
     Approval,
@@ -57,11 +57,16 @@ STALE_LOAD_TABLES = (
     "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'bronze' "
     f"AND starts_with(table_name, '{LOAD_TABLE_PREFIX}')"
 )
-# The row ids of each month, as ``RowIds`` computes them (see delitos_platform/row_ids.py).
+# The row ids of each month, as ``RowIds`` computes them (see delitos_platform/row_ids.py), asked a few months
+# at a time: the ordered aggregate holds every id it digests, so one query over a large window grows with it.
+COUNT_BY_MONTH = """
+SELECT strftime(mes, '%Y-%m-%d') AS month, count(*) AS n FROM bronze.delitos WHERE mes >= ? AND mes < ? GROUP BY 1
+"""
 ROW_IDS_BY_MONTH = """
 SELECT strftime(mes, '%Y-%m-%d') AS month, count(*) AS n, md5(string_agg(row_id, ',' ORDER BY row_id)) AS digest
 FROM bronze.delitos WHERE mes >= ? AND mes < ? GROUP BY 1
 """
+ROWS_DIGESTED_AT_ONCE = 200_000
 
 
 class DuckDBWarehouse(WarehouseResource):
@@ -145,8 +150,13 @@ class DuckDBWarehouse(WarehouseResource):
 
 
 def _row_ids(connection: duckdb.DuckDBPyConnection, window: Window) -> dict[str, RowIds]:
-    rows = connection.execute(ROW_IDS_BY_MONTH, [window.start, window.end]).fetchall()
-    return {month: RowIds(count, digest) for month, count, digest in rows}
+    counts = dict(connection.execute(COUNT_BY_MONTH, [window.start, window.end]).fetchall())
+    held = {}
+    for months in group_months(sorted(counts), counts, ROWS_DIGESTED_AT_ONCE):
+        bounds = [Window.for_month(months[0]).start, Window.for_month(months[-1]).end]
+        rows = connection.execute(ROW_IDS_BY_MONTH, bounds).fetchall()
+        held |= {month: RowIds(count, digest) for month, count, digest in rows}
+    return held
 
 
 def _first_line(error: Exception) -> str:
