@@ -71,11 +71,13 @@ def read_lake(lake: LakeResource, months: Sequence[str]) -> dict[str, LakeMonth]
     """
     held: dict[str, LakeMonth] = {}
     batch: dict[str, pa.Table] = {}
+    rows = 0
     for month in months:
         batch[month] = from_parquet_bytes(lake.read(data_key(month)))
-        if sum(table.num_rows for table in batch.values()) >= ROWS_AT_ONCE or month == months[-1]:
+        rows += batch[month].num_rows
+        if rows >= ROWS_AT_ONCE or month == months[-1]:
             held.update(_check_months(lake, batch))
-            batch = {}
+            batch, rows = {}, 0
     return held
 
 
@@ -144,12 +146,14 @@ def dataset_ledger(socrata: SocrataResource, lake: LakeResource) -> Ledger:
     total = socrata.count("1 = 1")
     pending = socrata.count(pending_window().soql())
     months = monthly_partitions.get_partition_keys()
-    missing = [month for month in months if not lake.exists(data_key(month))]
-    held = [month for month in months if month not in set(missing)]
+    held = [month for month in months if lake.exists(data_key(month))]
+    missing = sorted(set(months) - set(held))
     lake_rows = sum(lake.parquet_rows(data_key(month)) for month in held)
     quarantined = sum(lake.parquet_rows(quarantine_key(month)) for month in held)
-    out_of_calendar = lake.parquet_rows(out_of_calendar_key()) if lake.exists(out_of_calendar_key()) else 0
-    if not lake.exists(out_of_calendar_key()) and socrata.count(out_of_calendar_soql()):
+    out_of_calendar = 0
+    if lake.exists(out_of_calendar_key()):
+        out_of_calendar = lake.parquet_rows(out_of_calendar_key())
+    elif socrata.count(out_of_calendar_soql()):
         missing.append("out of calendar")
     return Ledger(total, lake_rows, quarantined, out_of_calendar, pending, missing)
 

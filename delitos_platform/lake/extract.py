@@ -57,9 +57,8 @@ class SourceState:
     out_of_calendar: int
 
     @classmethod
-    def read(cls, socrata: SocrataResource, window: Window) -> SourceState:
-        """Three small requests: the metadata, one grouped query, one count."""
-        updated_at = rows_updated_at(socrata)
+    def read(cls, socrata: SocrataResource, window: Window, updated_at: int) -> SourceState:
+        """The state at ``rowsUpdatedAt`` = ``updated_at`` (just read by the caller): one grouped query, one count."""
         return cls(updated_at, month_versions(socrata, window.soql()), socrata.count(out_of_calendar_soql()))
 
     def rows(self, month: str) -> int:
@@ -74,6 +73,7 @@ class StagedObject:
 
     key: str
     staged: str
+    contract: pa.Schema
     ids: RowIds
     bytes: int
 
@@ -86,6 +86,11 @@ class StagedMonth:
     rows: StagedObject
     quarantine: StagedObject
     read_at: MonthVersion | None
+
+    @property
+    def version(self) -> str:
+        """The source version the month was read at, as its objects record it (``0@`` for a month with no rows)."""
+        return _tag(self.read_at)
 
     @property
     def fetched(self) -> int:
@@ -165,18 +170,21 @@ def extract_to_lake(
     log = log or logging.getLogger(__name__)
     started = time.perf_counter()
     lake.check_writable()
-    drift = source_schema_drift(socrata.metadata().get("columns", []))
+    metadata = socrata.metadata()  # one request: the published columns and rowsUpdatedAt
+    drift = source_schema_drift(metadata.get("columns", []))
     if drift:
         raise ContractDriftError(drift)
     stager = MonthStager(socrata, lake, run_id)
     try:
-        state = SourceState.read(socrata, window)
+        state = SourceState.read(socrata, window, int(metadata["rowsUpdatedAt"]))
         staged = stager.stage(window.month_keys(), state)
         state, reread = _settle(stager, window, staged, state, log)
         out_of_calendar = stager.stage_out_of_calendar(state.out_of_calendar)
         log.info(f"fetched {stager.pages} pages in {time.perf_counter() - started:.2f} s")
-        _audit(lake, [object_ for month in staged.values() for object_ in (month.rows, month.quarantine)])
-        _audit(lake, [out_of_calendar])
+        _audit(
+            lake,
+            [*(object_ for month in staged.values() for object_ in (month.rows, month.quarantine)), out_of_calendar],
+        )
         months = [stager.publish_month(staged[month]) for month in window.month_keys()]
         stager.publish(out_of_calendar)
     finally:
@@ -216,8 +224,7 @@ class MonthStager:
                 f"the source changed while its out-of-calendar rows were read ({raw.num_rows:,} read, "
                 f"{expected:,} counted): run again"
             )
-        rows = _out_of_calendar_rows(raw)
-        return self._write(out_of_calendar_key(), rows, None)
+        return self._write(out_of_calendar_key(), _out_of_calendar_rows(raw), QUARANTINE_SCHEMA)
 
     def discard_leftovers(self) -> None:
         """Remove whatever is still in staging (everything, when the run failed before publishing)."""
@@ -244,24 +251,23 @@ class MonthStager:
 
     def _stage_month(self, month: str, rows: MonthGroups, quarantined: MonthGroups, state: SourceState) -> StagedMonth:
         read_at = state.months.get(month)
-        version = {
-            VERSION_METADATA: read_at.tag() if read_at else "0@",
-            UPDATED_AT_METADATA: str(state.rows_updated_at),
-        }
+        version = {VERSION_METADATA: _tag(read_at), UPDATED_AT_METADATA: str(state.rows_updated_at)}
         return StagedMonth(
             month,
-            self._write(data_key(month), rows.month(month, LAKE_SCHEMA), version),
-            self._write(quarantine_key(month), quarantined.month(month, QUARANTINE_SCHEMA), version),
+            self._write(data_key(month), rows.month(month, LAKE_SCHEMA), LAKE_SCHEMA, version),
+            self._write(quarantine_key(month), quarantined.month(month, QUARANTINE_SCHEMA), QUARANTINE_SCHEMA, version),
             read_at,
         )
 
-    def _write(self, key: str, table: pa.Table, version: dict[str, str] | None) -> StagedObject:
+    def _write(
+        self, key: str, table: pa.Table, contract: pa.Schema, version: dict[str, str] | None = None
+    ) -> StagedObject:
         table = table.replace_schema_metadata(version) if version else table
         data = to_parquet_bytes(table)
         staged = staging_key(key, self.run_id)
         self._staged.add(staged)
         self.lake.write(staged, data)
-        return StagedObject(key, staged, RowIds.of(table["row_id"]), len(data))
+        return StagedObject(key, staged, contract, RowIds.of(table["row_id"]), len(data))
 
     def publish(self, staged: StagedObject) -> str:
         """Publish one audited object; returns its URI."""
@@ -272,9 +278,8 @@ class MonthStager:
     def publish_month(self, month: StagedMonth) -> MonthWritten:
         """Publish a month's two audited objects."""
         uri, quarantine_uri = self.publish(month.rows), self.publish(month.quarantine)
-        version = month.read_at.tag() if month.read_at else "0@"
         counts = (month.rows.ids.count, month.quarantine.ids.count)
-        return MonthWritten(month.month, *counts, month.rows.bytes, uri, quarantine_uri, month.rows.ids, version)
+        return MonthWritten(month.month, *counts, month.rows.bytes, uri, quarantine_uri, month.rows.ids, month.version)
 
 
 def _settle(
@@ -284,8 +289,9 @@ def _settle(
     socrata = stager.socrata
     reread: list[str] = []
     for attempt in range(REREADS + 1):
-        if rows_updated_at(socrata) != state.rows_updated_at:
-            state = SourceState.read(socrata, window)
+        updated_at = rows_updated_at(socrata)
+        if updated_at != state.rows_updated_at:
+            state = SourceState.read(socrata, window, updated_at)
         stale = [month for month, held in staged.items() if not _matches(held, state)]
         if not stale:
             return state, reread
@@ -300,6 +306,10 @@ def _settle(
     )
 
 
+def _tag(version: MonthVersion | None) -> str:
+    return version.tag() if version else "0@"
+
+
 def _matches(held: StagedMonth, state: SourceState) -> bool:
     """The month was read at the source's current version and holds every row the source counts."""
     return held.read_at == state.months.get(held.month) and held.fetched == state.rows(held.month)
@@ -310,9 +320,7 @@ def _audit(lake: LakeResource, objects: Sequence[StagedObject]) -> None:
     problems = []
     for staged in objects:
         parquet = pq.ParquetFile(pa.BufferReader(lake.read(staged.staged)))
-        schema = parquet.schema_arrow
-        expected = LAKE_SCHEMA if staged.key.startswith("delitos/") else QUARANTINE_SCHEMA
-        problems += [f"{staged.key}: {line}" for line in object_schema_drift(schema, expected)]
+        problems += [f"{staged.key}: {line}" for line in object_schema_drift(parquet.schema_arrow, staged.contract)]
         held = RowIds.of(parquet.read(columns=["row_id"], use_threads=False)["row_id"])
         if held != staged.ids:
             problems.append(f"{staged.key}: holds {held.describe()}, fetched {staged.ids.describe()}")
