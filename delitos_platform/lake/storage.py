@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -82,6 +82,19 @@ class LakeResource(dg.ConfigurableResource):
         """Remove a staged object that will not be published (absent already is fine)."""
         raise NotImplementedError
 
+    @contextmanager
+    def local_files(self, keys: Sequence[str]) -> Iterator[dict[str, Path]]:
+        """The objects under ``keys`` as local files while the block runs, for readers that take paths.
+
+        Downloaded one at a time into a temporary folder (removed afterwards); a local lake yields its own files.
+        """
+        with tempfile.TemporaryDirectory(prefix="delitos-lake-") as folder:
+            files = {}
+            for index, key in enumerate(keys):
+                files[key] = Path(folder) / f"{index}.parquet"
+                files[key].write_bytes(self.read(key))
+            yield files
+
     def parquet_rows(self, key: str) -> int:
         """The rows of the Parquet object under ``key``, read from its footer."""
         return pq.ParquetFile(pa.BufferReader(self.read(key))).metadata.num_rows
@@ -150,6 +163,13 @@ class LocalLake(LakeResource):
                 break
             with suppress(OSError):
                 folder.rmdir()
+
+    @contextmanager
+    def local_files(self, keys: Sequence[str]) -> Iterator[dict[str, Path]]:
+        missing = [key for key in keys if not self.exists(key)]
+        if missing:
+            raise LakeError(f"the lake has no object {self.uri(missing[0])}: materialize lake/delitos first")
+        yield {key: self.path(key) for key in keys}
 
     def parquet_rows(self, key: str) -> int:
         try:

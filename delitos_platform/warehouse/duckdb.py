@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 from dagster_duckdb import DuckDBResource
 
 from delitos_platform.contract import LAKE_SCHEMA
-from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.storage import LakeResource, data_key
 from delitos_platform.partitions import Window, group_months
 from delitos_platform.row_ids import RowIds
@@ -43,20 +42,18 @@ CREATE TABLE IF NOT EXISTS bronze.delitos (
 )
 """
 DELETE_WINDOW = "DELETE FROM bronze.delitos WHERE mes >= ? AND mes < ?"
-# From this load's own table (its name is the platform's, never input); values are bound. Only the window's
-# rows go in: one of another month would escape this window's delete and double on its own month.
+# Straight from the lake's Parquet files (their paths are the platform's; values are bound). Only the window's rows
+# go in: one of another month would escape this window's delete and double on its own month.
 INSERT_ROWS = """
 INSERT INTO bronze.delitos
 SELECT row_id, fecha_hecho, cod_depto, departamento, cod_muni, municipio, descripcion_conducta, cantidad,
        CAST(date_trunc('month', fecha_hecho) AS DATE), ?, CAST(current_timestamp AS TIMESTAMP)
-FROM {source}
+FROM read_parquet(?, hive_partitioning = false)
 WHERE fecha_hecho >= ? AND fecha_hecho < ?
 """
-LOAD_TABLE_PREFIX = "delitos_load_"
-STALE_LOAD_TABLES = (
-    "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'bronze' "
-    f"AND starts_with(table_name, '{LOAD_TABLE_PREFIX}')"
-)
+# DuckDB caches table pages up to its memory limit (80% of the machine by default), so a load's footprint would
+# grow with the window; bounded, the pages spill to the database file and the peak stays flat with the data.
+LOAD_MEMORY_LIMIT = "128MB"
 # The row ids of each month, as ``RowIds`` computes them (see delitos_platform/row_ids.py), asked a few months
 # at a time: the ordered aggregate holds every id it digests, so one query over a large window grows with it.
 COUNT_BY_MONTH = """
@@ -72,59 +69,31 @@ ROWS_DIGESTED_AT_ONCE = 200_000
 class DuckDBWarehouse(WarehouseResource):
     """``bronze.delitos`` in ``$DELITOS_DATA_DIR/warehouse.duckdb`` (dagster-duckdb's ``DuckDBResource``).
 
-    Lake objects are read through the lake resource (S3 too: DuckDB's httpfs extension cannot be
-    downloaded offline), copied month by month into a load table of their own, then swapped into bronze in ONE
-    transaction, committed only once approved.
+    DuckDB reads the lake's Parquet files itself (an S3 lake's are downloaded first: DuckDB's httpfs extension
+    cannot be installed offline) and swaps the window into bronze in ONE transaction, committed only once approved.
     """
 
     duckdb: DuckDBResource
 
     def load(self, lake: LakeResource, window: Window, run_id: str, approve: Approval = approve_all) -> BronzeLoad:
         started = time.perf_counter()
-        with self._connection() as connection:
-            load_table = self._copy_lake(connection, lake, window)
+        keys = [data_key(month) for month in window.month_keys()]
+        with lake.local_files(keys) as files, self._connection() as connection:
+            paths = [str(files[key]) for key in keys]
+            for key, path in zip(keys, paths, strict=True):
+                _check_object(lake.uri(key), path)
+            connection.execute(f"SET memory_limit = '{LOAD_MEMORY_LIMIT}'")
+            connection.execute("BEGIN TRANSACTION")
             try:
-                connection.execute("BEGIN TRANSACTION")
-                try:
-                    connection.execute(DELETE_WINDOW, [window.start, window.end])
-                    connection.execute(INSERT_ROWS.format(source=load_table), [run_id, window.start, window.end])
-                    held = in_window(window, _row_ids(connection, window))
-                    committed = approve(held)
-                    connection.execute("COMMIT" if committed else "ROLLBACK")
-                except BaseException:
-                    connection.execute("ROLLBACK")
-                    raise
-            finally:
-                connection.execute(f"DROP TABLE IF EXISTS {load_table}")
+                connection.execute(DELETE_WINDOW, [window.start, window.end])
+                connection.execute(INSERT_ROWS, [run_id, paths, window.start, window.end])
+                held = in_window(window, _row_ids(connection, window))
+                committed = approve(held)
+                connection.execute("COMMIT" if committed else "ROLLBACK")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
         return BronzeLoad(held, run_id, time.perf_counter() - started, committed)
-
-    @staticmethod
-    def _copy_lake(connection: duckdb.DuckDBPyConnection, lake: LakeResource, window: Window) -> str:
-        """Copy the window's objects, a month per statement, into a load table of this load's own.
-
-        The swap then inserts from a table, not from Arrow: rows inserted from Arrow stay in memory until their
-        transaction ends, so one transaction over a large window would grow with it; a table's pages are
-        DuckDB's to spill. Load tables left by a killed run are dropped first (a DuckDB file has one writer).
-        """
-        for (stale,) in connection.execute(STALE_LOAD_TABLES).fetchall():
-            connection.execute(f"DROP TABLE IF EXISTS bronze.{stale}")
-        load_table = f"bronze.{LOAD_TABLE_PREFIX}{uuid.uuid4().hex}"
-        connection.register("lake_month", LAKE_SCHEMA.empty_table())
-        try:
-            connection.execute(f"CREATE TABLE {load_table} AS SELECT * FROM lake_month")
-            for month in window.month_keys():
-                try:
-                    table = from_parquet_bytes(lake.read(data_key(month))).cast(LAKE_SCHEMA)
-                except (pa.ArrowException, ValueError) as error:
-                    raise WarehouseError(f"cannot load {lake.uri(data_key(month))}: {error}") from None
-                connection.register("lake_month", table)
-                connection.execute(f"INSERT INTO {load_table} SELECT * FROM lake_month")
-        except BaseException:
-            connection.execute(f"DROP TABLE IF EXISTS {load_table}")
-            raise
-        finally:
-            connection.unregister("lake_month")
-        return load_table
 
     def row_ids_by_month(self, window: Window) -> dict[str, RowIds]:
         with self._connection() as connection:
@@ -157,6 +126,16 @@ def _row_ids(connection: duckdb.DuckDBPyConnection, window: Window) -> dict[str,
         rows = connection.execute(ROW_IDS_BY_MONTH, bounds).fetchall()
         held |= {month: RowIds(count, digest) for month, count, digest in rows}
     return held
+
+
+def _check_object(uri: str, path: str) -> None:
+    """Fail in one sentence naming the object when its footer is unreadable or its columns are not the lake's."""
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as error:
+        raise WarehouseError(f"cannot load {uri}: {error}; delete it and materialize its month again") from None
+    if not schema.equals(LAKE_SCHEMA, check_metadata=False):
+        raise WarehouseError(f"cannot load {uri}: its columns are not the lake's ({schema.names})") from None
 
 
 def _first_line(error: Exception) -> str:

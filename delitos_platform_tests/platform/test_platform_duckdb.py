@@ -120,12 +120,12 @@ def test_a_killed_load_leaves_the_previous_months_intact(emulator, tmp_path):
     window = Window(date(2019, 1, 1), date(2019, 7, 1))
     before = query(tmp_path / "warehouse.duckdb", "SELECT * FROM bronze.delitos ORDER BY row_id")
 
-    # A loader that deletes the window, loads January, then hangs on February until it is killed.
+    # A loader that has deleted the window and inserted its rows, then hangs before its commit until it is killed.
     ready = tmp_path / "deleted-and-loading"
     loader = subprocess.Popen([sys.executable, "-c", KILLED_LOADER, str(tmp_path), str(ready)])
     deadline = time.monotonic() + 60
     while not ready.exists():
-        assert loader.poll() is None and time.monotonic() < deadline, "the loader never reached February"
+        assert loader.poll() is None and time.monotonic() < deadline, "the loader never reached its commit"
         time.sleep(0.02)
     os.kill(loader.pid, signal.SIGKILL)
     loader.wait()
@@ -145,15 +145,13 @@ from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 
 root, ready = Path(sys.argv[1]), Path(sys.argv[2])
 
-class LakeThatHangsOnFebruary(LocalLake):
-    def read(self, key):
-        if "2019-02" in key:
-            ready.touch()
-            time.sleep(120)
-        return super().read(key)
+def hang_before_commit(held):
+    ready.touch()
+    time.sleep(120)
 
 warehouse = DuckDBWarehouse(duckdb=DuckDBResource(database=str(root / "warehouse.duckdb")))
-warehouse.load(LakeThatHangsOnFebruary(root=str(root / "lake")), Window(date(2019, 1, 1), date(2019, 7, 1)), "killed")
+lake = LocalLake(root=str(root / "lake"))
+warehouse.load(lake, Window(date(2019, 1, 1), date(2019, 7, 1)), "killed", approve=hang_before_commit)
 """
 
 

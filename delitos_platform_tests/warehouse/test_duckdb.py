@@ -14,6 +14,7 @@ from delitos_platform.contract import LAKE_SCHEMA
 from delitos_platform.lake.parquet import to_parquet_bytes
 from delitos_platform.lake.storage import LakeError, LocalLake, data_key
 from delitos_platform.partitions import Window
+from delitos_platform.warehouse.base import WarehouseError
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 
 SPRING_2019 = Window(date(2019, 3, 1), date(2019, 6, 1))
@@ -84,16 +85,14 @@ def test_a_month_missing_from_the_lake_is_told_by_the_lake_and_bronze_keeps_its_
     assert _bronze(Path(warehouse.duckdb.database)) == before
 
 
-def test_a_load_table_left_by_a_killed_run_is_dropped_by_the_next_load(warehouse, tmp_path):
+def test_a_corrupt_lake_object_fails_the_load_naming_it_and_bronze_keeps_its_rows(warehouse, tmp_path):
     lake = LocalLake(root=str(tmp_path / "lake"))
     _fill(lake, {date(2019, 3, 1): 5, date(2019, 4, 1): 6, date(2019, 5, 1): 7})
-    with duckdb.connect(warehouse.duckdb.database) as connection:
-        connection.execute("CREATE SCHEMA bronze")
-        connection.execute("CREATE TABLE bronze.delitos_load_killed AS SELECT 1 AS row_id")
+    warehouse.load(lake, SPRING_2019, "run-1")
+    before = _bronze(Path(warehouse.duckdb.database))
+    Path(lake.path(data_key("2019-04-01"))).write_bytes(b"not parquet at all")
 
-    loaded = warehouse.load(lake, SPRING_2019, "run-1")
+    with pytest.raises(WarehouseError, match=r"cannot load .*delitos-2019-04\.parquet: .*materialize its month again"):
+        warehouse.load(lake, SPRING_2019, "run-2")
 
-    with duckdb.connect(warehouse.duckdb.database) as connection:
-        tables = connection.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'bronze'").fetchall()
-    assert tables == [("delitos",)]
-    assert loaded.rows_by_month == {"2019-03-01": 5, "2019-04-01": 6, "2019-05-01": 7}
+    assert _bronze(Path(warehouse.duckdb.database)) == before
