@@ -10,6 +10,7 @@ import pytest
 from delitos_platform.definitions import defs
 from delitos_platform.defs.dbt.project import DBT_EXECUTABLE
 from delitos_platform.environment import build_resources, current_environment, data_dir, warehouse_path
+from delitos_platform_tests.processes.helpers import REPO_ROOT, venv_tool
 
 EXPECTED_ASSETS = {
     "socrata/delitos_informaticos",
@@ -114,3 +115,12 @@ def test_the_dbt_resource_knows_the_version_the_dbt_executable_reports():
     resource = build_resources({})["dbt"]
 
     assert f"installed: {resource._cli_version}" in reported
+
+
+def test_dagsters_dg_cli_checks_the_project_from_the_repository_root():
+    checked = subprocess.run(
+        [venv_tool("dg"), "check", "defs"], check=False, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
