@@ -45,6 +45,11 @@ class Window:
             month = Window.for_month(month.isoformat()).end
         return keys
 
+    def describe(self) -> str:
+        """The window's months as messages name them: ``2019-03`` or ``2019-01 → 2019-06``."""
+        first, last = self.month_keys()[0][:7], self.month_keys()[-1][:7]
+        return first if first == last else f"{first} → {last}"
+
     def soql(self, column: str = "fecha_hecho") -> str:
         """The SoQL ``$where`` clause of this window, with floating-timestamp literals."""
         return (
