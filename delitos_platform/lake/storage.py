@@ -19,6 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
+from delitos_platform.disk import cannot_write
+
 T = TypeVar("T")
 
 STAGING = "_staging"
@@ -103,21 +105,26 @@ class LocalLake(LakeResource):
             with tempfile.TemporaryFile(dir=root):
                 pass
         except OSError as error:
-            raise LakeError(f"cannot write to the lake folder {root}: {error.strerror or error}") from None
+            raise LakeError(f"the lake folder is not writable: {cannot_write(root, error)}") from None
 
     def write(self, key: str, data: bytes) -> str:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the target, flush to disk, then rename over it: rename is atomic on POSIX.
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Write beside the target, flush to disk, then rename over it: rename is atomic on POSIX.
+            fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        except OSError as error:
+            raise LakeError(cannot_write(target, error)) from None
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, target)
-        except BaseException:
+        except BaseException as error:
             Path(temporary).unlink(missing_ok=True)
+            if isinstance(error, OSError):
+                raise LakeError(cannot_write(target, error)) from None
             raise
         _fsync_directory(target.parent)
         return self.uri(key)
@@ -136,8 +143,11 @@ class LocalLake(LakeResource):
 
     def publish(self, staged: str, key: str) -> str:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.path(staged), target)  # the staged file was flushed to disk when it was written
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.path(staged), target)  # the staged file was flushed to disk when it was written
+        except OSError as error:
+            raise LakeError(cannot_write(target, error)) from None
         _fsync_directory(target.parent)
         return self.uri(key)
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import duckdb
 import pyarrow as pa
 from dagster_duckdb import DuckDBResource
 
 from delitos_platform.contract import LAKE_SCHEMA
+from delitos_platform.disk import disk_full, is_disk_full
 from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.storage import LakeResource, data_key
 from delitos_platform.partitions import Window, group_months
@@ -92,7 +93,8 @@ class DuckDBWarehouse(WarehouseResource):
                     committed = approve(held)
                     connection.execute("COMMIT" if committed else "ROLLBACK")
                 except BaseException:
-                    connection.execute("ROLLBACK")
+                    with suppress(duckdb.Error):  # a failed COMMIT has ended the transaction: keep its error
+                        connection.execute("ROLLBACK")
                     raise
             finally:
                 connection.execute(f"DROP TABLE IF EXISTS {load_table}")
@@ -146,6 +148,8 @@ class DuckDBWarehouse(WarehouseResource):
                 finally:
                     connection.close()  # dagster-duckdb closes it only when the block succeeded
         except duckdb.Error as error:
+            if is_disk_full(error):
+                raise WarehouseError(f"{disk_full(self.duckdb.database)}: bronze was left as it was") from None
             raise WarehouseError(f"DuckDB warehouse {self.duckdb.database}: {_first_line(error)}") from None
 
 
