@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.quality import OUTSIDE_MONTH, value_offenders
 from delitos_platform.lake.storage import LakeError, LakeResource, data_key, out_of_calendar_key, quarantine_key
 from delitos_platform.partitions import Window, monthly_partitions, out_of_calendar_soql, pending_window
@@ -74,7 +73,7 @@ def read_lake(lake: LakeResource, months: Sequence[str]) -> dict[str, LakeMonth]
     batch: dict[str, pa.Table] = {}
     rows = 0
     for month in months:
-        batch[month] = from_parquet_bytes(lake.read(data_key(month)))
+        batch[month] = lake.read_table(data_key(month))
         rows += batch[month].num_rows
         if rows >= ROWS_AT_ONCE or month == months[-1]:
             held.update(_check_months(lake, batch))

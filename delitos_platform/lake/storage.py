@@ -6,9 +6,10 @@ Every write is atomic: a reader sees the old object or the new one, never half o
 from __future__ import annotations
 
 import os
+import re
 import tempfile
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from delitos_platform.disk import cannot_write
+from delitos_platform.lake.parquet import from_parquet_bytes
 
 T = TypeVar("T")
 
@@ -86,7 +88,28 @@ class LakeResource(dg.ConfigurableResource):
 
     def parquet_rows(self, key: str) -> int:
         """The rows of the Parquet object under ``key``, read from its footer."""
-        return pq.ParquetFile(pa.BufferReader(self.read(key))).metadata.num_rows
+        data = self.read(key)
+        with self.readable(key):
+            return pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
+
+    def read_table(self, key: str) -> pa.Table:
+        """The Parquet object under ``key`` as an Arrow table."""
+        data = self.read(key)
+        with self.readable(key):
+            return from_parquet_bytes(data)
+
+    @contextmanager
+    def readable(self, key: str) -> Iterator[None]:
+        """Turns a Parquet object that cannot be read (truncated, garbage) into one sentence saying what to do."""
+        try:
+            yield
+        except (pa.ArrowException, OSError) as error:
+            month = re.search(r"mes=(\d{4}-\d{2})", key)
+            again = f"materialize lake/delitos for {month.group(1)}" if month else "materialize any month of it"
+            reason = str(error).strip().split(". ")[0].rstrip(".") or type(error).__name__
+            raise LakeError(
+                f"the lake object {self.uri(key)} is not readable Parquet ({reason}): {again} again to rewrite it"
+            ) from None
 
 
 class LocalLake(LakeResource):
@@ -100,6 +123,8 @@ class LocalLake(LakeResource):
 
     def check_writable(self) -> None:
         root = Path(self.root)
+        if root.exists() and not root.is_dir():
+            raise LakeError(f"the lake folder {root} is a file, not a folder")
         try:
             root.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=root):
@@ -162,10 +187,10 @@ class LocalLake(LakeResource):
                 folder.rmdir()
 
     def parquet_rows(self, key: str) -> int:
-        try:
+        if not self.path(key).is_file():
+            raise LakeError(f"the lake has no object {self.uri(key)}: materialize lake/delitos first")
+        with self.readable(key):
             return pq.read_metadata(self.path(key)).num_rows  # the footer alone, not the whole object
-        except FileNotFoundError:
-            raise LakeError(f"the lake has no object {self.uri(key)}: materialize lake/delitos first") from None
 
 
 def _fsync_directory(directory: Path) -> None:
