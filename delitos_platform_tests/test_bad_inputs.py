@@ -173,8 +173,8 @@ CASES: dict[str, tuple[Callable[[World], str], str]] = {
         "SOCRATA_URL must look like https://www.datos.gov.co, not 'datos.gov.co'",
     ),
     "SOCRATA_URL where nothing listens": (
-        lambda w: w.lake_run(SocrataResource(url=f"http://127.0.0.1:{_closed_port()}", backoff_seconds=0.01)),
-        "refused the connection 6 times while reading the dataset's metadata (dataset 4v6r-wu98); gave up after",
+        lambda w: w.lake_run(SocrataResource(url=f"http://127.0.0.1:{_closed_port()}", max_retries=1)),
+        "refused the connection twice while reading the dataset's metadata (dataset 4v6r-wu98); gave up after",
     ),
     "unknown dataset id": (
         lambda w: w.lake_run(socrata_for(w.emulator, dataset_id="zzzz-9999")),
