@@ -27,7 +27,9 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, obj
     full, read_only, roomy = (root / name for name in ("full", "read_only", "roomy"))
     for folder in (full, read_only, roomy):
         folder.mkdir()
-    command = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", MOUNT_THEN_RUN, "sh"]
+    # Root needs a mount namespace only; anyone else maps themselves to root in a user namespace first.
+    as_user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    command = ["unshare", *as_user, "--mount", "sh", "-c", MOUNT_THEN_RUN, "sh"]
     command += [str(full), str(read_only), sys.executable, "-W", "ignore", "-m", PROBE, str(full), str(read_only)]
     command += [str(roomy)]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
