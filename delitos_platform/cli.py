@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 # Each sub-command registers itself: name -> (add its arguments, run it and return an exit code).
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -21,10 +22,17 @@ def _commands() -> dict[str, tuple[str, Command]]:
     }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments are one line on stderr (``--help`` still shows the usage), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, run one sub-command and return its exit code."""
-    parser = argparse.ArgumentParser(prog="delitos", description=__doc__)
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="delitos", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     commands = _commands()
     for name, (help_text, (add_arguments, _)) in commands.items():
         add_arguments(subparsers.add_parser(name, help=help_text, description=help_text))

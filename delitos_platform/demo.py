@@ -44,9 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; 0 when every step succeeded."""
-    home = prepare_dagster_home(args.dagster_home or Path(os.environ.get("DAGSTER_HOME") or ".dagster_home"))
     data_dir = args.data_dir.resolve()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ValueError(f"--data-dir {data_dir} is a file, not a folder")
+    # The snapshot is read before anything is written: a bad one leaves no instance folder behind.
     with EmulatorServer(snapshot=args.snapshot, host="127.0.0.1", port=0) as emulator:
+        home = prepare_dagster_home(args.dagster_home or Path(os.environ.get("DAGSTER_HOME") or ".dagster_home"))
         print(f"Emulator serving {args.snapshot.name} at {emulator.url}", flush=True)
         os.environ.update(
             {

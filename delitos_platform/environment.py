@@ -25,6 +25,15 @@ from delitos_platform.warehouse.base import WarehouseResource
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 
 ENVIRONMENTS = ("local", "prod")
+SNOWFLAKE_SETTINGS = (
+    "SNOWFLAKE_ACCOUNT",
+    "SNOWFLAKE_USER",
+    "SNOWFLAKE_ROLE",
+    "SNOWFLAKE_WAREHOUSE",
+    "SNOWFLAKE_DATABASE",
+)
+# What production cannot run without (Snowflake's password or key is checked beside them).
+PROD_SETTINGS = ("DELITOS_LAKE_BUCKET", *SNOWFLAKE_SETTINGS, "DELITOS_SNOWFLAKE_STAGE")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -84,8 +93,7 @@ def warehouse_resource(environment: str, environ: Mapping[str, str] = os.environ
 
     from delitos_platform.warehouse.snowflake import SnowflakeWarehouse
 
-    required = ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER", "SNOWFLAKE_ROLE", "SNOWFLAKE_WAREHOUSE", "SNOWFLAKE_DATABASE")
-    settings = {name.removeprefix("SNOWFLAKE_").lower(): dg.EnvVar(name) for name in required}
+    settings = {name.removeprefix("SNOWFLAKE_").lower(): dg.EnvVar(name) for name in SNOWFLAKE_SETTINGS}
     return SnowflakeWarehouse(
         snowflake=SnowflakeResource(**settings, **_snowflake_auth(environ)),
         stage=dg.EnvVar("DELITOS_SNOWFLAKE_STAGE"),
@@ -112,9 +120,20 @@ def dbt_resource(environment: str) -> DelitosDbtCliResource:
     )
 
 
+def require_prod_settings(environ: Mapping[str, str] = os.environ) -> None:
+    """Raise one ``ValueError`` naming every production setting that is unset (not the first one only)."""
+    missing = [name for name in PROD_SETTINGS if not environ.get(name)]
+    if not environ.get("SNOWFLAKE_PASSWORD") and not environ.get("SNOWFLAKE_PRIVATE_KEY_PATH"):
+        missing.append("SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH")
+    if missing:
+        raise ValueError(f"DELITOS_ENV=prod needs settings that are unset: {', '.join(missing)}")
+
+
 def build_resources(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     """Every resource of the code location, chosen by ``DELITOS_ENV``."""
     environment = current_environment(environ)
+    if environment == "prod":
+        require_prod_settings(environ)
     return {
         "socrata": socrata_resource(environ),
         "lake": lake_resource(environment, environ),

@@ -26,9 +26,17 @@ class Window:
             raise ValueError(f"empty window [{self.start}, {self.end})")
 
     @classmethod
-    def from_time_window(cls, time_window: dg.TimeWindow) -> Window:
-        """The window of a Dagster partition time window (its datetimes fall on midnight)."""
-        return cls(time_window.start.date(), time_window.end.date())
+    def from_time_window(cls, time_window: dg.TimeWindow, today: date | None = None) -> Window:
+        """The window of a run's partition time window (its datetimes fall on midnight), checked.
+
+        A run's range comes from people (``--partition-range``, run tags): a reversed range, or one reaching
+        outside the calendar, raises a ``PartitionRangeError`` naming the valid months.
+        """
+        start, end = time_window.start.date(), time_window.end.date()
+        valid = calendar(today)
+        if start >= end or start < valid.start or end > valid.end:
+            raise PartitionRangeError.of(start, end, valid)
+        return cls(start, end)
 
     @classmethod
     def for_month(cls, month_key: str) -> Window:
@@ -45,11 +53,33 @@ class Window:
             month = Window.for_month(month.isoformat()).end
         return keys
 
+    def describe(self) -> str:
+        """The window's months as messages name them: ``2019-03`` or ``2019-01 → 2019-06``."""
+        first, last = self.month_keys()[0][:7], self.month_keys()[-1][:7]
+        return first if first == last else f"{first} → {last}"
+
     def soql(self, column: str = "fecha_hecho") -> str:
         """The SoQL ``$where`` clause of this window, with floating-timestamp literals."""
         return (
             f"{column} >= '{self.start.isoformat()}T00:00:00.000' AND {column} < '{self.end.isoformat()}T00:00:00.000'"
         )
+
+
+class PartitionRangeError(ValueError):
+    """A run's range of months is reversed or outside the calendar: told with the valid range."""
+
+    @classmethod
+    def of(cls, start: date, end: date, valid: Window) -> PartitionRangeError:
+        """The sentence for the run range ``[start, end)`` that ``valid`` does not hold."""
+        given = f"{start.isoformat()}...{_month_before(end).isoformat()}"
+        months = f"{valid.start.isoformat()}...{_month_before(valid.end).isoformat()}"
+        problem = "is reversed (the first month comes first)" if start >= end else "reaches outside the calendar"
+        return cls(f"the range of months {given} {problem}: the valid months are {months}")
+
+
+def _month_before(day: date) -> date:
+    """The first day of the month before ``day``'s month: the last month of a window ending on ``day``."""
+    return date(day.year - 1, 12, 1) if day.month == 1 else date(day.year, day.month - 1, 1)
 
 
 def group_months(months: Sequence[str], rows: Mapping[str, int], budget: int) -> list[list[str]]:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.quality import OUTSIDE_MONTH, value_offenders
 from delitos_platform.lake.storage import LakeError, LakeResource, data_key, out_of_calendar_key, quarantine_key
 from delitos_platform.partitions import Window, monthly_partitions, out_of_calendar_soql, pending_window
@@ -59,7 +58,8 @@ class MonthCounts:
 
 def source_counts(socrata: SocrataResource, window: Window) -> dict[str, int]:
     """``count(*)`` per month asked of the source, with the same ``$where`` the extraction uses."""
-    return {month: version.rows for month, version in month_versions(socrata, window.soql()).items()}
+    versions = month_versions(socrata, window.soql(), f"counting the rows of {window.describe()}")
+    return {month: version.rows for month, version in versions.items()}
 
 
 def read_lake(lake: LakeResource, months: Sequence[str]) -> dict[str, LakeMonth]:
@@ -73,7 +73,7 @@ def read_lake(lake: LakeResource, months: Sequence[str]) -> dict[str, LakeMonth]
     batch: dict[str, pa.Table] = {}
     rows = 0
     for month in months:
-        batch[month] = from_parquet_bytes(lake.read(data_key(month)))
+        batch[month] = lake.read_table(data_key(month))
         rows += batch[month].num_rows
         if rows >= ROWS_AT_ONCE or month == months[-1]:
             held.update(_check_months(lake, batch))
@@ -143,8 +143,8 @@ class Ledger:
 
 def dataset_ledger(socrata: SocrataResource, lake: LakeResource) -> Ledger:
     """The whole dataset's ledger: four ``count(*)`` questions to the source and the lake's footers."""
-    total = socrata.count("1 = 1")
-    pending = socrata.count(pending_window().soql())
+    total = socrata.count("1 = 1", "counting every row")
+    pending = socrata.count(pending_window().soql(), "counting the rows of the current month")
     months = monthly_partitions.get_partition_keys()
     held = [month for month in months if lake.exists(data_key(month))]
     missing = sorted(set(months) - set(held))
@@ -153,7 +153,7 @@ def dataset_ledger(socrata: SocrataResource, lake: LakeResource) -> Ledger:
     out_of_calendar = 0
     if lake.exists(out_of_calendar_key()):
         out_of_calendar = lake.parquet_rows(out_of_calendar_key())
-    elif socrata.count(out_of_calendar_soql()):
+    elif socrata.count(out_of_calendar_soql(), "counting the rows outside the calendar"):
         missing.append("out of calendar")
     return Ledger(total, lake_rows, quarantined, out_of_calendar, pending, missing)
 

@@ -9,7 +9,13 @@ import pytest
 
 from delitos_platform.definitions import defs
 from delitos_platform.defs.dbt.project import DBT_EXECUTABLE
-from delitos_platform.environment import build_resources, current_environment, data_dir, warehouse_path
+from delitos_platform.environment import (
+    PROD_SETTINGS,
+    build_resources,
+    current_environment,
+    data_dir,
+    warehouse_path,
+)
 from delitos_platform_tests.processes.helpers import REPO_ROOT, venv_tool
 
 EXPECTED_ASSETS = {
@@ -85,7 +91,8 @@ def test_a_failed_gate_check_stops_the_next_layer_and_dbt_tests_are_checks():
 
 def test_local_and_prod_choose_their_resources():
     local = build_resources({"DELITOS_DATA_DIR": "/srv/delitos"})
-    prod = build_resources({"DELITOS_ENV": "prod", "DELITOS_LAKE_PREFIX": "raw"})
+    settings = dict.fromkeys([*PROD_SETTINGS, "SNOWFLAKE_PASSWORD"], "set")
+    prod = build_resources({**settings, "DELITOS_ENV": "prod", "DELITOS_LAKE_PREFIX": "raw"})
 
     assert {name: type(resource).__name__ for name, resource in local.items()} == {
         "socrata": "SocrataResource",

@@ -24,7 +24,7 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="a .json or .json.gz JSON array of rows (default: the shipped Santander snapshot)",
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free port")
     parser.add_argument("--dataset", default=DATASET_ID, help="the dataset id to serve the snapshot as")
     parser.add_argument("--admin", action="store_true", help="enable the /admin/ endpoints (off by default)")
     parser.add_argument(
@@ -35,6 +35,17 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="inject a fault, e.g. 429:count=3,retry_after=2 or reset:probability=0.1 (repeatable)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of probabilistic faults")
+
+
+def port_number(text: str) -> int:
+    """A TCP port from the command line: 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535)")
+    return port
 
 
 def run_emulator(args: argparse.Namespace) -> int:
@@ -50,8 +61,12 @@ def run_emulator(args: argparse.Namespace) -> int:
     def _stop(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
+    try:
+        server.start()
+    except OSError as error:
+        server.stop()
+        raise OSError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    server.start()
     try:
         print(f"Serving {len(server.dataset):,} rows of {server.dataset_id} at {server.url}", flush=True)
         while not stop.wait(0.5):

@@ -118,15 +118,13 @@ def parse_fault(spec: str) -> tuple[str, dict[str, Any]]:
         if not sep:
             raise ValueError(f"bad fault option {part!r} in {spec!r} (expected key=value)")
         key = key.strip()
-        if key == "count":
-            options[key] = int(value)
-        elif key == "paths":
+        if key == "paths":
             options[key] = value.split("|")
-        else:
-            try:
-                options[key] = float(value)
-            except ValueError:
-                raise ValueError(f"bad fault option {part!r} in {spec!r} (expected a number)") from None
+            continue
+        try:
+            options[key] = int(value) if key == "count" else float(value)
+        except ValueError:
+            raise ValueError(f"bad fault option {part!r} in {spec!r} (expected a number)") from None
     if "count" not in options and "probability" not in options:
         options["count"] = 1
     return kind.strip(), options

@@ -59,7 +59,8 @@ class SourceState:
     @classmethod
     def read(cls, socrata: SocrataResource, window: Window, updated_at: int) -> SourceState:
         """The state at ``rowsUpdatedAt`` = ``updated_at`` (just read by the caller): one grouped query, one count."""
-        return cls(updated_at, month_versions(socrata, window.soql()), socrata.count(out_of_calendar_soql()))
+        months = month_versions(socrata, window.soql(), f"counting the rows of {window.describe()}")
+        return cls(updated_at, months, socrata.count(out_of_calendar_soql(), "counting the rows outside the calendar"))
 
     def rows(self, month: str) -> int:
         """The source's count of ``month`` (0 when it has none)."""
@@ -218,7 +219,8 @@ class MonthStager:
 
     def stage_out_of_calendar(self, expected: int) -> StagedObject:
         """Fetch the rows outside the calendar and stage their quarantine object (checked against the count)."""
-        raw = pa.concat_tables([*self._fetch(out_of_calendar_soql()), RAW_SCHEMA.empty_table()])
+        pages = self._fetch(out_of_calendar_soql(), "paging the rows outside the calendar")
+        raw = pa.concat_tables([*pages, RAW_SCHEMA.empty_table()])
         if raw.num_rows != expected:
             raise SourceChangedError(
                 f"the source changed while its out-of-calendar rows were read ({raw.num_rows:,} read, "
@@ -235,7 +237,7 @@ class MonthStager:
     def _stage_sub_window(self, months: list[str], state: SourceState) -> list[StagedMonth]:
         window = Window(Window.for_month(months[0]).start, Window.for_month(months[-1]).end)
         kept, refused = [], []
-        for page in self._fetch(window.soql()):
+        for page in self._fetch(window.soql(), f"paging the rows of {window.describe()}"):
             typed = type_page(page)
             kept.append(typed.rows)
             refused.append(typed.quarantine)
@@ -244,8 +246,8 @@ class MonthStager:
         _check_nothing_outside(window, rows, quarantined)
         return [self._stage_month(month, rows, quarantined, state) for month in months]
 
-    def _fetch(self, where: str) -> Iterator[pa.Table]:
-        for page in self.socrata.pages(SOURCE_FIELDS, where):
+    def _fetch(self, where: str, purpose: str) -> Iterator[pa.Table]:
+        for page in self.socrata.pages(SOURCE_FIELDS, where, purpose):
             self.pages += 1
             yield page
 

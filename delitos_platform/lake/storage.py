@@ -6,6 +6,7 @@ Every write is atomic: a reader sees the old object or the new one, never half o
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -18,6 +19,9 @@ import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
+
+from delitos_platform.disk import cannot_write
+from delitos_platform.lake.parquet import from_parquet_bytes
 
 T = TypeVar("T")
 
@@ -97,7 +101,28 @@ class LakeResource(dg.ConfigurableResource):
 
     def parquet_rows(self, key: str) -> int:
         """The rows of the Parquet object under ``key``, read from its footer."""
-        return pq.ParquetFile(pa.BufferReader(self.read(key))).metadata.num_rows
+        data = self.read(key)
+        with self.readable(key):
+            return pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
+
+    def read_table(self, key: str) -> pa.Table:
+        """The Parquet object under ``key`` as an Arrow table."""
+        data = self.read(key)
+        with self.readable(key):
+            return from_parquet_bytes(data)
+
+    @contextmanager
+    def readable(self, key: str) -> Iterator[None]:
+        """Turns a Parquet object that cannot be read (truncated, garbage) into one sentence saying what to do."""
+        try:
+            yield
+        except (pa.ArrowException, OSError) as error:
+            month = re.search(r"mes=(\d{4}-\d{2})", key)
+            again = f"materialize lake/delitos for {month.group(1)}" if month else "materialize any month of it"
+            reason = str(error).strip().split(". ")[0].rstrip(".") or type(error).__name__
+            raise LakeError(
+                f"the lake object {self.uri(key)} is not readable Parquet ({reason}): {again} again to rewrite it"
+            ) from None
 
 
 class LocalLake(LakeResource):
@@ -111,26 +136,33 @@ class LocalLake(LakeResource):
 
     def check_writable(self) -> None:
         root = Path(self.root)
+        if root.exists() and not root.is_dir():
+            raise LakeError(f"the lake folder {root} is a file, not a folder")
         try:
             root.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=root):
                 pass
         except OSError as error:
-            raise LakeError(f"cannot write to the lake folder {root}: {error.strerror or error}") from None
+            raise LakeError(f"the lake folder is not writable: {cannot_write(root, error)}") from None
 
     def write(self, key: str, data: bytes) -> str:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Write beside the target, flush to disk, then rename over it: rename is atomic on POSIX.
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Write beside the target, flush to disk, then rename over it: rename is atomic on POSIX.
+            fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        except OSError as error:
+            raise LakeError(cannot_write(target, error)) from None
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, target)
-        except BaseException:
+        except BaseException as error:
             Path(temporary).unlink(missing_ok=True)
+            if isinstance(error, OSError):
+                raise LakeError(cannot_write(target, error)) from None
             raise
         _fsync_directory(target.parent)
         return self.uri(key)
@@ -149,8 +181,11 @@ class LocalLake(LakeResource):
 
     def publish(self, staged: str, key: str) -> str:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.path(staged), target)  # the staged file was flushed to disk when it was written
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.path(staged), target)  # the staged file was flushed to disk when it was written
+        except OSError as error:
+            raise LakeError(cannot_write(target, error)) from None
         _fsync_directory(target.parent)
         return self.uri(key)
 
@@ -172,10 +207,10 @@ class LocalLake(LakeResource):
         yield {key: self.path(key) for key in keys}
 
     def parquet_rows(self, key: str) -> int:
-        try:
+        if not self.path(key).is_file():
+            raise LakeError(f"the lake has no object {self.uri(key)}: materialize lake/delitos first")
+        with self.readable(key):
             return pq.read_metadata(self.path(key)).num_rows  # the footer alone, not the whole object
-        except FileNotFoundError:
-            raise LakeError(f"the lake has no object {self.uri(key)}: materialize lake/delitos first") from None
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -1,11 +1,15 @@
-"""``SocrataResource``: the real ``sodapy`` client, with retries on the adapter and readable failures."""
+"""``SocrataResource``: the real ``sodapy`` client, with retries within a time budget and readable failures."""
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -18,7 +22,6 @@ from pydantic import Field
 from requests.adapters import HTTPAdapter
 from sodapy import Socrata
 from sodapy import utils as sodapy_utils
-from urllib3.util.retry import Retry
 
 from delitos_platform.contract import DATASET_ID
 
@@ -33,16 +36,37 @@ class SocrataError(Exception):
     """A Socrata failure told in one sentence (no traceback needed, never a secret)."""
 
 
+@dataclass(frozen=True)
+class Transient:
+    """A failure worth another attempt: what the source did, and how long it asked us to wait (if it did)."""
+
+    what: str  # e.g. "throttled requests (HTTP 429)", "answered HTTP 503", "reset the connection"
+    retry_after: float | None = None
+
+
 class SocrataResource(dg.ConfigurableResource):
-    """Reads dataset ``4v6r-wu98`` (or another) through ``sodapy``, paging by ``:id`` with retries."""
+    """Reads dataset ``4v6r-wu98`` (or another) through ``sodapy``, paging by ``:id`` with retries.
+
+    Every request has a time budget: its attempts, their timeouts and the waits between them together never
+    take longer than ``request_budget_seconds``. Throttling (429), server errors (5xx), timeouts, refused or
+    reset connections and bodies cut short are tried again, up to ``max_retries`` times, waiting what the source
+    asks in ``Retry-After`` (at most ``max_retry_after_seconds``) or else an exponential backoff; each wait is
+    logged with its reason. Anything else fails at once. Every failure is one sentence naming what was asked.
+    """
 
     url: str = Field(default="https://www.datos.gov.co", description="Base URL of the Socrata domain.")
     dataset_id: str = Field(default=DATASET_ID, description="The dataset's four-by-four id.")
     app_token: str | None = Field(default=None, description="Socrata app token, sent as X-App-Token.")
     page_size: int = Field(default=MAX_PAGE_SIZE, gt=0, le=MAX_PAGE_SIZE, description="Rows per page.")
-    timeout_seconds: float = Field(default=60.0, gt=0, description="Connect/read timeout per request.")
-    max_retries: int = Field(default=5, ge=0, description="Retries per request on 429, 5xx and resets.")
-    backoff_seconds: float = Field(default=0.5, ge=0, description="Backoff factor between retries.")
+    timeout_seconds: float = Field(default=60.0, gt=0, description="Connect and read timeout of one attempt.")
+    request_budget_seconds: float = Field(
+        default=180.0, gt=0, description="Most seconds one request may take: its attempts, timeouts and waits."
+    )
+    max_retries: int = Field(default=5, ge=0, description="Retries per request on 429, 5xx, timeouts and resets.")
+    backoff_seconds: float = Field(default=0.5, ge=0, description="First wait between retries, doubled each time.")
+    max_retry_after_seconds: float = Field(
+        default=60.0, ge=0, description="Longest Retry-After honoured; a source asking for more fails at once."
+    )
     concurrent_requests: int = Field(
         default=2, ge=1, le=8, description="Sub-windows of a window paged at once (each by keyset, in order)."
     )
@@ -57,11 +81,12 @@ class SocrataResource(dg.ConfigurableResource):
 
     @contextmanager
     def client(self) -> Iterator[Socrata]:
-        """A ``sodapy`` client whose session retries 429/5xx/timeouts/resets with backoff."""
+        """A ``sodapy`` client; retries are ``call``'s, not the session's (it sees every failure the same way)."""
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise SocrataError(f"SOCRATA_URL must look like https://www.datos.gov.co, not {self.shown_url!r}")
-        adapter = HTTPAdapter(max_retries=self._retry())
+        # A plain adapter: it never retries, so every failure reaches ``call`` (one mechanism, one budget).
+        adapter = HTTPAdapter(max_retries=0)
         client = Socrata(
             parts.netloc,
             self.app_token or None,
@@ -73,35 +98,25 @@ class SocrataResource(dg.ConfigurableResource):
         finally:
             client.close()
 
-    def _retry(self) -> Retry:
-        return Retry(
-            total=self.max_retries,
-            connect=self.max_retries,
-            read=self.max_retries,
-            status=self.max_retries,
-            backoff_factor=self.backoff_seconds,
-            status_forcelist=RETRIED_STATUSES,
-            allowed_methods=frozenset({"GET"}),
-            respect_retry_after_header=True,
-            raise_on_status=True,
-        )
-
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self, purpose: str = "reading the dataset's metadata") -> dict[str, Any]:
         """The dataset's metadata (``/api/views/{id}.json``): name, ``rowsUpdatedAt``, columns."""
         with self.client() as client:
-            return self.call(lambda: client.get_metadata(self.dataset_id))
+            return self.call(_timed(client, lambda: client.get_metadata(self.dataset_id)), purpose)
 
-    def query(self, **soql: Any) -> list[dict[str, str]]:
-        """One SoQL request (``select=``, ``where=``, ``group=``, ``order=``, ``limit=``, ...)."""
+    def query(self, purpose: str = "querying rows", **soql: Any) -> list[dict[str, str]]:
+        """One SoQL request (``select=``, ``where=``, ``group=``, ``order=``, ``limit=``, ...).
+
+        ``purpose`` says in a few words what the request is for ("counting rows of 2019-03"); failures name it.
+        """
         with self.client() as client:
-            return self.call(lambda: client.get(self.dataset_id, **soql))
+            return self.call(_timed(client, lambda: client.get(self.dataset_id, **soql)), purpose)
 
-    def count(self, where: str) -> int:
+    def count(self, where: str, purpose: str = "counting rows") -> int:
         """``count(*)`` of the rows matching ``where``, asked of the source."""
-        rows = self.query(select="count(*) AS n", where=where)
+        rows = self.query(purpose, select="count(*) AS n", where=where)
         return int(rows[0]["n"]) if rows else 0
 
-    def pages(self, select: Sequence[str], where: str) -> Iterator[pa.Table]:
+    def pages(self, select: Sequence[str], where: str, purpose: str = "paging rows") -> Iterator[pa.Table]:
         """Every row matching ``where``, ordered by ``:id``, as Arrow tables of strings, one per page, in order.
 
         Paged by identity (keyset), never by ``$offset``: each page asks for the rows whose ``:id`` is past the
@@ -124,45 +139,88 @@ class SocrataResource(dg.ConfigurableResource):
             while True:
                 params = {"$select": ", ".join(select), "$where": _after(where, last_id), "$order": ":id"}
                 params["$limit"] = self.page_size
-                page = self.call(lambda params=params: decoder.decode(_get_json_bytes(client, url, params)))
+
+                def page_of(timeout: float, params: dict[str, Any] = params) -> pa.Table:
+                    return decoder.decode(_get_json_bytes(client, url, params, timeout))
+
+                page = self.call(page_of, purpose)
                 yield page
                 if page.num_rows < self.page_size:
                     return
                 last_id = pc.max(page["row_id"]).as_py()
 
-    def call(self, request: Callable[[], T]) -> T:
-        """Run one request, retrying bodies cut short, and turn every failure into a ``SocrataError``."""
-        for attempt in range(self.max_retries + 1):
+    def call(self, attempt: Callable[[float], T], purpose: str) -> T:
+        """Run one request (``attempt`` takes its timeout in seconds) within its budget, retrying what may pass.
+
+        Raises a ``SocrataError`` in one sentence: what the source did, how often, while doing what.
+        """
+        started = time.monotonic()
+        deadline = started + self.request_budget_seconds
+        attempts = self.max_retries + 1
+        happened: Counter[str] = Counter()
+        for number in range(1, attempts + 1):
             try:
-                return request()
-            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
-                # urllib3's Retry cannot see a body cut short after the headers arrived.
-                if attempt == self.max_retries:
-                    raise SocrataError(
-                        f"Socrata at {self.shown_url} kept cutting responses short after {self.max_retries} retries"
-                    ) from None
-                time.sleep(self.backoff_seconds * 2**attempt)
+                return attempt(min(self.timeout_seconds, deadline - time.monotonic()))
             except requests.exceptions.RequestException as error:
-                raise SocrataError(self.explain(error)) from None
-        raise AssertionError("unreachable")
+                failure = self.transient(error, purpose)
+            happened[failure.what] += 1
+            if number == attempts:
+                break
+            wait = self._wait(failure, number, purpose)
+            if time.monotonic() + wait >= deadline:
+                raise SocrataError(
+                    self._gave_up(happened, purpose, number, started)
+                    + f": the request's time budget is {self.request_budget_seconds:g} s"
+                )
+            dg.get_dagster_logger().warning(
+                f"Socrata at {self.shown_url} {failure.what} while {purpose}: attempt {number} of {attempts}, "
+                f"waiting {wait:g} s"
+            )
+            time.sleep(wait)
+        raise SocrataError(self._gave_up(happened, purpose, attempts, started))
 
-    def explain(self, error: requests.exceptions.RequestException) -> str:
-        """One sentence for a failed request; never quotes headers, so the token cannot leak."""
-        where = f"Socrata at {self.shown_url}"
-        if isinstance(error, requests.exceptions.RetryError):
-            reason = str(getattr(error.args[0], "reason", error)) if error.args else str(error)
-            if "429" in reason:
-                return f"{where} kept throttling requests (HTTP 429) after {self.max_retries} retries"
-            return f"{where} kept failing after {self.max_retries} retries ({_short(reason)})"
+    def transient(self, error: requests.exceptions.RequestException, purpose: str) -> Transient:
+        """What a failed attempt tells: a ``Transient`` worth retrying, or a ``SocrataError`` raised at once."""
+        response = getattr(error, "response", None)
+        if isinstance(error, requests.exceptions.HTTPError) and response is not None:
+            status = response.status_code
+            if status == 429:
+                return Transient("throttled requests (HTTP 429)", _retry_after(response))
+            if status in RETRIED_STATUSES:
+                return Transient(f"answered HTTP {status}", _retry_after(response))
+            raise SocrataError(self._explain_status(response, purpose)) from None
         if isinstance(error, requests.exceptions.Timeout):
-            return f"{where} did not answer within {self.timeout_seconds:g} s ({self.max_retries} retries)"
+            return Transient(f"timed out after {self.timeout_seconds:g} s")
+        if isinstance(error, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
+            return Transient("cut a response short")
         if isinstance(error, requests.exceptions.ConnectionError):
-            return f"cannot reach {where}: {_connection_reason(str(error))}"
-        if isinstance(error, requests.exceptions.HTTPError) and error.response is not None:
-            return self._explain_status(error.response)
-        return f"{where} failed: {_short(str(error))}"
+            reason = _connection_reason(str(error))
+            if reason == "host name not found":
+                raise SocrataError(f"cannot reach Socrata at {self.shown_url}: host name not found") from None
+            return Transient(reason)
+        raise SocrataError(f"Socrata at {self.shown_url} failed while {purpose}: {_short(str(error))}") from None
 
-    def _explain_status(self, response: requests.Response) -> str:
+    def _wait(self, failure: Transient, number: int, purpose: str) -> float:
+        """Seconds to wait before attempt ``number + 1``: what the source asked (within the cap), else backoff."""
+        if failure.retry_after is None:
+            return self.backoff_seconds * 2 ** (number - 1)
+        if failure.retry_after > self.max_retry_after_seconds:
+            raise SocrataError(
+                f"Socrata at {self.shown_url} {failure.what} while {purpose} and asked to wait "
+                f"{failure.retry_after:g} s, more than the {self.max_retry_after_seconds:g} s this platform waits: "
+                "run again later"
+            )
+        return failure.retry_after
+
+    def _gave_up(self, happened: Counter[str], purpose: str, attempts: int, started: float) -> str:
+        what = " and ".join(f"{what} {_times(count)}" for what, count in happened.items())
+        elapsed = time.monotonic() - started
+        return (
+            f"Socrata at {self.shown_url} {what} while {purpose} (dataset {self.dataset_id}); gave up after "
+            f"{_times(attempts, 'attempt')} in {elapsed:.1f} s"
+        )
+
+    def _explain_status(self, response: requests.Response, purpose: str) -> str:
         status = response.status_code
         message = _message_of(response)
         if status == 404:
@@ -172,8 +230,8 @@ class SocrataResource(dg.ConfigurableResource):
                 f" ({message})" if message else ""
             )
         if status == 400:
-            return f"Socrata rejected the query: {message or response.reason}"
-        return f"Socrata at {self.shown_url} answered HTTP {status}: {message or response.reason}"
+            return f"Socrata rejected the query: {message or response.reason} (while {purpose})"
+        return f"Socrata at {self.shown_url} answered HTTP {status} while {purpose}: {message or response.reason}"
 
 
 class PageDecoder:
@@ -213,9 +271,19 @@ def _after(where: str, last_id: str | None) -> str:
     return f"({where}) AND :id > '{quoted}'"
 
 
-def _get_json_bytes(client: Socrata, url: str, params: dict[str, Any]) -> bytes:
-    """One GET through sodapy's session (token, adapter) with sodapy's own error reporting."""
-    response = client.session.get(url, params=params, timeout=client.timeout)
+def _timed(client: Socrata, request: Callable[[], T]) -> Callable[[float], T]:
+    """A sodapy request as an attempt of ``call``: the client's timeout set to the attempt's."""
+
+    def attempt(timeout: float) -> T:
+        client.timeout = timeout
+        return request()
+
+    return attempt
+
+
+def _get_json_bytes(client: Socrata, url: str, params: dict[str, Any], timeout: float) -> bytes:
+    """One GET through sodapy's session (its token) with sodapy's own error reporting."""
+    response = client.session.get(url, params=params, timeout=timeout)
     if response.status_code not in (200, 202):
         sodapy_utils.raise_for_status(response)
     content_type = response.headers.get("content-type", "")
@@ -232,18 +300,38 @@ def _message_of(response: requests.Response) -> str | None:
     return body.get("message") if isinstance(body, dict) else None
 
 
+def _retry_after(response: requests.Response) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (a number or an HTTP date), or None when absent or unreadable."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
 def _connection_reason(text: str) -> str:
-    """The useful end of urllib3's long connection-error chain."""
-    for needle, reason in (
-        ("refused", "connection refused"),
-        ("resolve", "host name not found"),
-        ("Name or service not known", "host name not found"),
-        ("reset", "connection reset"),
-        ("aborted", "connection aborted"),
+    """What a connection failure was, from urllib3's long chain (never its URL: it holds the query)."""
+    for needles, reason in (
+        (("refused",), "refused the connection"),
+        (("resolve", "Name or service not known", "nodename nor servname"), "host name not found"),
+        (("reset", "aborted", "RemoteDisconnected"), "reset the connection"),
     ):
-        if needle in text:
+        if any(needle in text for needle in needles):
             return reason
-    return _short(text)
+    return "failed to connect"
+
+
+def _times(count: int, noun: str = "") -> str:
+    """``once``, ``twice``, ``3 times`` (or ``1 attempt``, ``3 attempts`` with a noun)."""
+    if noun:
+        return f"{count} {noun}{'' if count == 1 else 's'}"
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
 
 
 def _short(text: str, limit: int = 300) -> str:

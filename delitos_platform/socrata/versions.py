@@ -26,16 +26,18 @@ class MonthVersion:
         return f"{self.rows}@{self.changed_at}"
 
 
-def month_versions(socrata: SocrataResource, where: str | None = None) -> dict[str, MonthVersion]:
+def month_versions(
+    socrata: SocrataResource, where: str | None = None, purpose: str = "counting the rows of every month"
+) -> dict[str, MonthVersion]:
     """Every month's (of ``where``, else of the dataset) count and change marker, keyed ``YYYY-MM-01``.
 
     Rows without a ``fecha_hecho`` have no month and are left out (the out-of-calendar ledger counts them).
     """
     soql = {"select": f"{MONTH} AS mes, count(*) AS n, max(:updated_at) AS changed_at", "group": MONTH}
-    rows = socrata.query(**soql, **({"where": where} if where else {}), order=MONTH, limit=MAX_PAGE_SIZE)
+    rows = socrata.query(purpose, **soql, **({"where": where} if where else {}), order=MONTH, limit=MAX_PAGE_SIZE)
     return {row["mes"][:10]: MonthVersion(int(row["n"]), row["changed_at"]) for row in rows if row.get("mes")}
 
 
 def rows_updated_at(socrata: SocrataResource) -> int:
     """The source's ``rowsUpdatedAt`` (epoch seconds): one small metadata request."""
-    return int(socrata.metadata()["rowsUpdatedAt"])
+    return int(socrata.metadata("reading the dataset's last update")["rowsUpdatedAt"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import duckdb
 import pyarrow as pa
@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from dagster_duckdb import DuckDBResource
 
 from delitos_platform.contract import LAKE_SCHEMA
+from delitos_platform.disk import disk_full, is_disk_full
 from delitos_platform.lake.storage import LakeResource, data_key
 from delitos_platform.partitions import Window, group_months
 from delitos_platform.row_ids import RowIds
@@ -81,7 +82,8 @@ class DuckDBWarehouse(WarehouseResource):
         with lake.local_files(keys) as files, self._connection() as connection:
             paths = [str(files[key]) for key in keys]
             for key, path in zip(keys, paths, strict=True):
-                _check_object(lake.uri(key), path)
+                with lake.readable(key):
+                    _check_columns(lake.uri(key), pq.read_schema(path))
             connection.execute(f"SET memory_limit = '{LOAD_MEMORY_LIMIT}'")
             connection.execute("BEGIN TRANSACTION")
             try:
@@ -91,7 +93,8 @@ class DuckDBWarehouse(WarehouseResource):
                 committed = approve(held)
                 connection.execute("COMMIT" if committed else "ROLLBACK")
             except BaseException:
-                connection.execute("ROLLBACK")
+                with suppress(duckdb.Error):  # a failed COMMIT has ended the transaction: keep its error
+                    connection.execute("ROLLBACK")
                 raise
         return BronzeLoad(held, run_id, time.perf_counter() - started, committed)
 
@@ -115,6 +118,8 @@ class DuckDBWarehouse(WarehouseResource):
                 finally:
                     connection.close()  # dagster-duckdb closes it only when the block succeeded
         except duckdb.Error as error:
+            if is_disk_full(error):
+                raise WarehouseError(f"{disk_full(self.duckdb.database)}: bronze was left as it was") from None
             raise WarehouseError(f"DuckDB warehouse {self.duckdb.database}: {_first_line(error)}") from None
 
 
@@ -128,14 +133,10 @@ def _row_ids(connection: duckdb.DuckDBPyConnection, window: Window) -> dict[str,
     return held
 
 
-def _check_object(uri: str, path: str) -> None:
-    """Fail in one sentence naming the object when its footer is unreadable or its columns are not the lake's."""
-    try:
-        schema = pq.read_schema(path)
-    except (pa.ArrowException, OSError) as error:
-        raise WarehouseError(f"cannot load {uri}: {error}; delete it and materialize its month again") from None
+def _check_columns(uri: str, schema: pa.Schema) -> None:
+    """Fail in one sentence naming the object when its columns are not the lake's."""
     if not schema.equals(LAKE_SCHEMA, check_metadata=False):
-        raise WarehouseError(f"cannot load {uri}: its columns are not the lake's ({schema.names})") from None
+        raise WarehouseError(f"cannot load {uri}: its columns are not the lake's ({', '.join(schema.names)})")
 
 
 def _first_line(error: Exception) -> str:

@@ -35,7 +35,9 @@ def test_an_unreachable_api_is_one_sentence(local_lake):
     url = f"http://127.0.0.1:{_closed_port()}"
     result = materialize_lake(SocrataResource(url=url, max_retries=1, backoff_seconds=0.01), local_lake, MONTH)
 
-    assert failure_message(result) == f"cannot reach Socrata at {url}: connection refused"
+    assert failure_message(result).startswith(
+        f"Socrata at {url} refused the connection twice while reading the dataset's metadata"
+    )
     assert _files_under(Path(local_lake.root)) == []
 
 
@@ -56,8 +58,8 @@ def test_endless_throttling_gives_up_with_one_sentence(fresh_emulator, local_lak
     fresh_emulator.faults.inject("429", count=100, retry_after=0)
     result = materialize_lake(socrata_for(fresh_emulator, max_retries=2), local_lake, MONTH)
 
-    assert failure_message(result) == (
-        f"Socrata at {fresh_emulator.url} kept throttling requests (HTTP 429) after 2 retries"
+    assert failure_message(result).startswith(
+        f"Socrata at {fresh_emulator.url} throttled requests (HTTP 429) 3 times while counting the rows of 2019-03"
     )
     assert _files_under(Path(local_lake.root)) == []
 
@@ -113,5 +115,5 @@ def test_credentials_written_into_the_socrata_url_never_reach_a_message(local_la
     result = materialize_lake(SocrataResource(url=url, max_retries=0), local_lake, MONTH)
 
     message = failure_message(result)
-    assert message.startswith("cannot reach Socrata at http://127.0.0.1:")
+    assert message.startswith("Socrata at http://127.0.0.1:")
     assert "s3cret-in-url" not in message

@@ -14,7 +14,6 @@ from delitos_platform.contract import LAKE_SCHEMA
 from delitos_platform.lake.parquet import to_parquet_bytes
 from delitos_platform.lake.storage import LakeError, LocalLake, data_key
 from delitos_platform.partitions import Window
-from delitos_platform.warehouse.base import WarehouseError
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 
 SPRING_2019 = Window(date(2019, 3, 1), date(2019, 6, 1))
@@ -92,7 +91,7 @@ def test_a_corrupt_lake_object_fails_the_load_naming_it_and_bronze_keeps_its_row
     before = _bronze(Path(warehouse.duckdb.database))
     Path(lake.path(data_key("2019-04-01"))).write_bytes(b"not parquet at all")
 
-    with pytest.raises(WarehouseError, match=r"cannot load .*delitos-2019-04\.parquet: .*materialize its month again"):
+    with pytest.raises(LakeError, match=r"delitos-2019-04\.parquet is not readable Parquet .*2019-04 again"):
         warehouse.load(lake, SPRING_2019, "run-2")
 
     assert _bronze(Path(warehouse.duckdb.database)) == before

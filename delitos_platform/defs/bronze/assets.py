@@ -8,7 +8,7 @@ import dagster as dg
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks
 from delitos_platform.lake.storage import LakeError, LakeResource
-from delitos_platform.partitions import Window, monthly_partitions
+from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
 from delitos_platform.reconcile import MonthCounts, read_lake, reconcile, source_counts
 from delitos_platform.row_ids import RowIds
 from delitos_platform.socrata import SocrataError, SocrataResource
@@ -63,10 +63,10 @@ def bronze_delitos(
     The checks are evaluated inside the load's transaction: a failed one rolls the load back, so bronze keeps
     the rows it published before, and the step fails (dbt does not build).
     """
-    window = Window.from_time_window(context.partition_time_window)
-    months = window.month_keys()
     verdict: dict[str, list[MonthCounts]] = {}
     try:
+        window = Window.from_time_window(context.partition_time_window)
+        months = window.month_keys()
         source = source_counts(socrata, window)
         held = read_lake(lake, months)
 
@@ -75,7 +75,7 @@ def bronze_delitos(
             return all(month.reconciles for month in verdict["counts"]) and not any(m.offenders for m in held.values())
 
         load = warehouse.load(lake, window, context.run_id, approve)
-    except (LakeError, SocrataError, WarehouseError) as error:
+    except (LakeError, SocrataError, WarehouseError, PartitionRangeError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     checks = [reconciliation_result(verdict["counts"]), values_result({m: h.offenders for m, h in held.items()})]
     if not load.committed:

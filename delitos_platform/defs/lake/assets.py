@@ -8,7 +8,7 @@ from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
 from delitos_platform.lake.extract import AuditError, ContractDriftError, Extraction, extract_to_lake
 from delitos_platform.lake.storage import LakeError, LakeResource
-from delitos_platform.partitions import Window, monthly_partitions
+from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
 from delitos_platform.socrata import SocrataError, SocrataResource
 
 LAKE_DELITOS = dg.AssetKey(["lake", "delitos"])
@@ -53,9 +53,9 @@ def lake_delitos(
     A source whose columns drifted from the contract, or a staged object that fails its audit, fails the schema
     check and the step: the lake keeps every object it had.
     """
-    window = Window.from_time_window(context.partition_time_window)
-    context.log.info(f"Extracting [{window.start}, {window.end}) from {socrata.shown_url} into the lake")
     try:
+        window = Window.from_time_window(context.partition_time_window)
+        context.log.info(f"Extracting [{window.start}, {window.end}) from {socrata.shown_url} into the lake")
         extraction = extract_to_lake(socrata, lake, window, context.run_id, log=context.log)
     except ContractDriftError as error:
         yield schema_check_result(error.drift)
@@ -63,7 +63,7 @@ def lake_delitos(
     except AuditError as error:
         yield schema_check_result([str(error)])
         raise failed_checks(str(error), [SCHEMA_CHECK]) from None
-    except (SocrataError, LakeError) as error:
+    except (SocrataError, LakeError, PartitionRangeError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     context.log.info(
         f"{extraction.rows} rows and {extraction.quarantined} quarantined in {extraction.pages} pages, "
