@@ -73,12 +73,27 @@ def read_lake(lake: LakeResource, months: Sequence[str]) -> dict[str, LakeMonth]
     batch: dict[str, pa.Table] = {}
     rows = 0
     for month in months:
-        batch[month] = from_parquet_bytes(lake.read(data_key(month)))
+        batch[month] = _read_object(lake, data_key(month), month)
         rows += batch[month].num_rows
         if rows >= ROWS_AT_ONCE or month == months[-1]:
             held.update(_check_months(lake, batch))
             batch, rows = {}, 0
     return held
+
+
+def _read_object(lake: LakeResource, key: str, month: str) -> pa.Table:
+    """A month's object, or one sentence naming it when it is not a Parquet object any more."""
+    try:
+        return from_parquet_bytes(lake.read(key))
+    except pa.ArrowException as error:
+        raise LakeError(
+            f"{lake.uri(key)} is not a readable Parquet object ({_first_line(error)}): nothing was loaded; "
+            f"extract {month[:7]} again (materialize lake/delitos for it)"
+        ) from None
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _check_months(lake: LakeResource, tables: Mapping[str, pa.Table]) -> list[tuple[str, LakeMonth]]:
