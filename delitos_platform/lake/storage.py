@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 from dagster_aws.s3 import S3Resource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 T = TypeVar("T")
 
@@ -248,6 +248,7 @@ class S3Lake(LakeResource):
     kms_key_id: str | None = Field(
         default=None, description="KMS key for aws:kms encryption (DELITOS_LAKE_KMS_KEY_ID); AES256 when unset."
     )
+    _client: Any = PrivateAttr(default=None)
 
     def object_key(self, key: str) -> str:
         """The S3 key of a lake key, under the configured prefix."""
@@ -281,7 +282,7 @@ class S3Lake(LakeResource):
 
     def exists(self, key: str) -> bool:
         try:
-            self.s3.get_client().head_object(Bucket=self.bucket, Key=self.object_key(key))
+            self._s3_client().head_object(Bucket=self.bucket, Key=self.object_key(key))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
@@ -330,9 +331,15 @@ class S3Lake(LakeResource):
 
     def _call(self, verb: str, action: Callable[[Any], T]) -> T:
         try:
-            return action(self.s3.get_client())
+            return action(self._s3_client())
         except (BotoCoreError, ClientError) as error:
             raise LakeError(self._explain(verb, error)) from None
+
+    def _s3_client(self) -> Any:
+        """One boto3 client for the resource's life (thread-safe): making one costs tenths of a second."""
+        if self._client is None:
+            self._client = self.s3.get_client()
+        return self._client
 
     def _explain(self, verb: str, error: Exception) -> str:
         return f"cannot {verb} S3 bucket {self.bucket!r}: {_s3_reason(verb, error)}"

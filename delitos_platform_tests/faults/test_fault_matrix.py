@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import pytest
 from dagster_aws.s3 import S3Resource
 
@@ -29,7 +28,7 @@ from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.storage import STAGING, S3Lake, data_key, quarantine_key
 from delitos_platform.partitions import Window
 from delitos_platform.row_ids import RowIds
-from delitos_platform.warehouse.duckdb import LOAD_TABLE_PREFIX
+from delitos_platform.warehouse.duckdb import STALE_LOAD_TABLES
 from delitos_platform_tests.faults.helpers import (
     FIRST,
     LAST,
@@ -214,9 +213,7 @@ def test_kill_during_the_bronze_load(platform, forker, tmp_path):
     after_kill = platform.table_values("bronze.delitos")
     assert after_kill in (before, platform.source_values())  # one transaction: all of it or none of it
     assert platform.run().success
-    assert query(
-        platform.database, f"SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '{LOAD_TABLE_PREFIX}%'"
-    ) == [(0,)]
+    assert query(platform.database, STALE_LOAD_TABLES) == []
     assert platform.table_values("bronze.delitos") == platform.source_values()
     platform.assert_exact()
 
@@ -409,39 +406,41 @@ def test_a_full_disk(platform, tmp_path):
 
 
 # -------------------------------------------------------------------------------------------- S3 lake
-def _s3_platform(platform: Platform, endpoint: str, bucket: str) -> Platform:
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-    platform.lake = S3Lake(s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1"), bucket=bucket)
-    assert platform.run(selection=[LAKE_DELITOS]).success  # the S3 lake holds what the local one does
+@pytest.fixture
+def s3_platform(platform: Platform, s3_endpoint: str, request: pytest.FixtureRequest) -> Platform:
+    """The case's platform with an S3 lake (a bucket of its own) that holds what the local lake does."""
+    bucket = request.node.name.replace("_", "-")[:50]
+    S3Resource(endpoint_url=s3_endpoint, region_name="us-east-1").get_client().create_bucket(Bucket=bucket)
+    platform.lake = S3Lake(s3=S3Resource(endpoint_url=s3_endpoint, region_name="us-east-1"), bucket=bucket)
+    assert platform.run(selection=[LAKE_DELITOS]).success
     return platform
 
 
-def _s3_staged(endpoint: str, bucket: str) -> list[str]:
-    listed = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").list_objects_v2(
-        Bucket=bucket, Prefix=f"{STAGING}/"
-    )
+def _s3_staged(lake: S3Lake) -> list[str]:
+    listed = lake._s3_client().list_objects_v2(Bucket=lake.bucket, Prefix=f"{STAGING}/")
     return [item["Key"] for item in listed.get("Contents", [])]
 
 
-def test_s3_kill_during_extraction(platform, forker, s3_endpoint, tmp_path):
-    platform = _s3_platform(platform, s3_endpoint, "kill-extraction")
+def test_s3_kill_during_extraction(s3_platform, forker, s3_endpoint, tmp_path):
+    platform, lake = s3_platform, s3_platform.lake
     published = platform.published()
     platform.server.faults.inject("slow", count=10_000, delay=0.2)
     credentials = {name: os.environ[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    spec = kill_spec(platform, tmp_path / "run.log", s3={"endpoint": s3_endpoint, "bucket": "kill-extraction"})
+    spec = kill_spec(platform, tmp_path / "run.log", s3={"endpoint": s3_endpoint, "bucket": lake.bucket})
     pid = forker.start({**spec, "env": {**spec["env"], **credentials}})
-    wait_for(lambda: _s3_staged(s3_endpoint, "kill-extraction"), pid, "a staged object", interval=0.05)
+    wait_for(lambda: _s3_staged(lake), pid, "a staged object", interval=0.05)
     kill_group(pid)
     platform.server.faults.clear()
+    assert _s3_staged(lake), "the kill landed after the extraction"
     assert platform.published() == published
 
     assert platform.run().success
     platform.assert_exact()
-    assert _s3_staged(s3_endpoint, "kill-extraction") == []
+    assert _s3_staged(lake) == []
 
 
-def test_s3_schema_drift_is_refused(platform, s3_endpoint):
-    platform = _s3_platform(platform, s3_endpoint, "schema-drift")
+def test_s3_schema_drift_is_refused(s3_platform):
+    platform = s3_platform
     published, warehouse = platform.published(), warehouse_contents(platform.database)
     platform.server.dataset.drop_column("cantidad")
 
@@ -451,5 +450,5 @@ def test_s3_schema_drift_is_refused(platform, s3_endpoint):
         "the source no longer matches the contract: source: missing column 'cantidad' (number)"
     )
     assert platform.published() == published and warehouse_contents(platform.database) == warehouse
-    assert _s3_staged(s3_endpoint, "schema-drift") == []
+    assert _s3_staged(platform.lake) == []
     platform.assert_exact()
