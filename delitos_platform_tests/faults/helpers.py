@@ -25,6 +25,7 @@ from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import STAGING, LakeResource, LocalLake, S3Lake, data_key, quarantine_key
 from delitos_platform.row_ids import RowIds
+from delitos_platform_tests.conftest import socrata_for
 from delitos_platform_tests.platform.helpers import (
     duckdb_resources,
     layer_identities,
@@ -61,7 +62,7 @@ class Platform:
     def resources(self, **socrata: Any) -> dict[str, Any]:
         """The platform's resources; ``socrata`` overrides the source's settings (retries, page size)."""
         resources = duckdb_resources(self.server, self.data_dir)
-        resources["socrata"] = resources["socrata"].model_copy(update=socrata)
+        resources["socrata"] = socrata_for(self.server, **socrata)
         resources["lake"] = self.lake
         return resources
 
@@ -124,7 +125,7 @@ def copy_data_dir(source: Path, target: Path) -> Path:
 def resources_for(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The resources a child run uses, from its spec (the parent's emulator URL, data folder, S3 lake)."""
     resources = duckdb_resources(EmulatorAddress(spec["url"]), Path(spec["data_dir"]))  # type: ignore[arg-type]
-    resources["socrata"] = resources["socrata"].model_copy(update={"page_size": spec["page_size"]})
+    resources["socrata"] = socrata_for(EmulatorAddress(spec["url"]), page_size=spec["page_size"])  # type: ignore[arg-type]
     if spec.get("s3"):
         s3 = S3Resource(endpoint_url=spec["s3"]["endpoint"], region_name="us-east-1")
         resources["lake"] = S3Lake(s3=s3, bucket=spec["s3"]["bucket"])

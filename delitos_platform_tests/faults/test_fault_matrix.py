@@ -389,7 +389,7 @@ def test_a_full_disk(platform, tmp_path):
             (lake / path.relative_to(held)).write_bytes(path.read_bytes())
         published, warehouse = platform.published(), warehouse_contents(platform.database)
         ballast = lake / "ballast"
-        with ballast.open("wb") as filler, pytest.raises(OSError, match="No space left on device"):
+        with ballast.open("wb", buffering=0) as filler, pytest.raises(OSError, match="No space left on device"):
             while True:
                 filler.write(b"\0" * 4096)
                 filler.flush()
