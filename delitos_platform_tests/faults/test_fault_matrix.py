@@ -10,6 +10,7 @@ dbt's log line), never after a blind sleep.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster_aws.s3 import S3Resource
@@ -410,14 +412,19 @@ def test_a_full_disk(platform, tmp_path):
 def s3_platform(platform: Platform, s3_endpoint: str, request: pytest.FixtureRequest) -> Platform:
     """The case's platform with an S3 lake (a bucket of its own) that holds what the local lake does."""
     bucket = request.node.name.replace("_", "-")[:50]
-    S3Resource(endpoint_url=s3_endpoint, region_name="us-east-1").get_client().create_bucket(Bucket=bucket)
+    _s3_client(s3_endpoint).create_bucket(Bucket=bucket)
     platform.lake = S3Lake(s3=S3Resource(endpoint_url=s3_endpoint, region_name="us-east-1"), bucket=bucket)
     assert platform.run(selection=[LAKE_DELITOS]).success
     return platform
 
 
+@functools.cache
+def _s3_client(endpoint: str) -> Any:
+    return S3Resource(endpoint_url=endpoint, region_name="us-east-1").get_client()
+
+
 def _s3_staged(lake: S3Lake) -> list[str]:
-    listed = lake._s3_client().list_objects_v2(Bucket=lake.bucket, Prefix=f"{STAGING}/")
+    listed = _s3_client(lake.s3.endpoint_url).list_objects_v2(Bucket=lake.bucket, Prefix=f"{STAGING}/")
     return [item["Key"] for item in listed.get("Contents", [])]
 
 
