@@ -192,9 +192,12 @@ class LocalLake(LakeResource):
 
     def _hold_staging_lock(self, run_id: str) -> int:
         path = self._staging_lock(run_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                continue  # another run's clean-up removed the empty staging area meanwhile
             fcntl.flock(fd, fcntl.LOCK_EX)
             if _still_at(fd, path):  # a sweep may have removed the file between open and lock: take a new one
                 return fd
