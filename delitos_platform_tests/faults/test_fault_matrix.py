@@ -28,7 +28,7 @@ from delitos_platform.defs.bronze.assets import BRONZE_DELITOS
 from delitos_platform.defs.dbt.project import DBT_PROJECT_DIR
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.lake.parquet import from_parquet_bytes
-from delitos_platform.lake.storage import STAGING, S3Lake, data_key, quarantine_key
+from delitos_platform.lake.storage import STAGING, LocalLake, S3Lake, data_key, quarantine_key, staging_key
 from delitos_platform.partitions import Window
 from delitos_platform.row_ids import RowIds
 from delitos_platform.warehouse.duckdb import STALE_LOAD_TABLES
@@ -66,6 +66,11 @@ MATRIX = {
         "kill -9 while paging (slow pages, a month already staged)",
         "nothing published; the re-run is exact and sweeps the killed run's staging",
         "test_kill_during_extraction",
+    ),
+    "live-staging": Case(
+        "another run sweeps staging while a run is still staging",
+        "the live run's staged objects stay; its own end removes them",
+        "test_a_live_runs_staging_is_never_swept",
     ),
     "kill-publish": Case(
         "kill -9 while a year of revised months is being published",
@@ -173,6 +178,15 @@ def test_kill_during_extraction(platform, forker, tmp_path):
     assert platform.run().success
     platform.assert_exact()
     assert platform.staged_files() == []
+
+
+def test_a_live_runs_staging_is_never_swept(tmp_path):
+    lake, other_run = LocalLake(root=str(tmp_path / "lake")), LocalLake(root=str(tmp_path / "lake"))
+    with lake.staging_area("live-run"):
+        lake.write(staging_key(data_key(FIRST), "live-run"), b"staged")
+        assert other_run.sweep_staging(lambda _: True) == []
+        assert lake.read(staging_key(data_key(FIRST), "live-run")) == b"staged"
+    assert list(files_under(tmp_path / "lake")) == []
 
 
 def test_kill_while_publishing(platform, forker, tmp_path):
