@@ -24,6 +24,7 @@ from delitos_platform.defs.bronze.assets import BRONZE_DELITOS
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import STAGING, LakeResource, LocalLake, S3Lake, data_key, quarantine_key
+from delitos_platform.partitions import Window
 from delitos_platform.row_ids import RowIds
 from delitos_platform_tests.conftest import socrata_for
 from delitos_platform_tests.platform.helpers import (
@@ -110,8 +111,6 @@ class Platform:
 
 
 def _window_soql() -> str:
-    from delitos_platform.partitions import Window
-
     return Window(Window.for_month(FIRST).start, Window.for_month(LAST).end).soql()
 
 
