@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from fakesnow import server as start_fakesnow  # bound at import: fakesnow's first call replaces the attribute
+from moto.server import ThreadedMotoServer
 
 from delitos_platform.emulator import DEFAULT_SNAPSHOT, EmulatorServer
 from delitos_platform.lake.storage import LocalLake
@@ -63,3 +64,17 @@ def fakesnow_server() -> Iterator[dict[str, object]]:
     """One fakesnow server (a fake Snowflake over HTTP) for the session: connection kwargs of the connector."""
     with start_fakesnow() as connection_kwargs:
         yield connection_kwargs
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on loopback, with throwaway credentials."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        yield f"http://{host}:{port}"
+    server.stop()

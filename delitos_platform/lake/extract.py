@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -157,7 +157,9 @@ def extract_to_lake(
     lake: LakeResource,
     window: Window,
     run_id: str,
+    *,
     log: logging.Logger | None = None,
+    run_is_over: Callable[[str], bool] = lambda _: False,
 ) -> Extraction:
     """Fetch every row of ``window`` (by ``:id``), stage each month's objects, audit them, then publish them.
 
@@ -166,11 +168,22 @@ def extract_to_lake(
 
     Every month of the window gets both objects, empty ones included, so a re-run always replaces what an
     earlier run wrote. Rows outside the calendar (no date, before the first month, in the future) go to their
-    own quarantine object, replaced by every run.
+    own quarantine object, replaced by every run. What killed runs left in staging is discarded first
+    (``run_is_over`` tells which runs are over where the lake cannot tell by itself).
     """
     log = log or logging.getLogger(__name__)
-    started = time.perf_counter()
     lake.check_writable()
+    with lake.staging_area(run_id):
+        swept = lake.sweep_staging(lambda other: other != run_id and run_is_over(other))
+        if swept:
+            log.info(f"discarded what {len(swept)} runs that ended uncleanly left in staging: {', '.join(swept)}")
+        return _extract(socrata, lake, window, run_id, log)
+
+
+def _extract(
+    socrata: SocrataResource, lake: LakeResource, window: Window, run_id: str, log: logging.Logger
+) -> Extraction:
+    started = time.perf_counter()
     metadata = socrata.metadata()  # one request: the published columns and rowsUpdatedAt
     drift = source_schema_drift(metadata.get("columns", []))
     if drift:

@@ -5,8 +5,10 @@ Every write is atomic: a reader sees the old object or the new one, never half o
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -18,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 from dagster_aws.s3 import S3Resource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from delitos_platform.disk import cannot_write
 from delitos_platform.lake.parquet import from_parquet_bytes
@@ -124,6 +126,15 @@ class LakeResource(dg.ConfigurableResource):
                 f"the lake object {self.uri(key)} is not readable Parquet ({reason}): {again} again to rewrite it"
             ) from None
 
+    @contextmanager
+    def staging_area(self, run_id: str) -> Iterator[None]:
+        """Hold ``run_id``'s staging area for the block, so that no other run sweeps it away as abandoned."""
+        yield
+
+    def sweep_staging(self, run_is_over: Callable[[str], bool]) -> list[str]:
+        """Discard what runs that are over left in staging (a killed run cleans nothing); returns their run ids."""
+        raise NotImplementedError
+
 
 class LocalLake(LakeResource):
     """The embedded lake: objects are files under ``root`` (``$DELITOS_DATA_DIR/lake``)."""
@@ -212,6 +223,71 @@ class LocalLake(LakeResource):
         with self.readable(key):
             return pq.read_metadata(self.path(key)).num_rows  # the footer alone, not the whole object
 
+    @contextmanager
+    def staging_area(self, run_id: str) -> Iterator[None]:
+        # A lock file beside the run's staging folder, held while the run lives: the kernel lets go of it
+        # when the process dies, however it dies, which is how a sweep tells an abandoned area from a live one.
+        lock = self._hold_staging_lock(run_id)
+        try:
+            yield
+        finally:
+            shutil.rmtree(self.path(staging_key("", run_id)), ignore_errors=True)
+            self._staging_lock(run_id).unlink(missing_ok=True)
+            os.close(lock)
+
+    def sweep_staging(self, run_is_over: Callable[[str], bool]) -> list[str]:
+        # The locks know better than the run's status: a killed run's lock is free at once, its status may
+        # say STARTED for ever. ``run_is_over`` is for lakes without locks.
+        area = self.path(STAGING)
+        runs = sorted({entry.name.removesuffix(".lock") for entry in area.iterdir()}) if area.is_dir() else []
+        return [run_id for run_id in runs if self._sweep_if_abandoned(run_id)]
+
+    def _staging_lock(self, run_id: str) -> Path:
+        return self.path(STAGING) / f"{run_id}.lock"
+
+    def _hold_staging_lock(self, run_id: str) -> int:
+        path = self._staging_lock(run_id)
+        while True:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                continue  # another run's clean-up removed the empty staging area meanwhile
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _still_at(fd, path):  # a sweep may have removed the file between open and lock: take a new one
+                return fd
+            os.close(fd)
+
+    def _sweep_if_abandoned(self, run_id: str) -> bool:
+        """Remove a run's staging folder and lock when no live process holds the lock."""
+        path = self._staging_lock(run_id)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            fd = None  # a folder without a lock: left by a sweep cut short, or by a version without locks
+        try:
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return False  # a live run's
+                if not _still_at(fd, path):
+                    return False
+            shutil.rmtree(self.path(staging_key("", run_id)), ignore_errors=True)
+            path.unlink(missing_ok=True)
+            return True
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is still the file at ``path`` (not removed or replaced since it was opened)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
 
 def _fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
@@ -230,6 +306,7 @@ class S3Lake(LakeResource):
     kms_key_id: str | None = Field(
         default=None, description="KMS key for aws:kms encryption (DELITOS_LAKE_KMS_KEY_ID); AES256 when unset."
     )
+    _client: Any = PrivateAttr(default=None)
 
     def object_key(self, key: str) -> str:
         """The S3 key of a lake key, under the configured prefix."""
@@ -263,7 +340,7 @@ class S3Lake(LakeResource):
 
     def exists(self, key: str) -> bool:
         try:
-            self.s3.get_client().head_object(Bucket=self.bucket, Key=self.object_key(key))
+            self._s3_client().head_object(Bucket=self.bucket, Key=self.object_key(key))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
@@ -288,11 +365,39 @@ class S3Lake(LakeResource):
     def discard(self, staged: str) -> None:
         self._call("clean up", lambda client: client.delete_object(Bucket=self.bucket, Key=self.object_key(staged)))
 
+    def sweep_staging(self, run_is_over: Callable[[str], bool]) -> list[str]:
+        # S3 has no locks: a run's staging goes once the run is over (a killed run is marked so by Dagster's
+        # run monitoring).
+        area = self.object_key(f"{STAGING}/")
+        runs = [
+            prefix["Prefix"][len(area) :].rstrip("/")
+            for page in self._pages(Prefix=area, Delimiter="/")
+            for prefix in page.get("CommonPrefixes", [])
+        ]
+        swept = [run_id for run_id in runs if run_is_over(run_id)]
+        for run_id in swept:
+            for page in self._pages(Prefix=self.object_key(staging_key("", run_id))):
+                for stored in page.get("Contents", []):
+                    key = stored["Key"]
+                    self._call("clean up", lambda client, key=key: client.delete_object(Bucket=self.bucket, Key=key))
+        return swept
+
+    def _pages(self, **listing: str) -> list[dict[str, Any]]:
+        return self._call(
+            "list", lambda client: list(client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, **listing))
+        )
+
     def _call(self, verb: str, action: Callable[[Any], T]) -> T:
         try:
-            return action(self.s3.get_client())
+            return action(self._s3_client())
         except (BotoCoreError, ClientError) as error:
             raise LakeError(self._explain(verb, error)) from None
+
+    def _s3_client(self) -> Any:
+        """One boto3 client for the resource's life (thread-safe): making one costs tenths of a second."""
+        if self._client is None:
+            self._client = self.s3.get_client()
+        return self._client
 
     def _explain(self, verb: str, error: Exception) -> str:
         return f"cannot {verb} S3 bucket {self.bucket!r}: {_s3_reason(verb, error)}"

@@ -15,7 +15,10 @@ from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, DelitosDbtCliResou
 from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.emulator import EmulatorServer
-from delitos_platform.lake.storage import LocalLake
+from delitos_platform.lake.parquet import from_parquet_bytes
+from delitos_platform.lake.storage import LakeResource, LocalLake, data_key, quarantine_key
+from delitos_platform.partitions import Window
+from delitos_platform.row_ids import RowIds
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 from delitos_platform_tests.conftest import socrata_for
 
@@ -62,3 +65,48 @@ def check_evaluations(result: dg.ExecuteInProcessResult, check_name: str) -> lis
     evaluation = dg.DagsterEventType.ASSET_CHECK_EVALUATION
     evaluations = [event.asset_check_evaluation_data for event in result.all_events if event.event_type == evaluation]
     return [evaluation for evaluation in evaluations if evaluation.check_name == check_name]
+
+
+def source_ids(server: EmulatorServer, where: str) -> set[str]:
+    """The row ids the source serves for ``where``."""
+    return set(source_id_list(server, where))
+
+
+def source_id_list(server: EmulatorServer, where: str) -> list[str]:
+    """The row ids the source serves for ``where``, as served (a doubled id would show twice)."""
+    return [row[":id"] for row in socrata_for(server).query(select=":id", where=where, limit=50_000)]
+
+
+def lake_id_list(lake: LakeResource, months: list[str], key=data_key) -> list[str]:
+    """The row ids the lake's objects of ``months`` hold (``key``: the rows or the quarantine objects)."""
+    return [row_id for month in months for row_id in from_parquet_bytes(lake.read(key(month)))["row_id"].to_pylist()]
+
+
+def lake_ids(lake: LakeResource, months: list[str], key=data_key) -> set[str]:
+    """The set of row ids the lake's objects of ``months`` hold."""
+    return set(lake_id_list(lake, months, key))
+
+
+def table_id_list(database: Path, table: str) -> list[str]:
+    """The row ids of a warehouse table, one per row."""
+    return [row_id for (row_id,) in query(database, f"SELECT row_id FROM {table}")]
+
+
+def table_ids(database: Path, table: str) -> set[str]:
+    """The set of row ids of a warehouse table."""
+    return set(table_id_list(database, table))
+
+
+def layer_identities(server: EmulatorServer, lake: LakeResource, database: Path, months: list[str]) -> dict:
+    """The row ids of ``months`` on every layer as ``RowIds`` (count and digest, doubles counted): source, lake
+    (rows and quarantine together), bronze and silver. Equal figures: the same rows, none lost, none doubled.
+    """
+    first, last = Window.for_month(months[0]), Window.for_month(months[-1])
+    window, bounds = Window(first.start, last.end), f"'{first.start}' AND fecha_hecho < '{last.end}'"
+    in_window = f"WHERE fecha_hecho >= {bounds}"
+    return {
+        "source": RowIds.of(source_id_list(server, window.soql())),
+        "lake": RowIds.of(lake_id_list(lake, months) + lake_id_list(lake, months, quarantine_key)),
+        "bronze": RowIds.of(table_id_list(database, f"bronze.delitos {in_window}")),
+        "silver": RowIds.of(table_id_list(database, f"silver.stg_delitos {in_window}")),
+    }

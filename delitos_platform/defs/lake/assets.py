@@ -56,7 +56,9 @@ def lake_delitos(
     try:
         window = Window.from_time_window(context.partition_time_window)
         context.log.info(f"Extracting [{window.start}, {window.end}) from {socrata.shown_url} into the lake")
-        extraction = extract_to_lake(socrata, lake, window, context.run_id, log=context.log)
+        extraction = extract_to_lake(
+            socrata, lake, window, context.run_id, log=context.log, run_is_over=lambda run: run_is_over(context, run)
+        )
     except ContractDriftError as error:
         yield schema_check_result(error.drift)
         raise failed_checks(str(error), [SCHEMA_CHECK]) from None
@@ -73,6 +75,12 @@ def lake_delitos(
         metadata=lake_metadata(extraction),
         check_results=[schema_check_result([]), quarantine_check_result(extraction)],
     )
+
+
+def run_is_over(context: dg.AssetExecutionContext, run_id: str) -> bool:
+    """Whether the instance holds ``run_id`` as finished, or not at all (its staging can be discarded)."""
+    run = context.instance.get_run_by_id(run_id)
+    return run is None or run.is_finished
 
 
 def schema_check_result(drift: list[str]) -> dg.AssetCheckResult:
