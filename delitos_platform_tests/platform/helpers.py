@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, DelitosDbtCliResou
 from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.emulator import EmulatorServer
-from delitos_platform.lake.storage import LocalLake
+from delitos_platform.lake.parquet import from_parquet_bytes
+from delitos_platform.lake.storage import LakeResource, LocalLake, data_key
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 from delitos_platform_tests.conftest import socrata_for
 
@@ -62,3 +64,21 @@ def check_evaluations(result: dg.ExecuteInProcessResult, check_name: str) -> lis
     evaluation = dg.DagsterEventType.ASSET_CHECK_EVALUATION
     evaluations = [event.asset_check_evaluation_data for event in result.all_events if event.event_type == evaluation]
     return [evaluation for evaluation in evaluations if evaluation.check_name == check_name]
+
+
+def source_ids(server: EmulatorServer, where: str) -> set[str]:
+    """The ``:id`` of every source row matching a SoQL ``$where``, asked of the emulator through sodapy."""
+    rows = socrata_for(server).query(select=":id", where=where, limit=50_000)
+    return {row[":id"] for row in rows}
+
+
+def lake_ids(lake: LakeResource, months: Sequence[str], key: Callable[[str], str] = data_key) -> set[str]:
+    """The row ids in the lake's objects of ``months`` (``key``: data, or ``quarantine_key``)."""
+    return {row_id for month in months for row_id in from_parquet_bytes(lake.read(key(month)))["row_id"].to_pylist()}
+
+
+def table_ids(database: Path, table: str, months: Sequence[str] | None = None) -> set[str]:
+    """The row ids of a warehouse table (``months``: only the rows of those months, by its ``mes`` column)."""
+    sql = f"SELECT row_id FROM {table}" + (" WHERE strftime(mes, '%Y-%m-%d') IN (SELECT unnest(?))" if months else "")
+    with duckdb.connect(str(database), read_only=True) as connection:
+        return {row_id for (row_id,) in connection.execute(sql, [list(months)] if months else []).fetchall()}

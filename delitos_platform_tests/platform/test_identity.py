@@ -17,11 +17,20 @@ from delitos_platform.defs.lake.assets import LAKE_DELITOS, QUARANTINE_CHECK
 from delitos_platform.defs.lake.checks import LEDGER_CHECK, dataset_ledger_balances
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.parquet import from_parquet_bytes, to_parquet_bytes
-from delitos_platform.lake.storage import LakeResource, data_key, out_of_calendar_key, quarantine_key
+from delitos_platform.lake.storage import data_key, out_of_calendar_key, quarantine_key
 from delitos_platform.partitions import Window, monthly_partitions, pending_window
 from delitos_platform_tests.conftest import socrata_for
 from delitos_platform_tests.lake.helpers import failure_message
-from delitos_platform_tests.platform.helpers import ASSETS, check_evaluations, duckdb_resources, query, run_months
+from delitos_platform_tests.platform.helpers import (
+    ASSETS,
+    check_evaluations,
+    duckdb_resources,
+    lake_ids,
+    query,
+    run_months,
+    source_ids,
+    table_ids,
+)
 
 SILVER = dg.AssetKey(["silver", "stg_delitos"])
 
@@ -32,26 +41,13 @@ def _write_snapshot(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
-def _source_ids(server: EmulatorServer, where: str) -> set[str]:
-    rows = socrata_for(server).query(select=":id", where=where, limit=50_000)
-    return {row[":id"] for row in rows}
-
-
-def _lake_ids(lake: LakeResource, months: list[str], key=data_key) -> set[str]:
-    return {row_id for month in months for row_id in from_parquet_bytes(lake.read(key(month)))["row_id"].to_pylist()}
-
-
-def _ids(database: Path, table: str) -> set[str]:
-    return {row_id for (row_id,) in query(database, f"SELECT row_id FROM {table}")}
-
-
 def test_a_malformed_row_is_quarantined_counted_and_blocks_nothing(tmp_path, snapshot_rows):
     march = [row for row in snapshot_rows if row["fecha_hecho"].startswith("2019-03")]
     snapshot = _write_snapshot(tmp_path / "malformed.json.gz", [*march, {**march[0], "cantidad": "-1"}])
     with EmulatorServer(snapshot=snapshot, port=0) as server:
         resources = duckdb_resources(server, tmp_path)
         result = run_months(resources, "2019-03-01", "2019-03-01")
-        source = _source_ids(server, Window.for_month("2019-03-01").soql())
+        source = source_ids(server, Window.for_month("2019-03-01").soql())
 
     assert result.success
     [reconciled] = check_evaluations(result, RECONCILED)
@@ -61,10 +57,10 @@ def test_a_malformed_row_is_quarantined_counted_and_blocks_nothing(tmp_path, sna
     assert not quarantine.passed and quarantine.severity == dg.AssetCheckSeverity.WARN
     assert quarantine.description == "1 rows quarantined in 1 months (2019-03)"
     lake = resources["lake"]
-    kept, refused = _lake_ids(lake, ["2019-03-01"]), _lake_ids(lake, ["2019-03-01"], quarantine_key)
+    kept, refused = lake_ids(lake, ["2019-03-01"]), lake_ids(lake, ["2019-03-01"], quarantine_key)
     assert kept | refused == source and not kept & refused and len(refused) == 1
     database = tmp_path / "warehouse.duckdb"
-    assert _ids(database, "bronze.delitos") == kept == _ids(database, "silver.stg_delitos")
+    assert table_ids(database, "bronze.delitos") == kept == table_ids(database, "silver.stg_delitos")
 
 
 def test_rows_outside_the_calendar_are_quarantined_and_the_ledger_balances(tmp_path, snapshot_rows):
@@ -82,7 +78,7 @@ def test_rows_outside_the_calendar_are_quarantined_and_the_ledger_balances(tmp_p
         result = dg.materialize(
             [*ASSETS, dataset_ledger_balances], resources=resources, tags=tags, selection=[LAKE_DELITOS]
         )
-        everything = _source_ids(server, "1 = 1")
+        everything = source_ids(server, "1 = 1")
 
     assert result.success
     lake = resources["lake"]
@@ -92,7 +88,7 @@ def test_rows_outside_the_calendar_are_quarantined_and_the_ledger_balances(tmp_p
         "fecha_hecho is missing",
         f"fecha_hecho on or after {pending_window().end}, in the future",
     ]
-    placed = _lake_ids(lake, months) | _lake_ids(lake, months, quarantine_key) | {r["row_id"] for r in out_of_calendar}
+    placed = lake_ids(lake, months) | lake_ids(lake, months, quarantine_key) | {r["row_id"] for r in out_of_calendar}
     assert len(everything - placed) == 1  # the current month's row: pending, a partition only next month
     [ledger] = check_evaluations(result, LEDGER_CHECK)
     assert ledger.passed, ledger.description
@@ -111,7 +107,7 @@ def test_rows_deleted_and_added_while_paging_lose_no_live_row_and_double_none(tm
         server.faults.inject("slow", count=1_000, delay=0.15)  # pages far enough apart to change the source between
         # The first row in :id order is read at once; its deletion shifts every later offset by one. Rows added
         # land all over the :id order, some behind the pages already read.
-        doomed = min(_source_ids(server, year.soql()))
+        doomed = min(source_ids(server, year.soql()))
         newcomers = [row for row in snapshot_rows if row["fecha_hecho"].startswith("2019-10")][:20]
         changed = threading.Event()
 
@@ -128,17 +124,17 @@ def test_rows_deleted_and_added_while_paging_lose_no_live_row_and_double_none(tm
         result = run_months(resources, first, last)
         changer.join()
         server.faults.clear()
-        source = _source_ids(server, year.soql())
+        source = source_ids(server, year.soql())
 
     assert changed.is_set() and result.success
     lake_events = [event for event in result.get_asset_materialization_events() if event.asset_key == LAKE_DELITOS]
     assert lake_events[0].materialization.metadata["months_read_again"].value >= 1  # the change was seen and healed
     lake = resources["lake"]
     months = year.month_keys()
-    assert _lake_ids(lake, months) | _lake_ids(lake, months, quarantine_key) == source
+    assert lake_ids(lake, months) | lake_ids(lake, months, quarantine_key) == source
     assert doomed not in source
     database = tmp_path / "warehouse.duckdb"
-    assert _ids(database, "bronze.delitos") == source == _ids(database, "silver.stg_delitos")
+    assert table_ids(database, "bronze.delitos") == source == table_ids(database, "silver.stg_delitos")
     assert query(database, "SELECT count(*) = count(DISTINCT row_id) FROM silver.stg_delitos") == [(True,)]
 
 
