@@ -24,14 +24,16 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 DBT_GRACE_SECONDS = 10.0  # dbt cancels its open queries on an interrupt; then it is killed
 
 
-def end_with_parent(sig: int = signal.SIGKILL) -> bool:
-    """Have the kernel send ``sig`` to this process when its parent ends; False where that is not possible."""
+def end_with_parent(parent: int, sig: int = signal.SIGKILL) -> bool:
+    """Have the kernel send ``sig`` to this process when its parent (pid ``parent``) ends; at once if it has.
+
+    False where that is not possible.
+    """
     if not sys.platform.startswith("linux"):
         return False
-    parent = os.getppid()
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
         return False
-    if os.getppid() != parent:  # the parent ended before the request: no signal would come
+    if os.getppid() != parent:  # the parent ended before the request (we were handed over): no signal would come
         os.kill(os.getpid(), sig)
     return True
 
@@ -42,13 +44,17 @@ def end_step_with_its_run() -> None:
     A process started otherwise (a CLI run, ``delitos demo``) is left alone: its parent is a shell, and a run
     started with ``nohup`` must outlive it.
     """
-    if multiprocessing.parent_process() is not None:
-        end_with_parent()
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        end_with_parent(parent.pid)
 
 
 @contextlib.contextmanager
 def guarded(child: subprocess.Popen) -> Iterator[None]:
     """While the block runs, a guardian interrupts ``child`` (then kills it) if this process dies first."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
     guardian = subprocess.Popen(
         [sys.executable, "-m", __name__, str(os.getpid()), str(child.pid)],
         stdin=subprocess.DEVNULL,
@@ -65,9 +71,8 @@ def guarded(child: subprocess.Popen) -> Iterator[None]:
 def _guard(parent: int, child: int) -> None:
     """The guardian: wait until ``parent`` ends (SIGTERM from the kernel), then interrupt and kill ``child``."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # kept pending for sigwait, never lost
-    end_with_parent(signal.SIGTERM)
-    if os.getppid() == parent:
-        signal.sigwait({signal.SIGTERM})
+    end_with_parent(parent, signal.SIGTERM)
+    signal.sigwait({signal.SIGTERM})
     _stop(child)
 
 

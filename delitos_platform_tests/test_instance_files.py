@@ -28,9 +28,11 @@ def test_production_instance_is_the_local_one_plus_postgres_storage():
 
 def test_production_storage_is_postgres_with_every_setting_from_the_environment():
     settings = load(PRODUCTION)["storage"]["postgres"]["postgres_db"]
+    connection = {key: value for key, value in settings.items() if key != "scheme"}
 
-    assert set(settings) == {"hostname", "port", "username", "password", "db_name"}
-    assert all(set(value) == {"env"} and value["env"].startswith("DAGSTER_PG_") for value in settings.values())
+    assert set(connection) == {"hostname", "port", "username", "password", "db_name"}
+    assert all(set(value) == {"env"} and value["env"].startswith("DAGSTER_PG_") for value in connection.values())
+    assert settings["scheme"] == "postgresql+psycopg2"  # the driver dagster-postgres installs
 
 
 def test_a_crashed_run_gives_its_pool_slots_back_and_a_lost_one_ends():

@@ -31,6 +31,22 @@ if __name__ == "__main__":
     print(child.pid, flush=True)
     time.sleep(60)
 """
+# The run worker dies while its step is still starting (loading the code location, before the asset's body).
+STEP_ORPHANED_WHILE_STARTING = """
+import multiprocessing, time
+from delitos_platform.lifeline import end_step_with_its_run
+
+def step():
+    time.sleep(4)
+    end_step_with_its_run()
+    time.sleep(60)
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("spawn").Process(target=step)
+    child.start()
+    print(child.pid, flush=True)
+    time.sleep(60)
+"""
 DBT_UNDER_STEP = """
 import subprocess, time
 from delitos_platform.lifeline import guarded
@@ -87,6 +103,14 @@ def test_a_step_process_ends_when_its_run_worker_is_killed(tmp_path):
 
     try:
         assert ends_within(step, 5.0), f"step process {step} outlived its killed run worker"
+    finally:
+        kill_if_running(step)
+
+
+def test_a_step_whose_run_worker_died_while_it_started_ends_when_it_asks(tmp_path):
+    step = kill_parent_of(STEP_ORPHANED_WHILE_STARTING, tmp_path)
+    try:
+        assert ends_within(step, 10.0), f"step process {step} went on after its run worker died"
     finally:
         kill_if_running(step)
 
