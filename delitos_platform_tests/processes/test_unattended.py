@@ -36,7 +36,7 @@ THIRD = ["2020-06-01", "2020-07-01"]  # the run after the crashes
 CRASHES = 2  # = run_retries.max_retries: the last retry must go through
 SLOW_SECONDS = 20.0  # each Socrata request of a held extraction waits this long
 CRASH_NOTICED_WITHIN = 15.0  # the code server sees its run worker die within a second; margin for a busy machine
-LOOP_TIMEOUT = 300.0
+LOOP_TIMEOUT = 600.0  # a bound, not an estimate: about 2 min on an idle 2-core machine
 ALERT_SENSORS = ("run_failure_alerts", "failed_check_alerts")
 
 SENSORS = """
@@ -195,7 +195,7 @@ def kill_while_extracting(platform: Platform, run_id: str) -> Crash:
         worker, step, extracting = pids_of(platform, run_id)
         return (worker, step) if worker and step and extracting else None
 
-    worker, step = wait_until(extracting, 120.0, f"run {run_id} to extract", interval=0.5)
+    worker, step = wait_until(extracting, 240.0, f"run {run_id} to extract", interval=0.5)
     os.kill(worker, signal.SIGKILL)
     killed = time.monotonic()
     wait_until(lambda: platform.run(run_id)["status"] == "FAILURE", 60.0, f"run {run_id} to be failed", interval=0.5)
