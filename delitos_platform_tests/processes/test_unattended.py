@@ -36,7 +36,7 @@ THIRD = ["2020-06-01", "2020-07-01"]  # the run after the crashes
 CRASHES = 2  # = run_retries.max_retries: the last retry must go through
 SLOW_SECONDS = 20.0  # each Socrata request of a held extraction waits this long
 CRASH_NOTICED_WITHIN = 15.0  # the code server sees its run worker die within a second; margin for a busy machine
-LOOP_TIMEOUT = 600.0  # a bound, not an estimate: about 2 min on an idle 2-core machine
+LOOP_TIMEOUT = 900.0  # a bound, not an estimate: about 2 min on an idle 2-core machine, 8 under a load of 9
 ALERT_SENSORS = ("run_failure_alerts", "failed_check_alerts")
 
 SENSORS = """
