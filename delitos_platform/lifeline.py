@@ -43,8 +43,9 @@ def end_step_with_its_run() -> None:
 
     With the in-process executor the step runs in the run worker itself, started the same way by the code server
     that launched it and watches it: it then ends with that code server (under systemd or Kubernetes they end
-    together anyway), and run monitoring's maximum runtime fails and retries its run. A process started otherwise (a CLI run, ``delitos demo``) is left alone: its parent is a shell, and a run
-    started with ``nohup`` must outlive it.
+    together anyway), and run monitoring's maximum runtime fails and retries its run. A process started otherwise
+    (a CLI run, ``delitos demo``) is left alone: its parent is a shell, and a run started with ``nohup`` must
+    outlive it.
     """
     parent = multiprocessing.parent_process()
     if parent is not None and parent.pid is not None:
