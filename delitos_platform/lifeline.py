@@ -74,7 +74,8 @@ def guarded(child: subprocess.Popen) -> Iterator[None]:
 def _guard(parent: int, child: int) -> None:
     """The guardian: wait until ``parent`` ends (SIGTERM from the kernel), then interrupt and kill ``child``."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # kept pending for sigwait, never lost
-    end_with_parent(parent, signal.SIGTERM)
+    if not end_with_parent(parent, signal.SIGTERM):
+        return  # no signal would ever come: do not linger
     signal.sigwait({signal.SIGTERM})
     _stop(child)
 
