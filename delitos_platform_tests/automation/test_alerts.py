@@ -6,14 +6,9 @@ assertion is on the bytes a channel really received.
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
@@ -35,6 +30,7 @@ from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import LocalLake
 from delitos_platform.socrata import SocrataResource
 from delitos_platform_tests.platform.helpers import ASSETS, duckdb_resources
+from delitos_platform_tests.receiver import Receiver, Request, receiving
 
 TOKEN = "sentinel-token-7f3a9c"
 PASSWORD = "sentinel-password-51d2e8"
@@ -45,56 +41,11 @@ WEBSERVER = "http://dagster.example:3000"
 MONTH = "2019-03-01"
 
 
-@dataclass
-class Request:
-    """One request the receiver got."""
-
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> dict[str, Any]:
-        return json.loads(self.body)
-
-
-@dataclass
-class Receiver:
-    """A real HTTP server on loopback that records every POST and answers ``status`` with Slack's ``{"ok": true}``."""
-
-    url: str = ""
-    status: int = 200
-    requests: list[Request] = field(default_factory=list)
-
-    def posted_to(self, prefix: str) -> list[Request]:
-        return [request for request in self.requests if request.path.startswith(prefix)]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     """The receiver, serving from a thread for the test's duration."""
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            state.requests.append(Request(self.path, dict(self.headers.items()), body))
-            answer = json.dumps({"ok": state.status == 200}).encode()
-            self.send_response(state.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with receiving() as state:
+        yield state
 
 
 @pytest.fixture

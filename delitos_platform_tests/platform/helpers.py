@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,24 +78,26 @@ def source_id_list(server: EmulatorServer, where: str) -> list[str]:
     return [row[":id"] for row in socrata_for(server).query(select=":id", where=where, limit=50_000)]
 
 
-def lake_id_list(lake: LakeResource, months: list[str], key=data_key) -> list[str]:
+def lake_id_list(lake: LakeResource, months: Sequence[str], key: Callable[[str], str] = data_key) -> list[str]:
     """The row ids the lake's objects of ``months`` hold (``key``: the rows or the quarantine objects)."""
     return [row_id for month in months for row_id in from_parquet_bytes(lake.read(key(month)))["row_id"].to_pylist()]
 
 
-def lake_ids(lake: LakeResource, months: list[str], key=data_key) -> set[str]:
+def lake_ids(lake: LakeResource, months: Sequence[str], key: Callable[[str], str] = data_key) -> set[str]:
     """The set of row ids the lake's objects of ``months`` hold."""
     return set(lake_id_list(lake, months, key))
 
 
-def table_id_list(database: Path, table: str) -> list[str]:
-    """The row ids of a warehouse table, one per row."""
-    return [row_id for (row_id,) in query(database, f"SELECT row_id FROM {table}")]
+def table_id_list(database: Path, table: str, months: Sequence[str] | None = None) -> list[str]:
+    """The row ids of a warehouse table, one per row (``months``: only the rows of those months, by ``mes``)."""
+    sql = f"SELECT row_id FROM {table}" + (" WHERE strftime(mes, '%Y-%m-%d') IN (SELECT unnest(?))" if months else "")
+    with duckdb.connect(str(database), read_only=True) as connection:
+        return [row_id for (row_id,) in connection.execute(sql, [list(months)] if months else []).fetchall()]
 
 
-def table_ids(database: Path, table: str) -> set[str]:
-    """The set of row ids of a warehouse table."""
-    return set(table_id_list(database, table))
+def table_ids(database: Path, table: str, months: Sequence[str] | None = None) -> set[str]:
+    """The set of row ids of a warehouse table (``months``: only those months)."""
+    return set(table_id_list(database, table, months))
 
 
 def layer_identities(server: EmulatorServer, lake: LakeResource, database: Path, months: list[str]) -> dict:

@@ -2,8 +2,10 @@
 
 One webserver and one daemon serve every test of this folder (package scope): they start in about the
 time it takes to load the code location twice, and the tests share what earlier tests materialized.
-Both run with a private ``DAGSTER_HOME`` holding the repository's own ``dagster.yaml`` (queued runs,
-run retries, the ``socrata`` pool), ``DELITOS_ENV=local`` and a private ``DELITOS_DATA_DIR``.
+Both run the production instance: a private ``DAGSTER_HOME`` holding ``deploy/dagster.yaml`` (queued runs,
+run retries, run monitoring, the ``socrata`` pool) on a real PostgreSQL server started for the session, with
+``DELITOS_ENV=local``, a private ``DELITOS_DATA_DIR``, an emulator of their own (admin endpoint on) and alerts
+sent to a webhook receiver on loopback.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from delitos_platform.emulator import EmulatorServer
+from delitos_platform.emulator import DEFAULT_SNAPSHOT, EmulatorServer
 from delitos_platform_tests.processes.helpers import (
     ARTIFACTS,
     REPO_ROOT,
@@ -34,9 +36,11 @@ from delitos_platform_tests.processes.helpers import (
     venv_tool,
     wait_until,
 )
+from delitos_platform_tests.processes.postgres import PostgresServer, postgres_server
+from delitos_platform_tests.receiver import Receiver, receiving
 
 STARTUP_TIMEOUT = 120.0
-RUN_TIMEOUT = 150.0
+RUN_TIMEOUT = 300.0  # a bound: a 4-month run takes ~40 s on an idle 2-core machine, 150 s under a load of 10
 TERMINAL_RUN_STATUSES = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 MAIN_JOB = "delitos_main_job"
@@ -192,6 +196,7 @@ class Platform:
     data_dir: Path
     env: dict[str, str]
     emulator: EmulatorServer
+    alerts: Receiver
     webserver: Process
     daemon: Process
     backfill_id: str
@@ -355,27 +360,56 @@ def wait_for_daemons(graphql: GraphQL, daemon: Process) -> None:
     wait_until(healthy, STARTUP_TIMEOUT, "dagster-daemon's heartbeats", interval=1.0)
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session, on a free loopback port; stopped and removed afterwards."""
+    with postgres_server() as server:
+        yield server
+
+
 @pytest.fixture(scope="package")
-def platform(tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorServer) -> Iterator[Platform]:
-    """Webserver + daemon over the emulator, with the repository's ``dagster.yaml``; stopped afterwards.
+def platform_emulator() -> Iterator[EmulatorServer]:
+    """The platform's own emulator over the shipped snapshot, its admin endpoint on (revisions, faults)."""
+    with EmulatorServer(snapshot=DEFAULT_SNAPSHOT, host="127.0.0.1", port=0, admin=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="package")
+def alert_receiver() -> Iterator[Receiver]:
+    """The webhook the platform's alerts go to."""
+    with receiving() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="package")
+def platform(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres: PostgresServer,
+    platform_emulator: EmulatorServer,
+    alert_receiver: Receiver,
+) -> Iterator[Platform]:
+    """Webserver + daemon over the emulator, on the production ``deploy/dagster.yaml`` and Postgres; stopped after.
 
     The main job's backfill over 2019-01 → 2019-04 is launched between the two: the backfill daemon passes
     every 30 s and its first pass, at start-up, submits the run at once (see ``main_job_backfill``).
     """
     home = tmp_path_factory.mktemp("processes_dagster_home")
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copyfile(REPO_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     data_dir = tmp_path_factory.mktemp("processes_data")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
+        **postgres.environment(),
         "DAGSTER_HOME": str(home),
         "DELITOS_ENV": "local",
         "DELITOS_DATA_DIR": str(data_dir),
-        "SOCRATA_URL": emulator.url,
+        "SOCRATA_URL": platform_emulator.url,
+        "DELITOS_ALERT_WEBHOOK_URL": f"{alert_receiver.url}/hooks/delitos",
+        "DAGSTER_WEBSERVER_URL": url,
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("DELITOS_WAREHOUSE_PATH", None)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     graphql = GraphQL(url)
     started = time.monotonic()
     webserver = start_webserver(env, home, port)
@@ -387,7 +421,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory, emulator: EmulatorServer)
         daemon = start_daemon(env, home)
         wait_for_daemons(graphql, daemon)
         print(f"webserver + daemon ready in {time.monotonic() - started:.1f} s at {url}")
-        yield Platform(url, port, home, data_dir, env, emulator, webserver, daemon, backfill_id)
+        yield Platform(
+            url, port, home, data_dir, env, platform_emulator, alert_receiver, webserver, daemon, backfill_id
+        )
     finally:
         daemon.stop()
         webserver.stop()

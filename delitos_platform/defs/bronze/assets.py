@@ -8,6 +8,7 @@ import dagster as dg
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks
 from delitos_platform.lake.storage import LakeError, LakeResource
+from delitos_platform.lifeline import end_step_with_its_run
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
 from delitos_platform.reconcile import MonthCounts, read_lake, reconcile, source_counts
 from delitos_platform.row_ids import RowIds
@@ -63,6 +64,7 @@ def bronze_delitos(
     The checks are evaluated inside the load's transaction: a failed one rolls the load back, so bronze keeps
     the rows it published before, and the step fails (dbt does not build).
     """
+    end_step_with_its_run()
     verdict: dict[str, list[MonthCounts]] = {}
     try:
         window = Window.from_time_window(context.partition_time_window)

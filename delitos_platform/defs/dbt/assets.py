@@ -22,6 +22,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from delitos_platform.charts import DEPARTMENTS_SQL, LATEST_YEAR_SQL, TREND_SQL, departments_markdown, trend_markdown
 from delitos_platform.defs.dbt.project import ensure_manifest
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS
+from delitos_platform.lifeline import end_step_with_its_run, guarded
 from delitos_platform.partitions import Window, monthly_partitions
 from delitos_platform.warehouse.base import WarehouseResource
 
@@ -90,6 +91,7 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     and department tables also get a chart and a table the UI shows on their page. Events are held until dbt
     exits: an embedded DuckDB file can be read only once dbt has let go of it.
     """
+    end_step_with_its_run()
     partitioned = context.has_partition_key_range
     window = window_environment(Window.from_time_window(context.partition_time_window)) if partitioned else {}
     events = list(run_dbt(dbt, ["build"], context, window))
@@ -131,7 +133,8 @@ def run_dbt(
     """Stream a dbt command's events; a failure becomes one readable ``dg.Failure`` (dbt's own errors)."""
     with extra_environment(environment or {}):  # dagster-dbt hands dbt a copy of os.environ when it starts it
         invocation = dbt.cli(args, context=context, raise_on_error=False)
-    yield from invocation.stream()
+    with guarded(invocation.process):  # dbt is interrupted if this step dies before it ends
+        yield from invocation.stream()
     error = invocation.get_error()
     if error is not None:
         summary = failed_nodes_summary(_run_results(invocation), invocation.manifest) or dbt_errors(str(error))

@@ -8,6 +8,7 @@ from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
 from delitos_platform.lake.extract import AuditError, ContractDriftError, Extraction, extract_to_lake
 from delitos_platform.lake.storage import LakeError, LakeResource
+from delitos_platform.lifeline import end_step_with_its_run
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
 from delitos_platform.socrata import SocrataError, SocrataResource
 
@@ -53,6 +54,7 @@ def lake_delitos(
     A source whose columns drifted from the contract, or a staged object that fails its audit, fails the schema
     check and the step: the lake keeps every object it had.
     """
+    end_step_with_its_run()
     try:
         window = Window.from_time_window(context.partition_time_window)
         context.log.info(f"Extracting [{window.start}, {window.end}) from {socrata.shown_url} into the lake")
