@@ -22,7 +22,7 @@ from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, DelitosDbtCliResou
 from delitos_platform.lake.storage import LocalLake, S3Lake
 from delitos_platform.socrata import SocrataResource
 from delitos_platform.warehouse.base import WarehouseResource
-from delitos_platform.warehouse.duckdb import DuckDBWarehouse
+from delitos_platform.warehouse.duckdb import DEFAULT_WAIT_SECONDS, DuckDBWarehouse
 
 ENVIRONMENTS = ("local", "prod")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,18 @@ def warehouse_path(environ: Mapping[str, str] = os.environ) -> Path:
     """The embedded warehouse file: ``DELITOS_WAREHOUSE_PATH``, else ``$DELITOS_DATA_DIR/warehouse.duckdb``."""
     named = environ.get("DELITOS_WAREHOUSE_PATH")
     return (REPO_ROOT / named).resolve() if named else data_dir(environ) / "warehouse.duckdb"
+
+
+def warehouse_wait_seconds(environ: Mapping[str, str] = os.environ) -> float:
+    """``DELITOS_WAREHOUSE_WAIT_SECONDS``: how long a run waits for another to let go of the embedded warehouse."""
+    setting = environ.get("DELITOS_WAREHOUSE_WAIT_SECONDS", "").strip()
+    try:
+        seconds = float(setting) if setting else DEFAULT_WAIT_SECONDS
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"DELITOS_WAREHOUSE_WAIT_SECONDS must be a number of seconds (0 or more), not {setting!r}")
+    return seconds
 
 
 def socrata_resource(environ: Mapping[str, str] = os.environ) -> SocrataResource:
@@ -78,7 +90,9 @@ def lake_resource(environment: str, environ: Mapping[str, str] = os.environ) -> 
 def warehouse_resource(environment: str, environ: Mapping[str, str] = os.environ) -> WarehouseResource:
     """The bronze warehouse of an environment: a DuckDB file, or Snowflake."""
     if environment == "local":
-        return DuckDBWarehouse(duckdb=DuckDBResource(database=str(warehouse_path(environ))))
+        return DuckDBWarehouse(
+            duckdb=DuckDBResource(database=str(warehouse_path(environ))), wait_seconds=warehouse_wait_seconds(environ)
+        )
     # Imported here: the Snowflake connector is heavy and the embedded platform never needs it.
     from dagster_snowflake import SnowflakeResource
 

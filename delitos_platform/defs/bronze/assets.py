@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 import dagster as dg
 
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS, WRITES_WAREHOUSE_TAGS, failed_checks, hold_warehouse
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.partitions import Window, monthly_partitions
 from delitos_platform.reconcile import MonthCounts, read_lake, reconcile, source_counts
@@ -27,6 +27,7 @@ SHOWN_MISMATCHES = 12
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="bronze",
     kinds={"sql"},
+    op_tags=WRITES_WAREHOUSE_TAGS,
     freshness_policy=MONTHLY_FRESHNESS,
     owners=["team:data-engineering"],
     description=(
@@ -63,6 +64,7 @@ def bronze_delitos(
     The checks are evaluated inside the load's transaction: a failed one rolls the load back, so bronze keeps
     the rows it published before, and the step fails (dbt does not build).
     """
+    hold_warehouse(context, warehouse)
     window = Window.from_time_window(context.partition_time_window)
     months = window.month_keys()
     verdict: dict[str, list[MonthCounts]] = {}
