@@ -59,8 +59,12 @@ class Holder:
             return False
         except PermissionError:
             pass  # alive, someone else's
-        started = process_start(self.pid)
-        return self.pid_started is None or started is None or started == self.pid_started
+        status = _proc_stat(self.pid)
+        if status is None:
+            return True  # no /proc: the process id is all there is to go by
+        state, started = status
+        # A zombie has ended: only its parent has not collected it yet (a killed run worker under a code server).
+        return state != "Z" and (self.pid_started is None or started == self.pid_started)
 
 
 class WarehouseBusyError(Exception):
@@ -186,11 +190,18 @@ class WarehouseLock:
 
 def process_start(pid: int) -> int | None:
     """When a process started (clock ticks after boot, Linux ``/proc``); None where that is not known."""
+    status = _proc_stat(pid)
+    return status[1] if status is not None else None
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """A process's state (``R``, ``S``, ``Z``...) and start time, from Linux ``/proc``; None where there is none."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22: the fields after the command name start at 3
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name: field 3 (state) onwards
+    return fields[0], int(fields[19])  # fields 3 and 22
 
 
 def _flock(descriptor: int) -> bool:
