@@ -15,9 +15,12 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
+from delitos_platform.defs.bronze.assets import bronze_delitos
+from delitos_platform.defs.dbt.assets import dbt_models
+from delitos_platform.defs.lake.assets import lake_delitos
+from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.environment import build_resources, data_dir
 from delitos_platform.lake.storage import LocalLake, data_key
-from delitos_platform_tests.platform.helpers import ASSETS
 
 HANG_SECONDS = 300
 
@@ -52,4 +55,4 @@ def _resources() -> dict[str, object]:
     return {**build_resources(), "lake": lake}
 
 
-defs = dg.Definitions(assets=ASSETS, resources=_resources())
+defs = dg.Definitions(assets=[socrata_delitos, lake_delitos, bronze_delitos, dbt_models], resources=_resources())

@@ -20,6 +20,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from delitos_platform.defs.bronze.assets import BRONZE_DELITOS
+from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.environment import build_resources
 from delitos_platform.lake.storage import data_key
 from delitos_platform_tests.lake.helpers import failure_message, rows_per_month
@@ -35,6 +37,8 @@ RUN_TIMEOUT = 240.0
 WAITING = "Waiting for the warehouse"
 # What DuckDB (and dbt through it) says when a second process opens a file another one writes.
 LOCK_ERRORS = ("Could not set lock", "Conflicting lock")
+RANGE_2019 = {"dagster/asset_partition_range_start": "2019-01-01", "dagster/asset_partition_range_end": "2019-02-01"}
+RANGE_2020 = {"dagster/asset_partition_range_start": "2020-01-01", "dagster/asset_partition_range_end": "2020-02-01"}
 
 
 @dataclass
@@ -137,35 +141,35 @@ def test_two_overlapping_runs_both_end_with_every_month_the_second_waiting_once_
     assert second_extracted > first_record.end_time
 
 
-def test_a_run_meeting_the_holder_fails_at_once_naming_it_and_changes_nothing(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch
+def test_a_run_meeting_the_holder_fails_at_once_naming_it_and_a_killed_holder_leaves_the_warehouse_free(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch, snapshot_rows
 ):
-    """With no wait allowed, a run (and `delitos demo`) fails in one sentence naming the holder; nothing is written."""
-    holder_run, release = platform.holding(
-        "holder", LAKE_AND_BRONZE, "2019-01-01", "2019-02-01", "2019-02-01", "--config-json", IN_PROCESS
-    )
+    """A run (a process per step) caught in its bronze load holds the warehouse; with no wait allowed, another run
+    and `delitos demo` fail at once in one sentence naming it, having written nothing. Killed (SIGKILL), the holder
+    leaves the warehouse to the next run at once."""
+    holder_run, _ = platform.holding("holder", LAKE_AND_BRONZE, "2019-01-01", "2019-02-01", "2019-02-01")
     holder = run_id_of("2019-01-01", "2019-02-01")
     monkeypatch.setenv("DELITOS_WAREHOUSE_WAIT_SECONDS", "0")
-    tags = {"dagster/asset_partition_range_start": "2020-01-01", "dagster/asset_partition_range_end": "2020-02-01"}
+    demo_args = ["--data-dir", str(platform.data_dir), "--dagster-home", str(platform.data_dir / "demo_home")]
     try:
         started = time.monotonic()
-        result = dg.materialize(ASSETS, resources=build_resources(), tags=tags, raise_on_error=False)
+        refused = dg.materialize(ASSETS, resources=build_resources(), tags=RANGE_2020, raise_on_error=False)
         seconds = time.monotonic() - started
-        demo_args = ["--data-dir", str(platform.data_dir), "--dagster-home", str(platform.data_dir / "demo_home")]
         demo = subprocess.run(
             [sys.executable, "-m", "delitos_platform.cli", "demo", *demo_args],
             cwd=REPO_ROOT,
-            env={**platform.env, "DELITOS_WAREHOUSE_WAIT_SECONDS": "0"},
+            env=platform.env,
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
     finally:
-        release.touch()
-    finish(holder_run)
+        assert holder_run.popen is not None
+        os.killpg(holder_run.popen.pid, signal.SIGKILL)  # the run's main process and its step's
+        holder_run.popen.wait(timeout=30)
 
-    message = failure_message(result)
+    message = failure_message(refused)
     assert message.startswith(f"The warehouse {platform.warehouse} is held by run {holder} (process "), message
     assert message.endswith("nothing was changed; run again once that run has ended")
     assert "\n" not in message
@@ -174,24 +178,13 @@ def test_a_run_meeting_the_holder_fails_at_once_naming_it_and_changes_nothing(
     assert demo.stderr.startswith(f"delitos demo: The warehouse {platform.warehouse} is held by run {holder} ")
     assert demo.stderr.count("\n") == 1 and "Traceback" not in demo.stderr
     assert not (platform.data_dir / "demo_home").exists()
-    lake = platform.data_dir / "lake"
-    assert not [path for path in lake.rglob("*") if "2020-" in str(path)], "the refused run extracted months"
-    assert set(months_counts(platform.warehouse, "bronze.delitos")) == {"2019-01-01", "2019-02-01"}
+    assert not [path for path in (platform.data_dir / "lake").rglob("*") if "2020-" in str(path)]
 
+    lake_and_bronze = [LAKE_DELITOS, BRONZE_DELITOS]
+    after = dg.materialize(
+        ASSETS, resources=build_resources(), tags=RANGE_2019, selection=lake_and_bronze, raise_on_error=False
+    )
 
-def test_a_holder_killed_while_holding_leaves_the_warehouse_free_at_once(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch, snapshot_rows
-):
-    """SIGKILL a run (a process per step) inside its bronze load: the next run, allowed no wait, loads exactly."""
-    holder_run, _ = platform.holding("killed", LAKE_AND_BRONZE, "2019-01-01", "2019-02-01", "2019-02-01")
-    assert holder_run.popen is not None
-    os.killpg(holder_run.popen.pid, signal.SIGKILL)
-    holder_run.popen.wait(timeout=30)
-    monkeypatch.setenv("DELITOS_WAREHOUSE_WAIT_SECONDS", "0")
-    tags = {"dagster/asset_partition_range_start": "2019-01-01", "dagster/asset_partition_range_end": "2019-02-01"}
-
-    result = dg.materialize(ASSETS, resources=build_resources(), tags=tags, raise_on_error=False)
-
-    assert result.success
+    assert after.success
     expected = {month: rows_per_month(snapshot_rows)[month] for month in ("2019-01-01", "2019-02-01")}
     assert months_counts(platform.warehouse, "bronze.delitos") == expected
