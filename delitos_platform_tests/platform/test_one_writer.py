@@ -127,7 +127,7 @@ def test_two_overlapping_runs_both_end_with_every_month_the_second_waiting_once_
     holder = run_id_of("2019-01-01", "2019-04-01")
     waits = [line for line in second.splitlines() if WAITING in line]
     assert len(waits) == 1, waits
-    assert f"run {holder} (process " in waits[0]
+    assert f"run {holder} (process {first_run.popen.pid}, " in waits[0]
     assert not any(error in first + second for error in LOCK_ERRORS)
     months = [f"2019-0{month}-01" for month in range(1, 7)]
     expected = {month: rows_per_month(snapshot_rows)[month] for month in months}
@@ -170,7 +170,9 @@ def test_a_run_meeting_the_holder_fails_at_once_naming_it_and_a_killed_holder_le
         holder_run.popen.wait(timeout=30)
 
     message = failure_message(refused)
-    assert message.startswith(f"The warehouse {platform.warehouse} is held by run {holder} (process "), message
+    # Named with the run's main process (the CLI), not the step's: the claim is the run's, from step to step.
+    main_process = holder_run.popen.pid
+    assert message.startswith(f"The warehouse {platform.warehouse} is held by run {holder} (process {main_process}, ")
     assert message.endswith("nothing was changed; run again once that run has ended")
     assert "\n" not in message
     assert seconds < 30
