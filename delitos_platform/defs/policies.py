@@ -60,7 +60,7 @@ def run_process(context: dg.AssetExecutionContext) -> int:
     own_processes = executor == dg.multiprocess_executor.name or (
         executor == dg.multi_or_in_process_executor.name and "in_process" not in execution
     )
-    parent = multiprocessing.parent_process()  # the process that started this step's (any start method)
+    parent = multiprocessing.parent_process()  # the process that started this one, whatever the start method
     return parent.pid if own_processes and parent is not None and parent.pid else os.getpid()
 
 
