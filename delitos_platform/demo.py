@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from delitos_platform.emulator import DEFAULT_SNAPSHOT, EmulatorServer
+from delitos_platform.locations import REPO_ROOT, warehouse_path
 
 if TYPE_CHECKING:  # the platform is imported when the demo runs, not when `delitos` parses its arguments
     import dagster as dg
 from delitos_platform.partitions import monthly_partitions
+from delitos_platform.warehouse.lock import WarehouseBusyError, WarehouseLock
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # The run's own log lines at INFO: the event stream at DEBUG is the UI's job, not the terminal's.
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 TOP_OF_LATEST_YEAR = """
@@ -48,9 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; 0 when every step succeeded, 1 when a step failed or another run holds the warehouse."""
-    from delitos_platform.environment import warehouse_path
-    from delitos_platform.warehouse.lock import WarehouseBusyError, WarehouseLock
-
     os.environ.update(
         {
             # One "planned" event per asset for the whole range instead of one per asset and month
@@ -135,7 +133,6 @@ def summary_lines(result: dg.ExecuteInProcessResult) -> list[str]:
     from delitos_platform.defs.bronze.assets import RECONCILED
     from delitos_platform.defs.lake.assets import QUARANTINE_CHECK
     from delitos_platform.defs.lake.checks import LEDGER_CHECK
-    from delitos_platform.environment import warehouse_path
 
     lake = result.asset_materializations_for_node("lake__delitos")[0].metadata
     lines = [

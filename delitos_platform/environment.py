@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -20,12 +19,12 @@ from delitos_platform.alerts import alert_resources
 from delitos_platform.contract import DATASET_ID
 from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, DelitosDbtCliResource, delitos_dbt_project
 from delitos_platform.lake.storage import LocalLake, S3Lake
+from delitos_platform.locations import data_dir, warehouse_path
 from delitos_platform.socrata import SocrataResource
 from delitos_platform.warehouse.base import WarehouseResource
 from delitos_platform.warehouse.duckdb import DEFAULT_WAIT_SECONDS, DuckDBWarehouse
 
 ENVIRONMENTS = ("local", "prod")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def current_environment(environ: Mapping[str, str] = os.environ) -> str:
@@ -34,21 +33,6 @@ def current_environment(environ: Mapping[str, str] = os.environ) -> str:
     if environment not in ENVIRONMENTS:
         raise ValueError(f"DELITOS_ENV must be one of {', '.join(ENVIRONMENTS)}, not {environment!r}")
     return environment
-
-
-def data_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """``DELITOS_DATA_DIR`` (default ``data``): the embedded lake and warehouse live under it.
-
-    A relative path is taken from the repository root, as the dbt profile takes it, so that Dagster and
-    dbt open the same warehouse whatever folder they run in.
-    """
-    return (REPO_ROOT / (environ.get("DELITOS_DATA_DIR") or "data")).resolve()
-
-
-def warehouse_path(environ: Mapping[str, str] = os.environ) -> Path:
-    """The embedded warehouse file: ``DELITOS_WAREHOUSE_PATH``, else ``$DELITOS_DATA_DIR/warehouse.duckdb``."""
-    named = environ.get("DELITOS_WAREHOUSE_PATH")
-    return (REPO_ROOT / named).resolve() if named else data_dir(environ) / "warehouse.duckdb"
 
 
 def warehouse_wait_seconds(environ: Mapping[str, str] = os.environ) -> float:

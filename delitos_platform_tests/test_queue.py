@@ -18,7 +18,7 @@ import dagster as dg
 import pytest
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
-from delitos_platform.environment import REPO_ROOT
+from delitos_platform.locations import REPO_ROOT
 
 TAG = "delitos/writes_warehouse"
 RANGE = {"dagster/asset_partition_range_start": "2019-01-01", "dagster/asset_partition_range_end": "2019-02-01"}
