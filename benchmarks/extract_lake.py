@@ -48,13 +48,15 @@ def ours(url: str, concurrent_requests: int | None = None) -> dict:
     from delitos_platform.defs.source.assets import socrata_delitos
     from delitos_platform.lake.storage import LocalLake
     from delitos_platform.socrata import SocrataResource
+    from delitos_platform.warehouse.base import WarehouseResource
 
     socrata = SocrataResource(url=url, **({"concurrent_requests": concurrent_requests} if concurrent_requests else {}))
     with tempfile.TemporaryDirectory() as lake_root, dg.DagsterInstance.ephemeral() as instance:
         started = time.perf_counter()
         result = dg.materialize(
             [socrata_delitos, lake_delitos],
-            resources={"socrata": socrata, "lake": LocalLake(root=lake_root)},
+            # A lake-only run never takes the warehouse: any warehouse resource will do.
+            resources={"socrata": socrata, "lake": LocalLake(root=lake_root), "warehouse": WarehouseResource()},
             tags={"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST},
             instance=instance,
         )

@@ -2,7 +2,9 @@
 
 Starts our SODA emulator on the shipped snapshot, runs the main job over every month in ONE run against
 a persistent ``DAGSTER_HOME`` (so ``dagster dev`` shows the history afterwards), prints a summary and
-stops the emulator. Running it again rewrites the same bytes.
+stops the emulator. Running it again rewrites the same bytes. It takes the warehouse before anything else and
+holds it until its summary is printed: while another run (another demo) holds it, the demo fails at once in one
+sentence naming that run, having changed nothing.
 """
 
 from __future__ import annotations
@@ -10,16 +12,19 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from delitos_platform.emulator import DEFAULT_SNAPSHOT, EmulatorServer
+from delitos_platform.locations import REPO_ROOT, warehouse_path
 
 if TYPE_CHECKING:  # the platform is imported when the demo runs, not when `delitos` parses its arguments
     import dagster as dg
 from delitos_platform.partitions import monthly_partitions
+from delitos_platform.warehouse.lock import WarehouseBusyError, WarehouseLock
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # The run's own log lines at INFO: the event stream at DEBUG is the UI's job, not the terminal's.
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 TOP_OF_LATEST_YEAR = """
@@ -43,28 +48,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; 0 when every step succeeded."""
+    """Run the demo; 0 when every step succeeded, 1 when a step failed or another run holds the warehouse."""
     data_dir = args.data_dir.resolve()
     if data_dir.exists() and not data_dir.is_dir():
         raise ValueError(f"--data-dir {data_dir} is a file, not a folder")
+    os.environ.update(
+        {
+            # One "planned" event per asset for the whole range instead of one per asset and month
+            # (1,968 for this run): SQLite writes them one by one, which took half the demo's time.
+            # The price, which a demo can pay: a failed run does not mark each month as failed.
+            "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
+            "DELITOS_ENV": "local",
+            "DELITOS_DATA_DIR": str(data_dir),
+        }
+    )
+    run_id = str(uuid.uuid4())  # the run's own id: its steps find the warehouse already theirs
+    warehouse = WarehouseLock(warehouse_path())
     # The snapshot is read before anything is written: a bad one leaves no instance folder behind.
     with EmulatorServer(snapshot=args.snapshot, host="127.0.0.1", port=0) as emulator:
-        home = prepare_dagster_home(args.dagster_home or Path(os.environ.get("DAGSTER_HOME") or ".dagster_home"))
-        print(f"Emulator serving {args.snapshot.name} at {emulator.url}", flush=True)
-        os.environ.update(
-            {
-                # One "planned" event per asset for the whole range instead of one per asset and month
-                # (1,968 for this run): SQLite writes them one by one, which took half the demo's time.
-                # The price, which a demo can pay: a failed run does not mark each month as failed.
-                "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
-                "DAGSTER_HOME": str(home),
-                "DELITOS_ENV": "local",
-                "DELITOS_DATA_DIR": str(data_dir),
-                "SOCRATA_URL": emulator.url,
-            }
-        )
-        result = run_main_job()
-    print_summary(result, home)
+        try:
+            warehouse.claim(run_id)
+        except WarehouseBusyError as busy:
+            print(f"delitos demo: {busy}", file=sys.stderr)
+            return 1
+        try:
+            home = prepare_dagster_home(args.dagster_home or Path(os.environ.get("DAGSTER_HOME") or ".dagster_home"))
+            os.environ.update({"DAGSTER_HOME": str(home), "SOCRATA_URL": emulator.url})
+            print(f"Emulator serving {args.snapshot.name} at {emulator.url}", flush=True)
+            result = run_main_job(run_id)
+            print_summary(result, home)
+        finally:
+            warehouse.release(run_id)
     return 0 if result.success else 1
 
 
@@ -77,8 +91,8 @@ def prepare_dagster_home(home: Path) -> Path:
     return home
 
 
-def run_main_job() -> dg.ExecuteInProcessResult:
-    """The main job over every month, as one run recorded in the persistent instance."""
+def run_main_job(run_id: str) -> dg.ExecuteInProcessResult:
+    """The main job over every month, as one run (``run_id``) recorded in the persistent instance."""
     import dagster as dg
 
     from delitos_platform.definitions import defs
@@ -88,7 +102,9 @@ def run_main_job() -> dg.ExecuteInProcessResult:
     print(f"Running delitos_main_job over {len(keys)} months ({keys[0]} → {keys[-1]}) in one run…", flush=True)
     job = defs().resolve_job_def("delitos_main_job")
     with dg.DagsterInstance.get() as instance:
-        return job.execute_in_process(instance=instance, tags=tags, run_config=QUIET, raise_on_error=False)
+        return job.execute_in_process(
+            instance=instance, tags=tags, run_config=QUIET, raise_on_error=False, run_id=run_id
+        )
 
 
 def print_summary(result: dg.ExecuteInProcessResult, home: Path) -> None:
@@ -120,7 +136,6 @@ def summary_lines(result: dg.ExecuteInProcessResult) -> list[str]:
     from delitos_platform.defs.bronze.assets import RECONCILED
     from delitos_platform.defs.lake.assets import QUARANTINE_CHECK
     from delitos_platform.defs.lake.checks import LEDGER_CHECK
-    from delitos_platform.environment import warehouse_path
 
     lake = result.asset_materializations_for_node("lake__delitos")[0].metadata
     lines = [

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -20,9 +19,10 @@ from delitos_platform.alerts import alert_resources
 from delitos_platform.contract import DATASET_ID
 from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, DelitosDbtCliResource, delitos_dbt_project
 from delitos_platform.lake.storage import LocalLake, S3Lake
+from delitos_platform.locations import data_dir, warehouse_path
 from delitos_platform.socrata import SocrataResource
 from delitos_platform.warehouse.base import WarehouseResource
-from delitos_platform.warehouse.duckdb import DuckDBWarehouse
+from delitos_platform.warehouse.duckdb import DEFAULT_WAIT_SECONDS, DuckDBWarehouse
 
 ENVIRONMENTS = ("local", "prod")
 SNOWFLAKE_SETTINGS = (
@@ -34,7 +34,6 @@ SNOWFLAKE_SETTINGS = (
 )
 # What production cannot run without (Snowflake's password or key is checked beside them).
 PROD_SETTINGS = ("DELITOS_LAKE_BUCKET", *SNOWFLAKE_SETTINGS, "DELITOS_SNOWFLAKE_STAGE")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def current_environment(environ: Mapping[str, str] = os.environ) -> str:
@@ -45,19 +44,16 @@ def current_environment(environ: Mapping[str, str] = os.environ) -> str:
     return environment
 
 
-def data_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """``DELITOS_DATA_DIR`` (default ``data``): the embedded lake and warehouse live under it.
-
-    A relative path is taken from the repository root, as the dbt profile takes it, so that Dagster and
-    dbt open the same warehouse whatever folder they run in.
-    """
-    return (REPO_ROOT / (environ.get("DELITOS_DATA_DIR") or "data")).resolve()
-
-
-def warehouse_path(environ: Mapping[str, str] = os.environ) -> Path:
-    """The embedded warehouse file: ``DELITOS_WAREHOUSE_PATH``, else ``$DELITOS_DATA_DIR/warehouse.duckdb``."""
-    named = environ.get("DELITOS_WAREHOUSE_PATH")
-    return (REPO_ROOT / named).resolve() if named else data_dir(environ) / "warehouse.duckdb"
+def warehouse_wait_seconds(environ: Mapping[str, str] = os.environ) -> float:
+    """``DELITOS_WAREHOUSE_WAIT_SECONDS``: how long a run waits for another to let go of the embedded warehouse."""
+    setting = environ.get("DELITOS_WAREHOUSE_WAIT_SECONDS", "").strip()
+    try:
+        seconds = float(setting) if setting else DEFAULT_WAIT_SECONDS
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"DELITOS_WAREHOUSE_WAIT_SECONDS must be a number of seconds (0 or more), not {setting!r}")
+    return seconds
 
 
 def socrata_resource(environ: Mapping[str, str] = os.environ) -> SocrataResource:
@@ -87,7 +83,9 @@ def lake_resource(environment: str, environ: Mapping[str, str] = os.environ) -> 
 def warehouse_resource(environment: str, environ: Mapping[str, str] = os.environ) -> WarehouseResource:
     """The bronze warehouse of an environment: a DuckDB file, or Snowflake."""
     if environment == "local":
-        return DuckDBWarehouse(duckdb=DuckDBResource(database=str(warehouse_path(environ))))
+        return DuckDBWarehouse(
+            duckdb=DuckDBResource(database=str(warehouse_path(environ))), wait_seconds=warehouse_wait_seconds(environ)
+        )
     # Imported here: the Snowflake connector is heavy and the embedded platform never needs it.
     from dagster_snowflake import SnowflakeResource
 

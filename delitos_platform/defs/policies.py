@@ -1,8 +1,13 @@
 """Policies shared by the assets of every layer."""
 
+import multiprocessing
+import os
 from datetime import timedelta
 
 import dagster as dg
+
+from delitos_platform.warehouse.base import WarehouseResource
+from delitos_platform.warehouse.lock import WarehouseBusyError
 
 # The source refreshes monthly: a layer not materialized for 32 days warns, for 35 days fails.
 MONTHLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=35), warn_window=timedelta(days=32))
@@ -17,3 +22,49 @@ def failed_checks(description: str, checks: list[str]) -> dg.Failure:
     return dg.Failure(
         description=description, metadata={FAILED_CHECKS_METADATA: ", ".join(checks)}, allow_retries=False
     )
+
+
+# The op tag of the steps that write the warehouse (bronze, dbt). A run with such a step takes the warehouse
+# before any work (`hold_warehouse`), and the queue's run coordinator (`delitos_platform/queue.py`) tags the run
+# with it, so that the embedded instance's `dagster.yaml` lets one such run in at a time.
+WRITES_WAREHOUSE = "delitos/writes_warehouse"
+WRITES_WAREHOUSE_TAGS = {WRITES_WAREHOUSE: "true"}
+
+
+def run_writes_warehouse(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether a run executes a step tagged ``WRITES_WAREHOUSE``, read from its execution plan."""
+    if run.execution_plan_snapshot_id is None:
+        return False
+    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    selected = set(run.step_keys_to_execute or plan.step_keys_to_execute or (step.key for step in plan.steps))
+    return any(step.key in selected and WRITES_WAREHOUSE in (step.tags or {}) for step in plan.steps)
+
+
+def hold_warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> None:
+    """Take the warehouse for this run until it ends: every step of a run that writes it, before any work.
+
+    The first step takes it (the lake step too, so that a run that cannot have the warehouse extracts nothing);
+    the next ones of the same run find it theirs. A run that cannot have it fails in one sentence naming the
+    run that holds it, having changed nothing.
+    """
+    try:
+        warehouse.hold(context.run_id, run_process(context), context.log.info, lambda run_id: _ended(context, run_id))
+    except WarehouseBusyError as busy:
+        raise dg.Failure(description=str(busy), allow_retries=False) from None
+
+
+def run_process(context: dg.AssetExecutionContext) -> int:
+    """The process whose life bounds the run: this one, or the run's main one when each step has its own."""
+    executor = context.job_def.executor_def.name
+    execution = (context.run.run_config.get("execution") or {}).get("config") or {}
+    own_processes = executor == dg.multiprocess_executor.name or (
+        executor == dg.multi_or_in_process_executor.name and "in_process" not in execution
+    )
+    parent = multiprocessing.parent_process()  # the process that started this one, whatever the start method
+    return parent.pid if own_processes and parent is not None and parent.pid else os.getpid()
+
+
+def _ended(context: dg.AssetExecutionContext, run_id: str) -> bool:
+    """A run of this instance that has ended (whose main process may live on, e.g. a Python session)."""
+    run = context.instance.get_run_by_id(run_id)
+    return run is not None and run.is_finished

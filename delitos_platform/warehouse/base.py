@@ -73,6 +73,21 @@ class WarehouseResource(dg.ConfigurableResource):
         """The rows of a read-only query written by the platform itself (never user input)."""
         raise NotImplementedError
 
+    def hold(
+        self,
+        run_id: str,
+        owner: int,
+        log: Callable[[str], None],
+        run_ended: Callable[[str], bool],
+    ) -> None:
+        """Take the warehouse for ``run_id`` until the run ends (``owner``: the process whose life bounds it).
+
+        A warehouse with one writer at a time (an embedded DuckDB file) waits for, or refuses with
+        ``WarehouseBusyError``, a run while another holds it; one that takes concurrent writers (Snowflake) does
+        nothing.
+        """
+        return None
+
 
 def in_window(window: Window, figures: Mapping[str, RowIds]) -> dict[str, RowIds]:
     """Every month of ``window`` with its row ids (no rows for months the figures leave out)."""

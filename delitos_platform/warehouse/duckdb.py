@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
+import dagster as dg
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster_duckdb import DuckDBResource
+from pydantic import Field, PrivateAttr
 
 from delitos_platform.contract import LAKE_SCHEMA
 from delitos_platform.disk import disk_full, is_disk_full
@@ -24,6 +26,7 @@ from delitos_platform.warehouse.base import (
     approve_all,
     in_window,
 )
+from delitos_platform.warehouse.lock import WarehouseLock
 
 # The schemas dbt writes to exist from the start, named literally (never main_gold).
 CREATE_SCHEMAS = [f"CREATE SCHEMA IF NOT EXISTS {schema}" for schema in ("bronze", "silver", "gold")]
@@ -65,6 +68,8 @@ SELECT strftime(mes, '%Y-%m-%d') AS month, count(*) AS n, md5(string_agg(row_id,
 FROM bronze.delitos WHERE mes >= ? AND mes < ? GROUP BY 1
 """
 ROWS_DIGESTED_AT_ONCE = 200_000
+# How long a run waits for another run to let go of the warehouse before it fails, changing nothing.
+DEFAULT_WAIT_SECONDS = 1800.0
 
 
 class DuckDBWarehouse(WarehouseResource):
@@ -75,6 +80,30 @@ class DuckDBWarehouse(WarehouseResource):
     """
 
     duckdb: DuckDBResource
+    wait_seconds: float = Field(
+        default=DEFAULT_WAIT_SECONDS,
+        description="How long a run waits for the run that holds the warehouse (0: fail at once).",
+    )
+    _held: list[str] = PrivateAttr(default_factory=list)
+
+    def hold(
+        self,
+        run_id: str,
+        owner: int,
+        log: Callable[[str], None],
+        run_ended: Callable[[str], bool],
+    ) -> None:
+        """Take the DuckDB file for the run (a claim beside it, see ``warehouse/lock.py``) until this resource ends.
+
+        Waits up to ``wait_seconds`` for another run to let go, saying once for which run; then WarehouseBusyError.
+        """
+        WarehouseLock(self.duckdb.database).claim(run_id, owner, self.wait_seconds, log, run_ended)
+        self._held.append(run_id)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """Let go of the warehouse: at the end of the run (of the step, when each step has its own process)."""
+        while self._held:
+            WarehouseLock(self.duckdb.database).release(self._held.pop())
 
     def load(self, lake: LakeResource, window: Window, run_id: str, approve: Approval = approve_all) -> BronzeLoad:
         started = time.perf_counter()

@@ -29,6 +29,7 @@ from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import LocalLake
 from delitos_platform.socrata import SocrataResource
+from delitos_platform.warehouse.base import WarehouseResource
 from delitos_platform_tests.platform.helpers import ASSETS, duckdb_resources
 from delitos_platform_tests.receiver import Receiver, Request, receiving
 
@@ -119,7 +120,7 @@ def test_a_failed_run_is_alerted_once_on_each_channel_with_asset_partition_reaso
     lake = LocalLake(root=str(tmp_path / "lake"))
     failed = dg.materialize(
         ASSETS[:2],
-        resources={"socrata": socrata, "lake": lake},
+        resources={"socrata": socrata, "lake": lake, "warehouse": WarehouseResource()},
         partition_key=MONTH,
         tags={"requested_by": f"ops password={PASSWORD}"},
         instance=instance,

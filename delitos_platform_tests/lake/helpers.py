@@ -12,13 +12,16 @@ from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.storage import LakeResource, data_key, quarantine_key
 from delitos_platform.socrata import SocrataResource
+from delitos_platform.warehouse.base import WarehouseResource
 
 
 def materialize_lake(
     socrata: SocrataResource, lake: LakeResource, first: str, last: str | None = None
 ) -> dg.ExecuteInProcessResult:
     """Materialize the lake for one month, or for ``first`` → ``last`` as ONE single-run backfill."""
-    selection = {"assets": [socrata_delitos, lake_delitos], "resources": {"socrata": socrata, "lake": lake}}
+    # A lake-only run never takes the warehouse: any warehouse resource will do.
+    resources = {"socrata": socrata, "lake": lake, "warehouse": WarehouseResource()}
+    selection = {"assets": [socrata_delitos, lake_delitos], "resources": resources}
     if last is None:
         return dg.materialize(**selection, partition_key=first, raise_on_error=False)
     tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 import dagster as dg
 
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS, WRITES_WAREHOUSE_TAGS, failed_checks, hold_warehouse
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
@@ -28,6 +28,7 @@ SHOWN_MISMATCHES = 12
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name="bronze",
     kinds={"sql"},
+    op_tags=WRITES_WAREHOUSE_TAGS,
     freshness_policy=MONTHLY_FRESHNESS,
     owners=["team:data-engineering"],
     description=(
@@ -65,6 +66,7 @@ def bronze_delitos(
     the rows it published before, and the step fails (dbt does not build).
     """
     end_step_with_its_run()
+    hold_warehouse(context, warehouse)
     verdict: dict[str, list[MonthCounts]] = {}
     try:
         window = Window.from_time_window(context.partition_time_window)

@@ -21,7 +21,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from delitos_platform.charts import DEPARTMENTS_SQL, LATEST_YEAR_SQL, TREND_SQL, departments_markdown, trend_markdown
 from delitos_platform.defs.dbt.project import ensure_manifest
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS, WRITES_WAREHOUSE_TAGS, hold_warehouse
 from delitos_platform.lifeline import end_step_with_its_run, guarded
 from delitos_platform.partitions import Window, monthly_partitions
 from delitos_platform.warehouse.base import WarehouseResource
@@ -83,6 +83,7 @@ MANIFEST = ensure_manifest()
     name="dbt_models",
     backfill_policy=dg.BackfillPolicy.single_run(),
     dagster_dbt_translator=TRANSLATOR,
+    op_tags=WRITES_WAREHOUSE_TAGS,
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """``silver.stg_delitos`` for exactly the run's months, then every gold table, each with its tests.
@@ -92,6 +93,7 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     exits: an embedded DuckDB file can be read only once dbt has let go of it.
     """
     end_step_with_its_run()
+    hold_warehouse(context, warehouse)
     partitioned = context.has_partition_key_range
     window = window_environment(Window.from_time_window(context.partition_time_window)) if partitioned else {}
     events = list(run_dbt(dbt, ["build"], context, window))

@@ -4,13 +4,14 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse, run_writes_warehouse
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
 from delitos_platform.lake.extract import AuditError, ContractDriftError, Extraction, extract_to_lake
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
 from delitos_platform.socrata import SocrataError, SocrataResource
+from delitos_platform.warehouse.base import WarehouseResource
 
 LAKE_DELITOS = dg.AssetKey(["lake", "delitos"])
 SCHEMA_CHECK = "schema_matches_contract"
@@ -47,14 +48,17 @@ QUARANTINE_CHECK = "no_rows_quarantined"
     ),
 )
 def lake_delitos(
-    context: dg.AssetExecutionContext, socrata: SocrataResource, lake: LakeResource
+    context: dg.AssetExecutionContext, socrata: SocrataResource, lake: LakeResource, warehouse: WarehouseResource
 ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
     """Extract the run's months from Socrata into the lake: staged, audited, then published.
 
     A source whose columns drifted from the contract, or a staged object that fails its audit, fails the schema
-    check and the step: the lake keeps every object it had.
+    check and the step: the lake keeps every object it had. A run that goes on to write the warehouse takes it
+    first: one that cannot have it extracts nothing.
     """
     end_step_with_its_run()
+    if run_writes_warehouse(context.instance, context.run):
+        hold_warehouse(context, warehouse)
     try:
         window = Window.from_time_window(context.partition_time_window)
         context.log.info(f"Extracting [{window.start}, {window.end}) from {socrata.shown_url} into the lake")
