@@ -2,7 +2,7 @@
 
 ``dagster asset materialize -m delitos_platform_tests.platform.hanging_defs`` runs the embedded platform as
 ``delitos_platform.definitions`` does (resources from the environment), except that, when
-``DELITOS_TEST_HANG_MONTH`` is set, bronze's load stops on that month, with the warehouse open, until the file
+``DELITOS_TEST_HANG_MONTH`` is set, bronze's load stops before reading that month, holding the warehouse, until the file
 ``DELITOS_TEST_RELEASE`` exists (it touches ``DELITOS_TEST_READY`` first): a run caught holding the warehouse.
 """
 
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
-from pydantic import PrivateAttr
 
 from delitos_platform.defs.bronze.assets import bronze_delitos
 from delitos_platform.defs.dbt.assets import dbt_models
@@ -26,23 +27,22 @@ HANG_SECONDS = 300
 
 
 class LakeThatHangs(LocalLake):
-    """A local lake whose second read of one month's object (bronze copying it in) waits for a release file."""
+    """A local lake that, when bronze's load asks for one month's file, waits for a release file first."""
 
     hang_month: str = ""
     ready: str = ""
     release: str = ""
-    _reads: int = PrivateAttr(default=0)
 
-    def read(self, key: str) -> bytes:
-        """The object's bytes; on the month's second read (the first is bronze's reconciliation), hang first."""
-        if self.hang_month and key == data_key(self.hang_month):
-            self._reads += 1
-            if self._reads == 2:
-                Path(self.ready).touch()
-                deadline = time.monotonic() + HANG_SECONDS
-                while not Path(self.release).exists() and time.monotonic() < deadline:
-                    time.sleep(0.05)
-        return super().read(key)
+    @contextmanager
+    def local_files(self, keys: Sequence[str]) -> Iterator[dict[str, Path]]:
+        """The objects' files (what bronze's load reads), once the release file exists when the month is asked."""
+        if self.hang_month and data_key(self.hang_month) in keys:
+            Path(self.ready).touch()
+            deadline = time.monotonic() + HANG_SECONDS
+            while not Path(self.release).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        with super().local_files(keys) as files:
+            yield files
 
 
 def _resources() -> dict[str, object]:

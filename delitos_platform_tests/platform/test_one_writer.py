@@ -2,7 +2,7 @@
 
 Runs here are real ``dagster asset materialize`` processes (one with a process per step, one in-process) over the
 emulator, sharing the test session's Dagster instance; a run "caught holding the warehouse" is one whose bronze
-load hangs, warehouse open, until the test lets it go (``hanging_defs.py``).
+load hangs, warehouse held, until the test lets it go (``hanging_defs.py``).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Platform:
         return Process(name, args, {**self.env, **env}, REPO_ROOT, log).start()
 
     def holding(self, name: str, select: str, first: str, last: str, month: str, *extra: str) -> tuple[Process, Path]:
-        """A run caught in its bronze load of ``month``, warehouse open; it goes on once the returned file exists."""
+        """A run caught in its bronze load of ``month``, warehouse held; it goes on once the returned file exists."""
         ready, release = self.data_dir / f"{name}.ready", self.data_dir / f"{name}.release"
         hang = {"DELITOS_TEST_HANG_MONTH": month, "DELITOS_TEST_READY": str(ready)}
         run = self.materialize(name, select, first, last, *extra, **hang, DELITOS_TEST_RELEASE=str(release))

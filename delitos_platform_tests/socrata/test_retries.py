@@ -16,6 +16,7 @@ from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.emulator import DEFAULT_SNAPSHOT, EmulatorServer
 from delitos_platform.socrata import SocrataError, SocrataResource
+from delitos_platform.warehouse.base import WarehouseResource
 from delitos_platform_tests.conftest import socrata_for
 from delitos_platform_tests.lake.helpers import failure_message, materialize_lake
 
@@ -52,7 +53,7 @@ def _assert_one_sentence(message: str) -> None:
 def test_a_short_retry_after_is_honoured_and_each_wait_is_logged_in_the_run(fresh_emulator, local_lake):
     fresh_emulator.faults.inject("429", count=1, retry_after=1)
     instance = dg.DagsterInstance.ephemeral()
-    resources = {"socrata": socrata_for(fresh_emulator), "lake": local_lake}
+    resources = {"socrata": socrata_for(fresh_emulator), "lake": local_lake, "warehouse": WarehouseResource()}
     started = time.monotonic()
     result = dg.materialize(ASSETS, resources=resources, partition_key=MONTH, instance=instance)
 
