@@ -5,7 +5,7 @@ tag_concurrency_limits``). Dagster puts a job's tags on the runs of that job (sc
 but not on the runs of asset selections (the UI's *Materialize*, asset backfills from the UI or GraphQL): those
 run Dagster's implicit asset job. So the tag is not declared on jobs: this coordinator reads every submitted
 run's execution plan and tags the run when one of its steps writes the warehouse (bronze, dbt), however it was
-launched. Snowflake takes concurrent writers: the production instance keeps Dagster's own coordinator.
+launched. Snowflake takes concurrent writers; the production instance queues the same way all the same (one policy).
 """
 
 from __future__ import annotations
