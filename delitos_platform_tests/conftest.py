@@ -15,23 +15,6 @@ from delitos_platform.emulator import DEFAULT_SNAPSHOT, EmulatorServer
 from delitos_platform.lake.storage import LocalLake
 from delitos_platform.socrata import SocrataResource
 
-TESTS = Path(__file__).resolve().parent
-# Packages whose tests share one expensive set-up (a webserver, daemon and PostgreSQL; a loaded platform) across
-# their modules: each runs whole on one pytest-xdist worker, the set-up built once.
-SHARED_SET_UP = ("processes", "faults")
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests go to pytest-xdist's workers (``--dist loadgroup``) by module, or by package where they share a set-up.
-
-    A module's own fixtures are then built once, on one worker, as without xdist.
-    """
-    for item in items:
-        relative = item.path.relative_to(TESTS)
-        group = relative.parts[0] if relative.parts[0] in SHARED_SET_UP else str(relative)
-        item.add_marker(pytest.mark.xdist_group(group))
-
 
 @pytest.fixture(scope="session", autouse=True)
 def dagster_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
