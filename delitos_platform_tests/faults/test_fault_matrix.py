@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 import pytest
 from dagster_aws.s3 import S3Resource
 
@@ -253,11 +254,24 @@ def test_kill_during_dbt(platform, forker, tmp_path):
     pid = forker.start(kill_spec(platform, tmp_path / "run.log", selection=[key.to_user_string() for key in DBT]))
     wait_for(dbt_building_silver, pid, "dbt building silver", interval=0.05)
     kill_group(pid)
+    _wait_for_dbt_to_let_go(platform.database)  # dbt runs outside the run's process group
 
     assert platform.table_values("silver.stg_delitos") in (before, platform.source_values())
     assert platform.run(selection=DBT).success
     assert platform.table_values("silver.stg_delitos") == platform.source_values()
     platform.assert_exact()
+
+
+def _wait_for_dbt_to_let_go(database: Path, timeout: float = 30.0) -> None:
+    """Until no process holds the DuckDB file: dbt ends (SIGINT, then SIGKILL) once the step that ran it died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            query(database, "SELECT 1")
+            return
+        except duckdb.IOException:
+            assert time.monotonic() < deadline, f"dbt still holds {database} {timeout:.0f} s after its run was killed"
+            time.sleep(0.2)
 
 
 # ------------------------------------------------------------------------------------ a misbehaving API
