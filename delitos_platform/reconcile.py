@@ -81,10 +81,6 @@ def read_lake(lake: LakeResource, months: Sequence[str]) -> dict[str, LakeMonth]
     return held
 
 
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
 def _check_months(lake: LakeResource, tables: Mapping[str, pa.Table]) -> list[tuple[str, LakeMonth]]:
     months = list(tables)
     offenders = value_offenders(tables)
