@@ -30,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import benchmark_arguments, emulator, national_snapshot, peak_rss_mb, report_contender, run_contender
 from extract_lake import dlt_rest_api, raw_fetch
 
+from delitos_platform.partitions import range_tags
+
 FIRST, LAST, RESYNC_MONTH = "2006-05-01", "2026-05-01", "2019-03-01"
 NON_DBT_STEPS, DBT_STEPS = ("lake__delitos", "bronze__delitos"), ("dbt_models",)
 
@@ -121,7 +123,7 @@ def run_main_job(instance: Any, first: str, last: str) -> dict[str, Any]:
     from delitos_platform.definitions import defs
 
     job = defs().resolve_job_def("delitos_main_job")
-    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    tags = range_tags(first, last)
     quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     with DbtSampler() as sampler:
         started = time.perf_counter()

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import benchmark_arguments, emulator, national_snapshot, report_contender, run_contender
 
 from delitos_platform.contract import DATASET_ID, SOURCE_COLUMNS
+from delitos_platform.partitions import range_tags
 
 FIRST, LAST = "2006-05-01", "2026-05-01"
 PAGE = 50_000
@@ -57,7 +58,7 @@ def ours(url: str, concurrent_requests: int | None = None) -> dict:
             [socrata_delitos, lake_delitos],
             # A lake-only run never takes the warehouse: any warehouse resource will do.
             resources={"socrata": socrata, "lake": LocalLake(root=lake_root), "warehouse": WarehouseResource()},
-            tags={"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST},
+            tags=range_tags(FIRST, LAST),
             instance=instance,
         )
         seconds = time.perf_counter() - started

@@ -22,6 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import WORK, emulator, report_contender, run_contender
 
+from delitos_platform.partitions import range_tags
+
 FIRST, LAST = "2006-05-01", "2026-05-01"
 SIZES = (492_000, 4_920_000)
 
@@ -64,7 +66,7 @@ def lake_and_bronze(url: str, layers: tuple[str, ...] = ("lake", "bronze")) -> d
             [socrata_delitos, lake_delitos, bronze_delitos],
             selection=[dg.AssetKey([layer, "delitos"]) for layer in layers],
             resources=resources,
-            tags={"dagster/asset_partition_range_start": FIRST, "dagster/asset_partition_range_end": LAST},
+            tags=range_tags(FIRST, LAST),
             instance=instance,
         )
         seconds = time.perf_counter() - started

@@ -21,8 +21,9 @@ from common import national_snapshot
 from delitos_platform.defs.automation.sync import socrata_changes
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import LocalLake
+from delitos_platform.partitions import tagged_range
 from delitos_platform.socrata import SocrataResource
-from delitos_platform.sync import SyncCursor
+from delitos_platform.source_changes import SyncCursor
 
 REVISED = ("2019-03-01", "2019-04-01", "2024-07-01")
 
@@ -39,10 +40,7 @@ def evaluate(
 
 def ranges(result: dg.SensorResult) -> list[tuple[str, str]]:
     """The partition ranges of the runs a sensor result requests."""
-    return [
-        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
-        for r in result.run_requests
-    ]
+    return [tagged_range(r.tags) for r in result.run_requests]
 
 
 def main() -> None:

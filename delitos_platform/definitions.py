@@ -10,11 +10,11 @@ from delitos_platform.defs.automation.schedules import newest_months
 from delitos_platform.defs.automation.sync import socrata_changes
 from delitos_platform.defs.bronze.assets import bronze_delitos
 from delitos_platform.defs.dbt.assets import dbt_models
+from delitos_platform.defs.jobs import main_job
 from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.lake.checks import dataset_ledger_balances
 from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.environment import build_resources
-from delitos_platform.jobs import main_job
 
 
 @dg.definitions

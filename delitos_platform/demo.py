@@ -22,7 +22,7 @@ from delitos_platform.locations import REPO_ROOT, warehouse_path
 
 if TYPE_CHECKING:  # the platform is imported when the demo runs, not when `delitos` parses its arguments
     import dagster as dg
-from delitos_platform.partitions import monthly_partitions
+from delitos_platform.partitions import monthly_partitions, range_tags
 from delitos_platform.warehouse.lock import WarehouseBusyError, WarehouseLock
 
 # The run's own log lines at INFO: the event stream at DEBUG is the UI's job, not the terminal's.
@@ -98,7 +98,7 @@ def run_main_job(run_id: str) -> dg.ExecuteInProcessResult:
     from delitos_platform.definitions import defs
 
     keys = monthly_partitions.get_partition_keys()
-    tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+    tags = range_tags(keys[0], keys[-1])
     print(f"Running delitos_main_job over {len(keys)} months ({keys[0]} → {keys[-1]}) in one run…", flush=True)
     job = defs().resolve_job_def("delitos_main_job")
     with dg.DagsterInstance.get() as instance:
@@ -133,7 +133,7 @@ def summary_lines(result: dg.ExecuteInProcessResult) -> list[str]:
     import dagster as dg
     import duckdb
 
-    from delitos_platform.defs.bronze.assets import RECONCILED
+    from delitos_platform.defs.bronze.assets import RECONCILED_CHECK
     from delitos_platform.defs.lake.assets import QUARANTINE_CHECK
     from delitos_platform.defs.lake.checks import LEDGER_CHECK
 
@@ -154,7 +154,7 @@ def summary_lines(result: dg.ExecuteInProcessResult) -> list[str]:
         f"gold:    {casos:,} cases in {registros:,} reports, {munis} municipalities of {depts} department(s)",
         f"         {first} → {last}; most frequent article {article}; top municipalities of {year}: {top}",
     ]
-    shown = {RECONCILED: "reconciliation", LEDGER_CHECK: "ledger", QUARANTINE_CHECK: "quarantine"}
+    shown = {RECONCILED_CHECK: "reconciliation", LEDGER_CHECK: "ledger", QUARANTINE_CHECK: "quarantine"}
     for event in result.all_events:
         evaluation = (
             event.asset_check_evaluation_data

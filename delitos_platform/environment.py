@@ -15,7 +15,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 
-from delitos_platform.alerts import alert_resources
+from delitos_platform.alert_channels import alert_resources
 from delitos_platform.contract import DATASET_ID
 from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, DelitosDbtCliResource, delitos_dbt_project
 from delitos_platform.lake.storage import LocalLake, S3Lake

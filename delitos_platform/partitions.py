@@ -9,9 +9,24 @@ from datetime import UTC, date, datetime
 import dagster as dg
 
 FIRST_MONTH = "2006-05-01"
+# Dagster's run tags for a run over a range of partitions: one run backfills any number of months.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 # The last partition is the last complete month; the source publishes a month after it ends.
 monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=FIRST_MONTH)
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """The tags of ONE run over the months ``first`` to ``last`` (partition keys, both included)."""
+    return {RANGE_START_TAG: first, RANGE_END_TAG: last}
+
+
+def tagged_range(tags: Mapping[str, str]) -> tuple[str, str] | None:
+    """The ``(first, last)`` months a run's tags ask for; None when the run is not over a range."""
+    if RANGE_START_TAG in tags and RANGE_END_TAG in tags:
+        return tags[RANGE_START_TAG], tags[RANGE_END_TAG]
+    return None
 
 
 @dataclass(frozen=True)

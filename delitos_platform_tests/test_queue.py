@@ -19,9 +19,10 @@ import pytest
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
 from delitos_platform.locations import REPO_ROOT
+from delitos_platform.partitions import RANGE_START_TAG, range_tags
 
 TAG = "delitos/writes_warehouse"
-RANGE = {"dagster/asset_partition_range_start": "2019-01-01", "dagster/asset_partition_range_end": "2019-02-01"}
+RANGE = range_tags("2019-01-01", "2019-02-01")
 LAUNCH = """
 mutation ($params: ExecutionParams!) {
   launchPipelineExecution(executionParams: $params) {
@@ -78,7 +79,7 @@ def test_asset_runs_that_write_the_warehouse_are_tagged_when_queued(workspace, a
 
     assert run["status"] == "QUEUED"
     assert (run["tags"].get(TAG) == "true") is writes
-    assert run["tags"]["dagster/asset_partition_range_start"] == "2019-01-01"  # the launcher's own tags stay
+    assert run["tags"][RANGE_START_TAG] == "2019-01-01"  # the launcher's own tags stay
 
 
 def test_the_main_job_is_tagged_and_the_freshness_job_is_not(workspace):

@@ -20,9 +20,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from delitos_platform.alerts import alert_resources
+from delitos_platform.alert_channels import alert_resources
 from delitos_platform.definitions import defs
 from delitos_platform.emulator import EmulatorServer
+from delitos_platform.partitions import range_tags
 from delitos_platform.socrata import SocrataResource
 from delitos_platform_tests.conftest import socrata_for
 from delitos_platform_tests.platform.helpers import ASSETS, duckdb_resources
@@ -138,7 +139,7 @@ def test_a_run_with_real_secrets_stores_none_of_them(secrets_in_environment, rec
     socrata = socrata_for(recorder, app_token=dg.EnvVar("SOCRATA_APP_TOKEN"))
     # The alert channels ride along so that their (EnvVar) settings are in the run's snapshot too.
     resources = {**duckdb_resources(recorder, tmp_path), "socrata": socrata, **alert_resources(os.environ)}
-    tags = {"dagster/asset_partition_range_start": MONTH, "dagster/asset_partition_range_end": MONTH}
+    tags = range_tags(MONTH, MONTH)
 
     with dg.instance_for_test() as instance:
         # helpers.run_months, on this instance (it always runs on an ephemeral one).

@@ -14,7 +14,7 @@ import dagster as dg
 import pytest
 from dagster_slack import SlackResource
 
-from delitos_platform.alerts import (
+from delitos_platform.alert_channels import (
     Alert,
     AlertDeliveryError,
     AlertsResource,
@@ -24,10 +24,11 @@ from delitos_platform.alerts import (
     redact,
 )
 from delitos_platform.defs.automation.alerts import failed_check_alerts, run_failure_alerts
-from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED
+from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED_CHECK
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import LocalLake
+from delitos_platform.partitions import range_tags
 from delitos_platform.socrata import SocrataResource
 from delitos_platform.warehouse.base import WarehouseResource
 from delitos_platform_tests.platform.helpers import ASSETS, duckdb_resources
@@ -156,7 +157,7 @@ def test_a_failed_blocking_check_is_alerted_once_and_its_failed_run_not_again(
     instance, alerts, receiver, *, fresh_emulator: EmulatorServer, snapshot_rows, tmp_path: Path
 ):
     resources = duckdb_resources(fresh_emulator, tmp_path)
-    tags = {"dagster/asset_partition_range_start": MONTH, "dagster/asset_partition_range_end": MONTH}
+    tags = range_tags(MONTH, MONTH)
     run = {"resources": resources, "tags": tags, "instance": instance, "raise_on_error": False}
     assert dg.materialize(ASSETS, selection=[LAKE_DELITOS], **run).success
     cursors = start_sensors(instance, alerts)
@@ -170,8 +171,8 @@ def test_a_failed_blocking_check_is_alerted_once_and_its_failed_run_not_again(
 
     [hook] = receiver.posted_to("/hooks/")
     alert = hook.json()
-    assert alert["title"] == f"Check failed: {RECONCILED} on bronze/delitos"
-    assert (alert["assets"], alert["partition"], alert["check"]) == (["bronze/delitos"], MONTH, RECONCILED)
+    assert alert["title"] == f"Check failed: {RECONCILED_CHECK} on bronze/delitos"
+    assert (alert["assets"], alert["partition"], alert["check"]) == (["bronze/delitos"], MONTH, RECONCILED_CHECK)
     assert alert["message"] == (
         "ERROR: 1 of 1 months do not reconcile: 2019-03: source 94, lake 93 + quarantined 0, bronze 93 "
         "(blocking: downstream assets were not built)"

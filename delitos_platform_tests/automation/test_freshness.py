@@ -8,7 +8,7 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from delitos_platform.defs.automation.freshness import CHECK, GOLD_SUMMARY, build_freshness_checks
+from delitos_platform.defs.automation.freshness import FRESHNESS_CHECK, GOLD_SUMMARY, build_freshness_checks
 from delitos_platform.defs.bronze.assets import BRONZE_DELITOS
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform_tests.platform.helpers import ASSETS, check_evaluations, duckdb_resources
@@ -38,7 +38,7 @@ def test_layers_synced_after_the_source_update_are_fresh_and_a_newer_update_make
 ):
     resources = duckdb_resources(fresh_emulator, tmp_path)
     never = run_checks(resources, instance, timedelta(days=2))
-    assert [e.passed for e in check_evaluations(never, CHECK)] == [False, False, False]
+    assert [e.passed for e in check_evaluations(never, FRESHNESS_CHECK)] == [False, False, False]
     lake_and_bronze = [LAKE_DELITOS, BRONZE_DELITOS]
     assert dg.materialize(
         ASSETS, resources=resources, instance=instance, partition_key=MONTH, selection=lake_and_bronze
@@ -48,13 +48,13 @@ def test_layers_synced_after_the_source_update_are_fresh_and_a_newer_update_make
 
     fresh = run_checks(resources, instance, timedelta(days=2))
 
-    assert [e.passed for e in check_evaluations(fresh, CHECK)] == [True, True, True]
+    assert [e.passed for e in check_evaluations(fresh, FRESHNESS_CHECK)] == [True, True, True]
     # rowsUpdatedAt counts whole seconds: let the clock pass the second of the last materialization first.
     time.sleep(1.01 - time.time() % 1)
     fresh_emulator.dataset.touch()  # Socrata updates its rows after our last sync
     stale = run_checks(resources, instance, timedelta(0))
 
-    evaluations = check_evaluations(stale, CHECK)
+    evaluations = check_evaluations(stale, FRESHNESS_CHECK)
     assert [e.passed for e in evaluations] == [False, False, False]
     assert {e.asset_key.to_user_string() for e in evaluations} == {
         "lake/delitos",

@@ -10,11 +10,11 @@ import pytest
 
 from delitos_platform.defs.automation.schedules import newest_months
 from delitos_platform.defs.automation.sync import REASON_TAG, socrata_changes
-from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED
+from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED_CHECK
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import LocalLake
-from delitos_platform.partitions import Window
+from delitos_platform.partitions import Window, tagged_range
 from delitos_platform_tests.lake.helpers import failure_message
 from delitos_platform_tests.platform.helpers import ASSETS, check_evaluations, duckdb_resources, query, run_months
 
@@ -55,10 +55,7 @@ def skipped(result: dg.SensorResult) -> bool:
 
 
 def ranges(result) -> list[tuple[str, str]]:
-    return [
-        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
-        for r in result.run_requests
-    ]
+    return [tagged_range(r.tags) for r in result.run_requests]
 
 
 def run_request(resources, request) -> dg.ExecuteInProcessResult:
@@ -75,7 +72,7 @@ def run_request(resources, request) -> dg.ExecuteInProcessResult:
 
 
 def assert_reconciles(result, server, database, first: str, last: str) -> None:
-    [evaluation] = check_evaluations(result, RECONCILED)
+    [evaluation] = check_evaluations(result, RECONCILED_CHECK)
     assert evaluation.passed, evaluation.description
     window = Window.for_month(first).start, Window.for_month(last).end
     source = sum(1 for row in server.dataset.dump().values() if window[0] <= row["fecha_hecho"].date() < window[1])
@@ -179,7 +176,7 @@ def test_a_wholesale_replacement_is_reported_and_a_full_resync_is_exact(synced, 
     for request in result.run_requests:
         run = run_request(resources, request)
         assert run.success
-        [evaluation] = check_evaluations(run, RECONCILED)
+        [evaluation] = check_evaluations(run, RECONCILED_CHECK)
         assert evaluation.passed, evaluation.description
     bronze_ids = {row_id for (row_id,) in query(tmp_path / "warehouse.duckdb", "SELECT row_id FROM bronze.delitos")}
     assert bronze_ids == set(fresh_emulator.dataset.dump())
@@ -190,5 +187,4 @@ def test_the_monthly_schedule_brings_in_the_two_newest_months_in_one_run():
 
     request = newest_months(dg.build_schedule_context(scheduled_execution_time=when))
 
-    assert request.tags["dagster/asset_partition_range_start"] == "2026-10-01"
-    assert request.tags["dagster/asset_partition_range_end"] == "2026-11-01"
+    assert tagged_range(request.tags) == ("2026-10-01", "2026-11-01")

@@ -11,6 +11,7 @@ from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.storage import LakeResource, data_key, quarantine_key
+from delitos_platform.partitions import range_tags
 from delitos_platform.socrata import SocrataResource
 from delitos_platform.warehouse.base import WarehouseResource
 
@@ -24,7 +25,7 @@ def materialize_lake(
     selection = {"assets": [socrata_delitos, lake_delitos], "resources": resources}
     if last is None:
         return dg.materialize(**selection, partition_key=first, raise_on_error=False)
-    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    tags = range_tags(first, last)
     return dg.materialize(**selection, tags=tags, raise_on_error=False)
 
 

@@ -18,7 +18,7 @@ from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.storage import LakeResource, LocalLake, data_key, quarantine_key
-from delitos_platform.partitions import Window
+from delitos_platform.partitions import Window, range_tags
 from delitos_platform.row_ids import RowIds
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 from delitos_platform_tests.conftest import socrata_for
@@ -43,7 +43,7 @@ def run_months(
     resources: dict[str, Any], first: str, last: str, selection: list[dg.AssetKey] | None = None
 ) -> dg.ExecuteInProcessResult:
     """Materialize the chain (or ``selection``) for ``first`` → ``last`` as ONE run."""
-    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    tags = range_tags(first, last)
     return dg.materialize(ASSETS, resources=resources, tags=tags, selection=selection, raise_on_error=False)
 
 

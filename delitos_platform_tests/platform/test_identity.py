@@ -12,13 +12,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED
+from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED_CHECK
 from delitos_platform.defs.lake.assets import LAKE_DELITOS, QUARANTINE_CHECK
 from delitos_platform.defs.lake.checks import LEDGER_CHECK, dataset_ledger_balances
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.parquet import from_parquet_bytes, to_parquet_bytes
 from delitos_platform.lake.storage import data_key, out_of_calendar_key, quarantine_key
-from delitos_platform.partitions import Window, monthly_partitions, pending_window
+from delitos_platform.partitions import Window, monthly_partitions, pending_window, range_tags
 from delitos_platform_tests.conftest import socrata_for
 from delitos_platform_tests.lake.helpers import failure_message
 from delitos_platform_tests.platform.helpers import (
@@ -50,7 +50,7 @@ def test_a_malformed_row_is_quarantined_counted_and_blocks_nothing(tmp_path, sna
         source = source_ids(server, Window.for_month("2019-03-01").soql())
 
     assert result.success
-    [reconciled] = check_evaluations(result, RECONCILED)
+    [reconciled] = check_evaluations(result, RECONCILED_CHECK)
     assert reconciled.passed
     assert reconciled.description.startswith(f"1 months reconcile: source {len(march) + 1} = lake {len(march)} + ")
     [quarantine] = check_evaluations(result, QUARANTINE_CHECK)
@@ -74,7 +74,7 @@ def test_rows_outside_the_calendar_are_quarantined_and_the_ledger_balances(tmp_p
     months = monthly_partitions.get_partition_keys()
     with EmulatorServer(snapshot=snapshot, port=0) as server:
         resources = duckdb_resources(server, tmp_path)
-        tags = {"dagster/asset_partition_range_start": months[0], "dagster/asset_partition_range_end": months[-1]}
+        tags = range_tags(months[0], months[-1])
         result = dg.materialize(
             [*ASSETS, dataset_ledger_balances], resources=resources, tags=tags, selection=[LAKE_DELITOS]
         )
@@ -158,7 +158,7 @@ def test_a_bronze_load_that_fails_reconciliation_leaves_bronze_as_it_was(emulato
     result = run_months(resources, "2019-03-01", "2019-03-01", [BRONZE_DELITOS, SILVER])
 
     assert not result.success
-    [reconciled] = check_evaluations(result, RECONCILED)
+    [reconciled] = check_evaluations(result, RECONCILED_CHECK)
     assert not reconciled.passed
     assert failure_message(result).startswith("bronze was left as it was: 1 of 1 months do not reconcile: 2019-03:")
     assert query(database, BRONZE_ROWS) == before

@@ -24,6 +24,7 @@ from delitos_platform.defs.bronze.assets import BRONZE_DELITOS
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.environment import build_resources
 from delitos_platform.lake.storage import data_key
+from delitos_platform.partitions import range_tags
 from delitos_platform_tests.lake.helpers import failure_message, rows_per_month
 from delitos_platform_tests.platform.helpers import ASSETS, GOLD_TABLES, query
 from delitos_platform_tests.processes.helpers import REPO_ROOT, Process, wait_until
@@ -37,8 +38,8 @@ RUN_TIMEOUT = 240.0
 WAITING = "Waiting for the warehouse"
 # What DuckDB (and dbt through it) says when a second process opens a file another one writes.
 LOCK_ERRORS = ("Could not set lock", "Conflicting lock")
-RANGE_2019 = {"dagster/asset_partition_range_start": "2019-01-01", "dagster/asset_partition_range_end": "2019-02-01"}
-RANGE_2020 = {"dagster/asset_partition_range_start": "2020-01-01", "dagster/asset_partition_range_end": "2020-02-01"}
+RANGE_2019 = range_tags("2019-01-01", "2019-02-01")
+RANGE_2020 = range_tags("2020-01-01", "2020-02-01")
 
 
 @dataclass
@@ -81,7 +82,7 @@ def platform(tmp_path: Path, emulator, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 def run_id_of(first: str, last: str) -> str:
     """The id of the one run over ``first`` → ``last`` in the test session's instance."""
-    tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+    tags = range_tags(first, last)
     with dg.DagsterInstance.get() as instance:
         [run] = instance.get_runs(filters=dg.RunsFilter(tags=tags))
     return run.run_id

@@ -16,9 +16,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED
+from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED_CHECK
 from delitos_platform.defs.dbt.project import DBT_PROJECT_DIR
-from delitos_platform.partitions import Window
+from delitos_platform.partitions import Window, range_tags
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 from delitos_platform_tests.lake.helpers import failure_message, materialize_lake, rows_per_month
 from delitos_platform_tests.platform.helpers import (
@@ -56,7 +56,7 @@ def test_every_layer_reconciles_and_a_second_run_changes_nothing(emulator, tmp_p
 
     assert first.success
     source = sum(rows_per_month(snapshot_rows)[month] for month in MONTHS)
-    [evaluation] = check_evaluations(first, RECONCILED)
+    [evaluation] = check_evaluations(first, RECONCILED_CHECK)
     assert evaluation.passed
     counts = ("source_rows", "lake_rows", "bronze_rows")
     assert {key: evaluation.metadata[key].value for key in counts} == dict.fromkeys(counts, source)
@@ -99,13 +99,13 @@ def test_a_reconciliation_mismatch_fails_with_the_numbers_and_dbt_does_not_build
     march = next(row for row in snapshot_rows if row["fecha_hecho"].startswith("2019-03"))
     assert len(fresh_emulator.dataset.add_rows([march])) == 1
 
-    tags = {"dagster/asset_partition_range_start": "2019-03-01", "dagster/asset_partition_range_end": "2019-03-01"}
+    tags = range_tags("2019-03-01", "2019-03-01")
     result = dg.materialize(
         ASSETS, resources=resources, tags=tags, selection=[BRONZE_DELITOS, SILVER], raise_on_error=False
     )
 
     assert not result.success
-    [evaluation] = check_evaluations(result, RECONCILED)
+    [evaluation] = check_evaluations(result, RECONCILED_CHECK)
     assert not evaluation.passed
     assert evaluation.description == (
         "1 of 1 months do not reconcile: 2019-03: source 94, lake 93 + quarantined 0, bronze 93"
@@ -140,7 +140,7 @@ from datetime import date
 from pathlib import Path
 from dagster_duckdb import DuckDBResource
 from delitos_platform.lake.storage import LocalLake
-from delitos_platform.partitions import Window
+from delitos_platform.partitions import Window, range_tags
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 
 root, ready = Path(sys.argv[1]), Path(sys.argv[2])

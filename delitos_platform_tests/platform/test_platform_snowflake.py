@@ -21,7 +21,7 @@ import pytest
 import snowflake.connector
 from dagster_snowflake import SnowflakeResource
 
-from delitos_platform.defs.bronze.assets import RECONCILED
+from delitos_platform.defs.bronze.assets import RECONCILED_CHECK
 from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, DelitosDbtCliResource, delitos_dbt_project
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import LocalLake
@@ -133,7 +133,7 @@ def test_the_snowflake_chain_reconciles_and_a_second_run_changes_nothing(
     first = run_months(resources, FIRST, LAST)
 
     assert first.success
-    [evaluation] = check_evaluations(first, RECONCILED)
+    [evaluation] = check_evaluations(first, RECONCILED_CHECK)
     assert evaluation.passed, evaluation.description
     counts = ("source_rows", "lake_rows", "bronze_rows")
     assert {key: evaluation.metadata[key].value for key in counts} == dict.fromkeys(counts, source)
@@ -154,7 +154,7 @@ def test_the_snowflake_chain_reconciles_and_a_second_run_changes_nothing(
     second = run_months(resources, FIRST, LAST)
 
     assert second.success
-    [again] = check_evaluations(second, RECONCILED)
+    [again] = check_evaluations(second, RECONCILED_CHECK)
     assert again.passed, again.description
     # FORCE=TRUE copied the unchanged objects again and the swap replaced the months: same rows, new run.
     assert contents(warehouse_db) == before

@@ -11,7 +11,7 @@ import time
 
 import duckdb
 
-from delitos_platform.partitions import Window
+from delitos_platform.partitions import RANGE_END_TAG, RANGE_START_TAG, Window
 from delitos_platform_tests.processes.conftest import BACKFILL_DONE, RUN_TIMEOUT, LaunchedBackfill, Platform
 from delitos_platform_tests.processes.helpers import (
     REPO_ROOT,
@@ -61,8 +61,8 @@ def test_graphql_backfill_of_a_range_is_one_successful_run(
     tags = tags_of(run)
     assert tags["dagster/backfill"] == main_job_backfill.backfill_id
     # The run's range is every requested month: a single-run policy leaves no month for another run.
-    assert tags["dagster/asset_partition_range_start"] == keys[0]
-    assert tags["dagster/asset_partition_range_end"] == keys[-1]
+    assert tags[RANGE_START_TAG] == keys[0]
+    assert tags[RANGE_END_TAG] == keys[-1]
     assert tags["delitos/test"] == "graphql-backfill"
     backfill = platform.backfill(main_job_backfill.backfill_id)
     assert backfill["numPartitions"] == len(keys)
@@ -118,13 +118,13 @@ def test_cli_partition_range_is_one_successful_run(
     print(f"dagster asset materialize: exit {done.returncode} in {time.monotonic() - started:.1f} s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    found = platform.graphql(RUNS_TAGGED, key="dagster/asset_partition_range_start", value=keys[0])["runsOrError"]
+    found = platform.graphql(RUNS_TAGGED, key=RANGE_START_TAG, value=keys[0])["runsOrError"]
     runs = expect_type(found, "Runs")["results"]
     assert len(runs) == 1, runs
     (run,) = runs
     print(f"run {run['runId']}: {platform.timeline(run['runId'])}")
     assert run["status"] == "SUCCESS"
-    assert tags_of(run)["dagster/asset_partition_range_end"] == keys[-1]
+    assert tags_of(run)[RANGE_END_TAG] == keys[-1]
     assert "dagster/backfill" not in tags_of(run)  # executed by the CLI itself, not through the daemon
 
     assert bronze_counts(platform.warehouse, keys) == month_counts(snapshot_rows, keys)

@@ -23,9 +23,9 @@ import requests
 
 from delitos_platform.defs.lake.assets import QUARANTINE_CHECK
 from delitos_platform.lake.storage import LocalLake, quarantine_key
-from delitos_platform.partitions import Window, monthly_partitions
+from delitos_platform.partitions import Window, monthly_partitions, range_tags, tagged_range
 from delitos_platform.socrata.versions import month_versions, rows_updated_at
-from delitos_platform.sync import SyncCursor
+from delitos_platform.source_changes import SyncCursor
 from delitos_platform_tests.conftest import socrata_for
 from delitos_platform_tests.platform.helpers import lake_ids, source_ids, table_ids
 from delitos_platform_tests.processes.conftest import IN_PROCESS, MAIN_JOB, LaunchedBackfill, Platform
@@ -240,7 +240,7 @@ def loop(platform: Platform, main_job_backfill: LaunchedBackfill, snapshot_rows:
     third = platform.client.submit_job_execution(
         MAIN_JOB,
         run_config=IN_PROCESS,
-        tags={"dagster/asset_partition_range_start": THIRD[0], "dagster/asset_partition_range_end": THIRD[-1]},
+        tags=range_tags(THIRD[0], THIRD[-1]),
     )
     remaining = LOOP_TIMEOUT - (time.monotonic() - started)
     walk.last_retry = platform.wait_for_run(run_id, remaining)
@@ -254,7 +254,7 @@ def test_a_revised_month_is_requested_once_by_the_sensor(platform: Platform, loo
     """One run for the revised month, from the sensor's one tick; the crashes' retries are its children."""
     assert len(loop.requested) == 1, loop.requested
     tags = tags_of(loop.requested[0])
-    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
+    assert tagged_range(tags) == (
         REVISED,
         REVISED,
     )

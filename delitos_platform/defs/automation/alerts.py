@@ -13,12 +13,12 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from delitos_platform.alerts import Alert, AlertDeliveryError, AlertsResource
+from delitos_platform.alert_channels import Alert, AlertDeliveryError, AlertsResource
 from delitos_platform.defs.policies import FAILED_CHECKS_METADATA
+from delitos_platform.partitions import tagged_range
 
 MINIMUM_INTERVAL_SECONDS = 30
 EVENTS_PER_TICK = 200
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 # A run that failed only because a blocking check failed is alerted once, by failed_check_alerts, with the details.
 BLOCKING_CHECK_ERROR = "DagsterAssetCheckFailedError"
 
@@ -116,9 +116,10 @@ def check_failure_alert(
 
 def run_partitions(run: dg.DagsterRun) -> str | None:
     """The run's partition, or its range ``first…last`` (a single-run backfill), from the run's tags only."""
-    start, end = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
-    if start and end:
-        return start if start == end else f"{start}…{end}"
+    months = tagged_range(run.tags)
+    if months:
+        first, last = months
+        return first if first == last else f"{first}…{last}"
     return run.tags.get("dagster/partition")
 
 

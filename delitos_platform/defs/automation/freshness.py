@@ -17,7 +17,7 @@ from delitos_platform.socrata.versions import rows_updated_at
 
 GOLD_SUMMARY = dg.AssetKey(["gold", "resumen_general"])
 LAYERS = (LAKE_DELITOS, BRONZE_DELITOS, GOLD_SUMMARY)
-CHECK = "fresh_against_source"
+FRESHNESS_CHECK = "fresh_against_source"
 # The source refreshes monthly: a layer two days behind one of its updates is late.
 SOURCE_LAG = timedelta(days=2)
 
@@ -29,7 +29,9 @@ def build_freshness_checks(window: timedelta = SOURCE_LAG) -> dg.AssetChecksDefi
         name="freshness_against_source",
         can_subset=True,  # a run of some layers (the CLI, the UI) must not need the others' checks
         specs=[
-            dg.AssetCheckSpec(CHECK, asset=key, description=f"Caught up with Socrata's last update within {window}.")
+            dg.AssetCheckSpec(
+                FRESHNESS_CHECK, asset=key, description=f"Caught up with Socrata's last update within {window}."
+            )
             for key in LAYERS
         ],
     )
@@ -57,7 +59,7 @@ def layer_freshness(
     described = f"last materialized {materialized:%Y-%m-%d %H:%M} UTC" if materialized else "never materialized"
     return dg.AssetCheckResult(
         asset_key=key,
-        check_name=CHECK,
+        check_name=FRESHNESS_CHECK,
         passed=passed,
         description=f"{described}; Socrata updated {source_updated:%Y-%m-%d %H:%M} UTC (allowed lag {window})",
         metadata={

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from delitos_platform.jobs import main_job
-from delitos_platform.partitions import monthly_partitions
+from delitos_platform.defs.jobs import main_job
+from delitos_platform.partitions import monthly_partitions, range_tags
 
 # 06:00 in Bogotá on the 5th: datos.gov.co publishes the previous month in its first days.
 NEWEST_MONTHS_CRON = "0 6 5 * *"
@@ -27,5 +27,5 @@ def newest_months(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     first, last = keys[-2], keys[-1]
     return dg.RunRequest(
         run_key=f"newest:{last}",
-        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        tags=range_tags(first, last),
     )

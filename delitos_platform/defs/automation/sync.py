@@ -2,13 +2,13 @@
 
 import dagster as dg
 
+from delitos_platform.defs.jobs import main_job
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
-from delitos_platform.jobs import main_job
 from delitos_platform.lake.storage import LakeResource
-from delitos_platform.partitions import monthly_partitions
+from delitos_platform.partitions import monthly_partitions, range_tags, tagged_range
 from delitos_platform.socrata import SocrataResource
 from delitos_platform.socrata.versions import MonthVersion, month_versions, rows_updated_at
-from delitos_platform.sync import Changes, SyncCursor, compare, versions_held_by_lake
+from delitos_platform.source_changes import Changes, SyncCursor, compare, versions_held_by_lake
 
 DAILY = 24 * 60 * 60
 REASON_TAG = "delitos/sync_reason"
@@ -81,11 +81,7 @@ def run_requests(changes: Changes, updated_at: int, batch: int) -> list[dg.RunRe
     return [
         dg.RunRequest(
             run_key=f"{updated_at}:{first}:{last}:{batch}",
-            tags={
-                "dagster/asset_partition_range_start": first,
-                "dagster/asset_partition_range_end": last,
-                REASON_TAG: reason,
-            },
+            tags={**range_tags(first, last), REASON_TAG: reason},
         )
         for first, last in changes.ranges()
     ]
@@ -93,7 +89,7 @@ def run_requests(changes: Changes, updated_at: int, batch: int) -> list[dg.RunRe
 
 def versions_of(changes: Changes, request: dg.RunRequest, source: dict[str, MonthVersion]) -> dict[str, str | None]:
     """The versions a requested run brings in: each of its months as the source has it now (``None``: emptied)."""
-    first, last = request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]
+    first, last = tagged_range(request.tags)
     return {month: source[month].tag() if month in source else None for month in changes.between(first, last)}
 
 

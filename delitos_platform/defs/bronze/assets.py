@@ -16,7 +16,7 @@ from delitos_platform.socrata import SocrataError, SocrataResource
 from delitos_platform.warehouse.base import BronzeLoad, WarehouseError, WarehouseResource
 
 BRONZE_DELITOS = dg.AssetKey(["bronze", "delitos"])
-RECONCILED = "reconciled_with_source"
+RECONCILED_CHECK = "reconciled_with_source"
 VALUES_CHECK = "values_valid"
 SHOWN_MISMATCHES = 12
 
@@ -38,7 +38,7 @@ SHOWN_MISMATCHES = 12
     ),
     check_specs=[
         dg.AssetCheckSpec(
-            RECONCILED,
+            RECONCILED_CHECK,
             asset=BRONZE_DELITOS,
             blocking=True,
             description=(
@@ -116,7 +116,7 @@ def reconciliation_result(counts: list[MonthCounts]) -> dg.AssetCheckResult:
             f"bronze holds the lake's {bronze:,} row ids"
         )
     return dg.AssetCheckResult(
-        check_name=RECONCILED,
+        check_name=RECONCILED_CHECK,
         passed=not mismatches,
         description=description,
         metadata={
