@@ -68,6 +68,11 @@ def test_every_layer_reconciles_and_a_second_run_changes_nothing(emulator, tmp_p
         _recount_por_mes(snapshot_rows)
     )
     assert query(database, "SELECT DISTINCT _run_id FROM bronze.delitos") == [(first.run_id,)]
+    for layer in (dg.AssetKey(["lake", "delitos"]), BRONZE_DELITOS):  # each month says its own rows, once
+        events = [event for event in first.get_asset_materialization_events() if event.asset_key == layer]
+        assert sorted(event.partition for event in events) == MONTHS
+        per_month = {event.partition: event.materialization.metadata["rows"].value for event in events}
+        assert per_month == {month: rows_per_month(snapshot_rows)[month] for month in MONTHS}, layer
     gold_events = [event for event in first.get_asset_materialization_events() if event.asset_key.path[0] == "gold"]
     assert sorted(event.asset_key for event in gold_events) == sorted(GOLD)  # once each, not once per month
     assert {event.partition for event in gold_events} == {None}
