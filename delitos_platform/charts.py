@@ -39,6 +39,7 @@ DEPARTMENTS_EMPTY = "_No departments yet: they are drawn once silver holds a mon
 # 1000 × 450 pixels: readable in the UI's dialog, tens of KB as PNG.
 FIGURE_INCHES = (10.0, 4.5)
 DPI = 100
+MAX_TICKS = 12
 CASES_COLOUR = "#4f43dd"  # Dagster's own accent, so the charts sit well in its UI
 ROLLING_COLOUR = "#d2691e"
 
@@ -83,6 +84,8 @@ def trend_markdown(rows: Sequence[tuple[date, int, int]]) -> str:
     monthly.set_ylabel("cases per month")
     rolling.plot(months, [casos_12m for _, _, casos_12m in ordered], color=ROLLING_COLOUR, linewidth=2)
     rolling.set_ylabel("last 12 months")
+    rolling.set_ylim(bottom=0)  # from zero, so a change looks as big as it is
+    _month_ticks(rolling, len(months))
     rolling.set_xlabel("month of the offence (fecha_hecho)")
     first, last = f"{months[0]:%Y-%m}", f"{months[-1]:%Y-%m}"
     figure.suptitle(f"Cybercrime cases per month, {first} to {last}")
@@ -124,6 +127,18 @@ def departments_markdown(rows: Sequence[tuple[str, str, int, int]], year: int | 
     table = ["| code | department | cases | reports |", "|---|---|---:|---:|"]
     table += [f"| {code} | {name} | {casos:,} | {registros:,} |" for code, name, casos, registros in ordered]
     return f"{png_markdown(figure, f'Departments by cases in {year}')}\n\n" + "\n".join(table)
+
+
+def _month_ticks(axis: Axes, months: int) -> None:
+    """About a dozen ticks at most on a time axis: months (``YYYY-MM``) over three years or less, else years."""
+    from matplotlib.dates import DateFormatter, MonthLocator, YearLocator
+
+    if months <= 36:
+        axis.xaxis.set_major_locator(MonthLocator(interval=-(-months // MAX_TICKS)))
+        axis.xaxis.set_major_formatter(DateFormatter("%Y-%m"))
+    else:
+        axis.xaxis.set_major_locator(YearLocator(base=-(-months // (12 * MAX_TICKS))))
+        axis.xaxis.set_major_formatter(DateFormatter("%Y"))
 
 
 def _counts_along_x(axis: Axes) -> None:
