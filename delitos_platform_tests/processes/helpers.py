@@ -305,7 +305,8 @@ def devtools_page(chromium: HeadlessChromium, size: tuple[int, int] = (1400, 900
             "--remote-debugging-port=0",  # Chromium picks a free port and writes it to DevToolsActivePort
             "about:blank",
         ]
-        browser = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own process group: the renderers and helpers it starts go with it, before its profile is removed.
+        browser = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             active_port = Path(profile) / "DevToolsActivePort"
             wait_until(lambda: active_port.exists() and active_port.read_text().strip(), 30, "Chromium's DevTools")
@@ -315,9 +316,27 @@ def devtools_page(chromium: HeadlessChromium, size: tuple[int, int] = (1400, 900
             with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as connection:
                 yield DevToolsPage(connection)
         finally:
-            browser.terminate()
-            try:
-                browser.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                browser.kill()
-                browser.wait()
+            _stop_group(browser)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to a process's group, SIGKILL to whatever of it is left after 10 s; returns once none is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # helpers that outlived the browser
+    process.wait()
+    wait_until(lambda: not _group_alive(process.pid), 10, f"process group {process.pid} to end", interval=0.1)
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of ``group`` still runs (zombies waiting for their reaper do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its closing parenthesis.
+            state, _ppid, pgrp = stat.read_text().rpartition(")")[2].split()[:3]
+            if int(pgrp) == group and state != "Z":
+                return True
+    return False
