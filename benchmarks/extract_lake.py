@@ -65,9 +65,9 @@ def ours(url: str, concurrent_requests: int | None = None) -> dict:
         runs = instance.get_runs_count()
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     return {
-        "rows": metadata["rows"].value + metadata["quarantined"].value,
-        "pages": metadata["pages"].value,
-        "extract_seconds": metadata["duration_seconds"].value,
+        "rows": metadata["run_rows"].value + metadata["run_quarantined"].value,
+        "pages": metadata["run_pages"].value,
+        "extract_seconds": metadata["run_seconds"].value,
         "dagster_runs": runs,
         "seconds": seconds,
     }

@@ -73,9 +73,9 @@ def lake_and_bronze(url: str, layers: tuple[str, ...] = ("lake", "bronze")) -> d
     lake = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == ["lake", "delitos"])
     metadata = lake.materialization.metadata
     return {
-        "rows": metadata["rows"].value + metadata["quarantined"].value,
-        "pages": metadata["pages"].value,
-        "extract_seconds": metadata["duration_seconds"].value,
+        "rows": metadata["run_rows"].value + metadata["run_quarantined"].value,
+        "pages": metadata["run_pages"].value,
+        "extract_seconds": metadata["run_seconds"].value,
         "seconds": seconds,
     }
 

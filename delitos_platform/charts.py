@@ -1,12 +1,29 @@
-"""What the UI shows on the gold assets: a monthly-trend chart and a department table, as Markdown."""
+"""What the UI shows on the gold assets: charts drawn from the gold tables, as PNG images inside Markdown.
+
+The Dagster UI renders a base64 ``data:`` image inside Markdown metadata. matplotlib is imported inside the
+functions that draw, so importing this module (and the definitions) stays fast.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Sequence
 from datetime import date
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
 # Read from the gold tables (plain SQL that DuckDB and Snowflake both speak).
-TREND_SQL = "SELECT mes, casos, casos_12m FROM gold.tendencia_mensual ORDER BY mes DESC LIMIT 24"
+TREND_SQL = "SELECT mes, casos, casos_12m FROM gold.tendencia_mensual ORDER BY mes"
+ARTICLES_SQL = """
+SELECT articulo, max(categoria) AS categoria, sum(casos) AS casos
+FROM gold.delitos_por_mes
+GROUP BY articulo ORDER BY casos DESC, articulo
+"""
 DEPARTMENTS_SQL = """
 SELECT cod_depto, max(departamento) AS departamento, sum(casos) AS casos, sum(registros) AS registros
 FROM gold.delitos_por_departamento
@@ -14,26 +31,122 @@ WHERE anio = (SELECT max(anio) FROM gold.delitos_por_departamento)
 GROUP BY cod_depto ORDER BY casos DESC, cod_depto LIMIT 15
 """
 LATEST_YEAR_SQL = "SELECT max(anio) FROM gold.delitos_por_departamento"
-BAR_WIDTH = 30
+
+TREND_EMPTY = "_No months yet: the trend is drawn once silver holds a month._"
+ARTICLES_EMPTY = "_No cases yet: the articles are drawn once silver holds a month._"
+DEPARTMENTS_EMPTY = "_No departments yet: they are drawn once silver holds a month._"
+
+# 1000 × 450 pixels: readable in the UI's dialog, tens of KB as PNG.
+FIGURE_INCHES = (10.0, 4.5)
+DPI = 100
+MAX_TICKS = 12
+CASES_COLOUR = "#4f43dd"  # Dagster's own accent, so the charts sit well in its UI
+ROLLING_COLOUR = "#d2691e"
+
+
+def png_markdown(figure: Figure, alt: str) -> str:
+    """``figure`` as a PNG embedded in Markdown (``![alt](data:image/png;base64,...)``), which the UI renders."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"![{alt}](data:image/png;base64,{encoded})"
+
+
+def new_figure(size: tuple[float, float] = FIGURE_INCHES, rows: int = 1) -> tuple[Figure, list[Axes]]:
+    """A figure (no pyplot: no global state, safe in any thread) with ``rows`` axes stacked, sharing x."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size, layout="constrained")
+    axes = figure.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+    for axis in axes:
+        axis.spines[["top", "right"]].set_visible(False)
+    return figure, list(axes)
+
+
+def _thousands() -> FuncFormatter:
+    """Axis ticks as whole numbers with thousands separators."""
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _position: f"{value:,.0f}")
 
 
 def trend_markdown(rows: Sequence[tuple[date, int, int]]) -> str:
-    """The last months as a table with a bar per month, oldest first (rows: mes, casos, casos_12m)."""
+    """Cases per month and the 12-month rolling sum, every month (rows: mes, casos, casos_12m; any order)."""
     if not rows:
-        return "_no months yet_"
-    ordered = sorted(rows)
-    peak = max(casos for _, casos, _ in ordered) or 1
-    lines = ["| month | cases | | last 12 months |", "|---|---:|:---|---:|"]
-    for mes, casos, casos_12m in ordered:
-        bar = "█" * round(BAR_WIDTH * casos / peak)
-        lines.append(f"| {mes:%Y-%m} | {casos:,} | {bar} | {casos_12m:,} |")
-    return "\n".join(lines)
+        return TREND_EMPTY
+    ordered = sorted((mes, int(casos), int(casos_12m)) for mes, casos, casos_12m in rows)
+    months = [mes for mes, _, _ in ordered]
+    figure, (monthly, rolling) = new_figure(rows=2)
+    monthly.bar(months, [casos for _, casos, _ in ordered], width=25, color=CASES_COLOUR)
+    for axis in (monthly, rolling):
+        axis.grid(axis="y", alpha=0.3)
+        axis.yaxis.set_major_formatter(_thousands())
+    monthly.set_ylabel("cases per month")
+    rolling.plot(months, [casos_12m for _, _, casos_12m in ordered], color=ROLLING_COLOUR, linewidth=2)
+    rolling.set_ylabel("last 12 months")
+    rolling.set_ylim(bottom=0)  # from zero, so a change looks as big as it is
+    _month_ticks(rolling, len(months))
+    rolling.set_xlabel("month of the offence (fecha_hecho)")
+    first, last = f"{months[0]:%Y-%m}", f"{months[-1]:%Y-%m}"
+    figure.suptitle(f"Cybercrime cases per month, {first} to {last}")
+    mes, casos, casos_12m = ordered[-1]
+    latest = f"**{mes:%Y-%m}: {casos:,} cases; {casos_12m:,} in the last 12 months.**"
+    return f"{png_markdown(figure, f'Cases per month and last 12 months, {first} to {last}')}\n\n{latest}"
+
+
+def articles_markdown(rows: Sequence[tuple[str, str, int]]) -> str:
+    """Cases by article of Law 1273/2009, most first (rows: articulo, categoria, casos)."""
+    if not rows:
+        return ARTICLES_EMPTY
+    ordered = sorted(((articulo, categoria, int(casos)) for articulo, categoria, casos in rows), key=_most_first)
+    figure, (axis,) = new_figure()
+    labels = [f"{articulo} {(categoria or '').capitalize()}" for articulo, categoria, _ in ordered]
+    axis.barh(labels[::-1], [casos for _, _, casos in ordered][::-1], color=CASES_COLOUR)  # the most at the top
+    _counts_along_x(axis)
+    axis.set_xlabel("cases, all months")
+    figure.suptitle("Cybercrime cases by article of Law 1273 of 2009")
+    table = ["| article | category | cases |", "|---|---|---:|"]
+    table += [f"| {articulo} | {categoria} | {casos:,} |" for articulo, categoria, casos in ordered]
+    return f"{png_markdown(figure, 'Cases by article of Law 1273 of 2009')}\n\n" + "\n".join(table)
 
 
 def departments_markdown(rows: Sequence[tuple[str, str, int, int]], year: int | None) -> str:
-    """Departments of the latest year by cases (rows: cod_depto, departamento, casos, registros)."""
+    """Departments of the latest year by cases, most first (rows: cod_depto, departamento, casos, registros)."""
     if not rows:
-        return "_no departments yet_"
-    lines = [f"**{year}**", "", "| code | department | cases | reports |", "|---|---|---:|---:|"]
-    lines += [f"| {code} | {name} | {casos:,} | {registros:,} |" for code, name, casos, registros in rows]
-    return "\n".join(lines)
+        return DEPARTMENTS_EMPTY
+    ordered = sorted(
+        ((code, name, int(casos), int(registros)) for code, name, casos, registros in rows), key=_most_first
+    )
+    figure, (axis,) = new_figure()
+    axis.barh(
+        [name for _, name, _, _ in ordered][::-1], [casos for _, _, casos, _ in ordered][::-1], color=CASES_COLOUR
+    )
+    _counts_along_x(axis)
+    axis.set_xlabel(f"cases in {year}")
+    figure.suptitle(f"Departments with most cybercrime cases in {year}")
+    table = ["| code | department | cases | reports |", "|---|---|---:|---:|"]
+    table += [f"| {code} | {name} | {casos:,} | {registros:,} |" for code, name, casos, registros in ordered]
+    return f"{png_markdown(figure, f'Departments by cases in {year}')}\n\n" + "\n".join(table)
+
+
+def _month_ticks(axis: Axes, months: int) -> None:
+    """About a dozen ticks at most on a time axis: months (``YYYY-MM``) over three years or less, else years."""
+    from matplotlib.dates import DateFormatter, MonthLocator, YearLocator
+
+    if months <= 36:
+        axis.xaxis.set_major_locator(MonthLocator(interval=-(-months // MAX_TICKS)))
+        axis.xaxis.set_major_formatter(DateFormatter("%Y-%m"))
+    else:
+        axis.xaxis.set_major_locator(YearLocator(base=-(-months // (12 * MAX_TICKS))))
+        axis.xaxis.set_major_formatter(DateFormatter("%Y"))
+
+
+def _counts_along_x(axis: Axes) -> None:
+    """A horizontal bar chart's count axis: gridlines and thousands separators."""
+    axis.grid(axis="x", alpha=0.3)
+    axis.xaxis.set_major_formatter(_thousands())
+
+
+def _most_first(row: tuple) -> tuple:
+    """Rows by cases (third field), most first; ties by their first field."""
+    return (-row[2], row[0])

@@ -137,10 +137,10 @@ def summary_lines(result: dg.ExecuteInProcessResult) -> list[str]:
     from delitos_platform.defs.lake.assets import QUARANTINE_CHECK
     from delitos_platform.defs.lake.checks import LEDGER_CHECK
 
-    lake = result.asset_materializations_for_node("lake__delitos")[0].metadata
+    lake = result.asset_materializations_for_node("lake__delitos")[0].metadata  # any month: each has the run's totals
     lines = [
-        f"lake:    {lake['rows'].value:>9,} rows + {lake['quarantined'].value:,} quarantined"
-        f" + {lake['out_of_calendar'].value:,} out of the calendar"
+        f"lake:    {lake['run_rows'].value:>9,} rows + {lake['run_quarantined'].value:,} quarantined"
+        f" + {lake['run_out_of_calendar'].value:,} out of the calendar"
     ]
     with duckdb.connect(str(warehouse_path()), read_only=True) as warehouse:
         for layer, table in (("bronze", "bronze.delitos"), ("silver", "silver.stg_delitos")):

@@ -1,24 +1,92 @@
-"""The Markdown the UI shows on the gold assets."""
+"""The charts the UI shows on the gold assets: real PNG images inside Markdown, or a sentence when there is no data."""
 
+from __future__ import annotations
+
+import base64
+import io
+import re
 from datetime import date
 
-from delitos_platform.charts import BAR_WIDTH, departments_markdown, trend_markdown
+import pytest
+from PIL import Image
+
+from delitos_platform.charts import (
+    ARTICLES_EMPTY,
+    DEPARTMENTS_EMPTY,
+    TREND_EMPTY,
+    articles_markdown,
+    departments_markdown,
+    trend_markdown,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+DATA_URI_IMAGE = re.compile(r"!\[(?P<alt>[^\]]+)\]\(data:image/png;base64,(?P<data>[A-Za-z0-9+/=]+)\)")
+MONTHS = [date(year, month, 1) for year in (2023, 2024) for month in range(1, 13)]
 
 
-def test_the_trend_chart_lists_months_oldest_first_with_bars_scaled_to_the_peak():
-    chart = trend_markdown([(date(2024, 2, 1), 50, 600), (date(2024, 1, 1), 100, 550)]).splitlines()
-
-    assert chart[2] == f"| 2024-01 | 100 | {'█' * BAR_WIDTH} | 550 |"
-    assert chart[3] == f"| 2024-02 | 50 | {'█' * (BAR_WIDTH // 2)} | 600 |"
-
-
-def test_the_department_table_names_its_year_and_formats_counts():
-    table = departments_markdown([("05", "ANTIOQUIA", 12345, 12000)], 2025)
-
-    assert table.splitlines()[0] == "**2025**"
-    assert "| 05 | ANTIOQUIA | 12,345 | 12,000 |" in table
+def embedded_png(markdown: str) -> tuple[str, bytes]:
+    """The alt text and the bytes of the one PNG embedded in ``markdown``."""
+    [image] = list(DATA_URI_IMAGE.finditer(markdown))
+    return image["alt"], base64.b64decode(image["data"], validate=True)
 
 
-def test_empty_tables_say_so():
-    assert trend_markdown([]) == "_no months yet_"
-    assert departments_markdown([], None) == "_no departments yet_"
+def assert_readable_png(data: bytes) -> None:
+    """A PNG that decodes, big enough to read and small enough to keep in every materialization."""
+    assert data[:8] == PNG_MAGIC
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()  # decodes every pixel: a truncated or corrupt PNG raises here
+        width, height = image.size
+    assert 600 <= width <= 1600 and 300 <= height <= 1000, (width, height)
+    assert 5_000 < len(data) < 100_000, len(data)
+
+
+def test_the_trend_is_a_png_of_cases_and_the_rolling_year_with_the_latest_figures_beside_it():
+    rows = [(mes, 100 + index, 1_200 + index) for index, mes in enumerate(MONTHS)]
+
+    markdown = trend_markdown(rows)
+
+    alt, data = embedded_png(markdown)
+    assert_readable_png(data)
+    assert "2023-01" in alt and "2024-12" in alt
+    assert "2024-12: 123 cases; 1,223 in the last 12 months" in markdown
+
+
+def test_the_trend_reads_months_in_any_order():
+    rows = [(mes, 10, 120) for mes in MONTHS]
+
+    assert embedded_png(trend_markdown(list(reversed(rows))))[0] == embedded_png(trend_markdown(rows))[0]
+
+
+def test_articles_are_a_png_with_each_articles_cases_in_a_table():
+    rows = [("269I", "HURTO POR MEDIOS INFORMATICOS", 15_000), ("269A", "ACCESO ABUSIVO", 3_000)]
+
+    markdown = articles_markdown(rows)
+
+    assert_readable_png(embedded_png(markdown)[1])
+    assert "| 269I | HURTO POR MEDIOS INFORMATICOS | 15,000 |" in markdown
+
+
+def test_departments_are_a_png_of_the_latest_year_with_a_table():
+    rows = [("68", "SANTANDER", 12_345, 12_000), ("05", "ANTIOQUIA", 2_000, 1_900)]
+
+    markdown = departments_markdown(rows, 2025)
+
+    alt, data = embedded_png(markdown)
+    assert_readable_png(data)
+    assert "2025" in alt
+    assert "| 68 | SANTANDER | 12,345 | 12,000 |" in markdown
+
+
+@pytest.mark.parametrize(
+    ("draw", "sentence"),
+    [
+        (lambda: trend_markdown([]), TREND_EMPTY),
+        (lambda: articles_markdown([]), ARTICLES_EMPTY),
+        (lambda: departments_markdown([], None), DEPARTMENTS_EMPTY),
+    ],
+)
+def test_no_rows_give_a_sentence_not_a_chart(draw, sentence):
+    markdown = draw()
+
+    assert markdown == sentence
+    assert "data:image" not in markdown

@@ -332,7 +332,7 @@ def test_a_row_edited_while_paging(platform):
 
     assert edited.is_set() and result.success
     [lake] = [event for event in result.get_asset_materialization_events() if event.asset_key == LAKE_DELITOS][:1]
-    assert lake.materialization.metadata["months_read_again"].value >= 1
+    assert lake.materialization.metadata["run_months_read_again"].value >= 1
     source = platform.source_values()
     lake_values = {
         row["row_id"]: str(row["cantidad"])

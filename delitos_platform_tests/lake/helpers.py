@@ -17,12 +17,19 @@ from delitos_platform.warehouse.base import WarehouseResource
 
 
 def materialize_lake(
-    socrata: SocrataResource, lake: LakeResource, first: str, last: str | None = None
+    socrata: SocrataResource,
+    lake: LakeResource,
+    first: str,
+    last: str | None = None,
+    instance: dg.DagsterInstance | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Materialize the lake for one month, or for ``first`` → ``last`` as ONE single-run backfill."""
+    """Materialize the lake for one month, or for ``first`` → ``last`` as ONE single-run backfill.
+
+    Recorded in ``instance`` when given (else in a throw-away one).
+    """
     # A lake-only run never takes the warehouse: any warehouse resource will do.
     resources = {"socrata": socrata, "lake": lake, "warehouse": WarehouseResource()}
-    selection = {"assets": [socrata_delitos, lake_delitos], "resources": resources}
+    selection = {"assets": [socrata_delitos, lake_delitos], "resources": resources, "instance": instance}
     if last is None:
         return dg.materialize(**selection, partition_key=first, raise_on_error=False)
     tags = range_tags(first, last)
@@ -52,6 +59,14 @@ def quarantine_table(lake: LakeResource, month_key: str) -> pa.Table:
 def rows_per_month(rows: list[dict[str, str]]) -> Counter[str]:
     """A recount of API rows per ``YYYY-MM-01`` partition key."""
     return Counter(row["fecha_hecho"][:7] + "-01" for row in rows if "fecha_hecho" in row)
+
+
+def partition_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> list[dict[str, object]]:
+    """The metadata values of every materialization of one partition of ``key`` that ``instance`` recorded."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=100
+    ).records
+    return [{name: value.value for name, value in r.asset_materialization.metadata.items()} for r in records]
 
 
 def materialized_metadata(result: dg.ExecuteInProcessResult) -> list[dict[str, object]]:

@@ -6,9 +6,11 @@ import gzip
 import json
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from delitos_platform.contract import LAKE_SCHEMA
+from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import LocalLake, data_key, quarantine_key
 from delitos_platform_tests.conftest import socrata_for
@@ -16,6 +18,7 @@ from delitos_platform_tests.lake.helpers import (
     lake_table,
     materialize_lake,
     materialized_metadata,
+    partition_metadata,
     quarantine_table,
     rows_per_month,
 )
@@ -69,7 +72,7 @@ def test_a_month_lands_in_the_lake_exactly_as_the_source_has_it(emulator, local_
     [metadata] = materialized_metadata(result)
     assert metadata["rows"] == table.num_rows
     assert metadata["quarantined"] == 0
-    assert metadata["pages"] == 2  # the month's page, and the page of rows outside the calendar
+    assert metadata["run_pages"] == 2  # the month's page, and the page of rows outside the calendar
     assert metadata["bytes"] == len(local_lake.read(data_key(MONTH)))
     assert metadata["uri"] == local_lake.uri(data_key(MONTH))
     assert "fecha_hecho >= '2019-03-01T00:00:00.000' AND fecha_hecho < '2019-04-01T00:00:00.000'" in str(
@@ -102,10 +105,31 @@ def test_a_range_is_one_run_and_equals_the_months_run_one_by_one(emulator, tmp_p
         assert by_range.read(quarantine_key(month)) == by_month.read(quarantine_key(month))
     metadata = materialized_metadata(result)[0]
     expected = sum(rows_per_month(snapshot_rows)[month] for month in months)
-    assert metadata["rows"] == expected
+    assert metadata["run_rows"] == expected
     assert expected < 700  # so the four months are one sub-window: one page, and one of out-of-calendar rows
-    assert metadata["pages"] == 2
-    assert metadata["months"] == len(months)
+    assert metadata["run_pages"] == 2
+    assert metadata["run_months"] == len(months)
+
+
+def test_each_month_of_a_range_run_records_its_own_figures_once(emulator, local_lake, snapshot_rows):
+    """Dagster plots metadata by partition: a month of a range run must say its own rows, not the range's."""
+    months = ["2019-01-01", "2019-02-01", "2019-03-01"]
+    instance = dg.DagsterInstance.ephemeral()
+
+    result = materialize_lake(socrata_for(emulator), local_lake, months[0], months[-1], instance=instance)
+
+    assert result.success
+    source = rows_per_month(snapshot_rows)
+    assert len({source[month] for month in months}) == len(months)  # different months, different figures
+    for month in months:
+        [metadata] = partition_metadata(instance, LAKE_DELITOS, month)  # once: not a copy per event
+        assert metadata["rows"] == lake_table(local_lake, month).num_rows == source[month]
+        assert metadata["quarantined"] == quarantine_table(local_lake, month).num_rows
+        assert metadata["bytes"] == len(local_lake.read(data_key(month)))
+        assert metadata["uri"] == local_lake.uri(data_key(month))
+        assert metadata["quarantine_uri"] == local_lake.uri(quarantine_key(month))
+        assert metadata["source_version"].startswith(f"{source[month]}@")
+        assert (metadata["run_months"], metadata["run_rows"]) == (3, sum(source[m] for m in months))
 
 
 def test_an_empty_month_still_gets_empty_objects(emulator, local_lake):

@@ -128,7 +128,7 @@ def test_rows_deleted_and_added_while_paging_lose_no_live_row_and_double_none(tm
 
     assert changed.is_set() and result.success
     lake_events = [event for event in result.get_asset_materialization_events() if event.asset_key == LAKE_DELITOS]
-    assert lake_events[0].materialization.metadata["months_read_again"].value >= 1  # the change was seen and healed
+    assert lake_events[0].materialization.metadata["run_months_read_again"].value >= 1  # the change was seen and healed
     lake = resources["lake"]
     months = year.month_keys()
     assert lake_ids(lake, months) | lake_ids(lake, months, quarantine_key) == source

@@ -30,6 +30,7 @@ from delitos_platform_tests.platform.helpers import (
     run_months,
     warehouse_contents,
 )
+from delitos_platform_tests.test_charts import assert_readable_png, embedded_png
 
 FIRST, LAST = "2019-01-01", "2019-06-01"
 MONTHS = [f"2019-0{month}-01" for month in range(1, 7)]
@@ -67,13 +68,28 @@ def test_every_layer_reconciles_and_a_second_run_changes_nothing(emulator, tmp_p
         _recount_por_mes(snapshot_rows)
     )
     assert query(database, "SELECT DISTINCT _run_id FROM bronze.delitos") == [(first.run_id,)]
+    for layer in (dg.AssetKey(["lake", "delitos"]), BRONZE_DELITOS):  # each month says its own rows, once
+        events = [event for event in first.get_asset_materialization_events() if event.asset_key == layer]
+        assert sorted(event.partition for event in events) == MONTHS
+        per_month = {event.partition: event.materialization.metadata["rows"].value for event in events}
+        assert per_month == {month: rows_per_month(snapshot_rows)[month] for month in MONTHS}, layer
     gold_events = [event for event in first.get_asset_materialization_events() if event.asset_key.path[0] == "gold"]
     assert sorted(event.asset_key for event in gold_events) == sorted(GOLD)  # once each, not once per month
     assert {event.partition for event in gold_events} == {None}
     gold_views = {event.asset_key.to_user_string(): event.materialization.metadata for event in gold_events}
+    charts = {
+        "gold/tendencia_mensual": gold_views["gold/tendencia_mensual"]["monthly_trend"].value,
+        "gold/delitos_por_mes": gold_views["gold/delitos_por_mes"]["cases_by_article"].value,
+        "gold/delitos_por_departamento": gold_views["gold/delitos_por_departamento"]["departments"].value,
+    }
+    for chart in charts.values():
+        assert_readable_png(embedded_png(chart)[1])
     june = query(database, "SELECT casos FROM gold.tendencia_mensual WHERE mes = '2019-06-01'")[0][0]
-    assert f"| 2019-06 | {june:,} |" in gold_views["gold/tendencia_mensual"]["monthly_trend"].value
-    assert "| 68 | SANTANDER |" in gold_views["gold/delitos_por_departamento"]["departments"].value
+    assert f"2019-06: {june:,} cases" in charts["gold/tendencia_mensual"]
+    most = "SELECT articulo, max(categoria), sum(casos) FROM gold.delitos_por_mes GROUP BY 1 ORDER BY 3 DESC LIMIT 1"
+    [(article, category, cases)] = query(database, most)
+    assert f"| {article} | {category} | {cases:,} |" in charts["gold/delitos_por_mes"]
+    assert "| 68 | SANTANDER |" in charts["gold/delitos_por_departamento"]
     contents = warehouse_contents(database)
 
     second = run_months(resources, FIRST, LAST)

@@ -29,6 +29,7 @@ from delitos_platform.warehouse.snowflake import SnowflakeWarehouse
 from delitos_platform_tests.conftest import socrata_for
 from delitos_platform_tests.lake.helpers import rows_per_month
 from delitos_platform_tests.platform.helpers import GOLD_TABLES, check_evaluations, run_months
+from delitos_platform_tests.test_charts import assert_readable_png, embedded_png
 
 # fakesnow warns on every Arrow fetch the connector and dbt-snowflake make; it says nothing about the chain.
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
@@ -146,6 +147,17 @@ def test_the_snowflake_chain_reconciles_and_a_second_run_changes_nothing(
     assert [(mes.isoformat(), count) for mes, count in monthly] == [
         (month, rows_per_month(snapshot_rows)[month]) for month in MONTHS
     ]
+    # The charts' SQL speaks Snowflake too: each chart is a real PNG.
+    gold = {
+        event.asset_key.path[-1]: event.materialization.metadata for event in first.get_asset_materialization_events()
+    }
+    charts = {
+        "tendencia_mensual": "monthly_trend",
+        "delitos_por_mes": "cases_by_article",
+        "delitos_por_departamento": "departments",
+    }
+    for table, chart in charts.items():
+        assert_readable_png(embedded_png(gold[table][chart].value)[1])
     # The rows came through the loader's COPY INTO in this run, not from anywhere else.
     assert warehouse_db.query("SELECT DISTINCT _run_id FROM BRONZE.DELITOS") == [(first.run_id,)]
     before = contents(warehouse_db)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import collections
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -232,3 +235,108 @@ class HeadlessChromium:
         if done.returncode != 0 or not path.exists():
             raise RuntimeError(f"chromium --screenshot {url} failed ({done.returncode}): {done.stderr[-2000:]}")
         return path
+
+
+class DevToolsPage:
+    """One page of a headless Chromium driven over the DevTools protocol: go to a URL, run script, screenshot.
+
+    For what ``--dump-dom`` cannot do: click, then look at what the click opened.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+        self._next_id = 0
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        """Send one DevTools command and return its result (events arriving meanwhile are skipped)."""
+        self._next_id += 1
+        self._connection.send(json.dumps({"id": self._next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self._connection.recv(timeout=60))
+            if message.get("id") != self._next_id:
+                continue
+            if "error" in message:
+                raise RuntimeError(f"DevTools {method} failed: {message['error']}")
+            return message["result"]
+
+    def goto(self, url: str) -> None:
+        """Start loading ``url`` (wait for what it should show with ``wait_for``)."""
+        self.call("Page.navigate", url=url)
+
+    def evaluate(self, expression: str) -> Any:
+        """The JSON value of a JavaScript expression evaluated in the page."""
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"script failed in the page: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float, what: str) -> Any:
+        """Evaluate ``expression`` until it gives something truthy, and return that."""
+        return wait_until(lambda: self.evaluate(expression), timeout, what, interval=0.5)
+
+    def screenshot(self, path: Path) -> Path:
+        """A PNG of what the page shows now."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
+        return path
+
+
+@contextlib.contextmanager
+def devtools_page(chromium: HeadlessChromium, size: tuple[int, int] = (1400, 900)) -> Iterator[DevToolsPage]:
+    """A headless Chromium (fresh profile, DevTools on a free loopback port) and its one page; stopped after."""
+    from websockets.sync.client import connect
+
+    with tempfile.TemporaryDirectory(prefix="chromium_devtools_") as profile:
+        args = [
+            str(chromium.binary),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-extensions",
+            "--mute-audio",
+            f"--user-data-dir={profile}",
+            f"--window-size={size[0]},{size[1]}",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",  # Chromium picks a free port and writes it to DevToolsActivePort
+            "about:blank",
+        ]
+        # Its own process group: the renderers and helpers it starts go with it, before its profile is removed.
+        browser = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            active_port = Path(profile) / "DevToolsActivePort"
+            wait_until(lambda: active_port.exists() and active_port.read_text().strip(), 30, "Chromium's DevTools")
+            port = int(active_port.read_text().splitlines()[0])
+            targets = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
+            [page] = [target for target in targets if target["type"] == "page"]
+            with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as connection:
+                yield DevToolsPage(connection)
+        finally:
+            _stop_group(browser)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM to a process's group, SIGKILL to whatever of it is left after 10 s; returns once none is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # helpers that outlived the browser
+    process.wait()
+    wait_until(lambda: not _group_alive(process.pid), 10, f"process group {process.pid} to end", interval=0.1)
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of ``group`` still runs (zombies waiting for their reaper do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after its closing parenthesis.
+            state, _ppid, pgrp = stat.read_text().rpartition(")")[2].split()[:3]
+            if int(pgrp) == group and state != "Z":
+                return True
+    return False

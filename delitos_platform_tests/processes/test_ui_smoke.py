@@ -6,11 +6,13 @@ every layer, gold included. Screenshots and rendered HTML go to ``test-artifacts
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+from delitos_platform.charts import DPI, FIGURE_INCHES
 from delitos_platform_tests.processes.conftest import LaunchedBackfill, Platform
-from delitos_platform_tests.processes.helpers import ARTIFACTS, HeadlessChromium
+from delitos_platform_tests.processes.helpers import ARTIFACTS, HeadlessChromium, devtools_page
 
 UI_ARTIFACTS = ARTIFACTS / "ui"
 LOCATION = "delitos_platform.definitions"  # the code location's name, from workspace.yaml's module
@@ -88,3 +90,46 @@ def test_gold_asset_page_renders(
     url = f"{platform.url}/assets/gold/resumen_general"
     text = look_at(chromium, url, "gold_resumen_general", ["resumen_general", "Latest materialization", "Columns"])
     assert RECENT_MATERIALIZATION.search(text), text[:3000]
+
+
+# Markdown metadata over 1,000 characters (any embedded image) sits behind "[Show Markdown]" in its row of the
+# asset page's metadata table: one click opens it in a dialog.
+SHOW_MARKDOWN = """(() => {
+  const rows = [...document.querySelectorAll('tr')].filter(row => row.textContent.includes(%s));
+  for (const row of rows) {
+    const button = [...row.querySelectorAll('*')].find(
+      element => element.children.length === 0 && element.textContent.trim() === '[Show Markdown]');
+    if (button) { button.click(); return true; }
+  }
+  return false;
+})()"""
+# The first PNG embedded as a data URI, once the browser has decoded it: its size as drawn, and as shown.
+CHART_IMAGE = """(() => {
+  const image = [...document.images].find(image => image.src.startsWith('data:image/png;base64,'));
+  if (!image || !image.complete || image.naturalWidth === 0) return null;
+  const shown = image.getBoundingClientRect();
+  return {src: image.src.slice(0, 40), alt: image.alt, width: image.naturalWidth, height: image.naturalHeight,
+          shown: [Math.round(shown.width), Math.round(shown.height)], text: document.body.innerText};
+})()"""
+
+
+def test_gold_trend_page_shows_the_chart(
+    platform: Platform, main_job_backfill: LaunchedBackfill, chromium: HeadlessChromium
+) -> None:
+    """``gold/tendencia_mensual``'s page shows the monthly trend as a real PNG chart, one click away."""
+    url = f"{platform.url}/assets/gold/tendencia_mensual"
+    with devtools_page(chromium) as page:
+        page.goto(url)
+        page.wait_for(SHOW_MARKDOWN % json.dumps("monthly_trend"), 90, f"monthly_trend's [Show Markdown] on {url}")
+        image = page.wait_for(CHART_IMAGE, 30, f"the monthly trend's chart to be shown on {url}")
+        screenshot = page.screenshot(UI_ARTIFACTS / "gold_tendencia_mensual_chart.png")
+        dom = page.evaluate("document.documentElement.outerHTML")
+    (UI_ARTIFACTS / "gold_tendencia_mensual_chart.html").write_text(dom)
+    assert_png(screenshot)
+    assert image["src"].startswith("data:image/png;base64,iVBORw0KGgo")  # the PNG signature, base64-encoded
+    assert (image["width"], image["height"]) == (FIGURE_INCHES[0] * DPI, FIGURE_INCHES[1] * DPI)  # it decoded
+    assert min(image["shown"]) > 100, image["shown"]  # and is on screen, not hidden or squeezed
+    assert image["alt"].startswith("Cases per month and last 12 months"), image["alt"]
+    assert re.search(r"\d{4}-\d{2}: [\d,]+ cases; [\d,]+ in the last 12 months", image["text"]), image["text"][:3000]
+    error = ERROR_MARKERS.search(image["text"])
+    assert error is None, f"{url} shows {error.group(0)!r} (see {screenshot})"

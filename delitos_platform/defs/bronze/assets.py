@@ -88,16 +88,20 @@ def bronze_delitos(
         description = "; ".join(check.description or "" for check in failed)
         raise failed_checks(f"bronze was left as it was: {description}", [check.check_name for check in failed])
     context.log.info(f"Loaded {load.rows:,} rows over {len(months)} months in {load.seconds:.1f} s")
-    yield dg.MaterializeResult(metadata=bronze_metadata(load), check_results=checks)
+    # One materialization per month, each with the result's metadata: a month's rows go to its partition alone.
+    rows_by_month = load.rows_by_month
+    for month in months:
+        context.add_asset_metadata({"rows": dg.MetadataValue.int(rows_by_month.get(month, 0))}, partition_key=month)
+    yield dg.MaterializeResult(metadata=bronze_metadata(load, len(months)), check_results=checks)
 
 
-def bronze_metadata(load: BronzeLoad) -> dict[str, dg.MetadataValue]:
-    """Rows loaded, the months swapped and how long it took."""
+def bronze_metadata(load: BronzeLoad, months: int) -> dict[str, dg.MetadataValue]:
+    """What every month of the run shares: the table, and the run's totals (``run_*``)."""
     return {
-        "rows": dg.MetadataValue.int(load.rows),
-        "months": dg.MetadataValue.int(len(load.ids_by_month)),
-        "duration_seconds": dg.MetadataValue.float(round(load.seconds, 3)),
         "table": dg.MetadataValue.text("bronze.delitos"),
+        "run_months": dg.MetadataValue.int(months),
+        "run_rows": dg.MetadataValue.int(load.rows),
+        "run_seconds": dg.MetadataValue.float(round(load.seconds, 3)),
     }
 
 

@@ -19,7 +19,15 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from delitos_platform.charts import DEPARTMENTS_SQL, LATEST_YEAR_SQL, TREND_SQL, departments_markdown, trend_markdown
+from delitos_platform.charts import (
+    ARTICLES_SQL,
+    DEPARTMENTS_SQL,
+    LATEST_YEAR_SQL,
+    TREND_SQL,
+    articles_markdown,
+    departments_markdown,
+    trend_markdown,
+)
 from delitos_platform.defs.dbt.project import ensure_manifest
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, WRITES_WAREHOUSE_TAGS, hold_warehouse
 from delitos_platform.lifeline import end_step_with_its_run, guarded
@@ -88,9 +96,9 @@ MANIFEST = ensure_manifest()
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
     """``silver.stg_delitos`` for exactly the run's months, then every gold table, each with its tests.
 
-    A run without a partition can only have selected gold (silver is monthly): it reads no window. The trend
-    and department tables also get a chart and a table the UI shows on their page. Events are held until dbt
-    exits: an embedded DuckDB file can be read only once dbt has let go of it.
+    A run without a partition can only have selected gold (silver is monthly): it reads no window. The trend,
+    article and department tables also get a chart the UI shows on their page (``GOLD_VIEWS``). Events are
+    held until dbt exits: an embedded DuckDB file can be read only once dbt has let go of it.
     """
     end_step_with_its_run()
     hold_warehouse(context, warehouse)
@@ -104,18 +112,25 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
 
 
 def trend_view(warehouse: WarehouseResource) -> dict[str, dg.MetadataValue]:
-    """The last 24 months of cases as a bar chart."""
+    """Cases per month and the 12-month rolling sum, every month, as a chart."""
     return {"monthly_trend": dg.MetadataValue.md(trend_markdown(warehouse.fetch(TREND_SQL)))}
 
 
+def articles_view(warehouse: WarehouseResource) -> dict[str, dg.MetadataValue]:
+    """Cases by article of Law 1273/2009, as a chart and a table."""
+    return {"cases_by_article": dg.MetadataValue.md(articles_markdown(warehouse.fetch(ARTICLES_SQL)))}
+
+
 def departments_view(warehouse: WarehouseResource) -> dict[str, dg.MetadataValue]:
-    """The departments of the latest year by cases."""
+    """The departments of the latest year by cases, as a chart and a table."""
     [(year,)] = warehouse.fetch(LATEST_YEAR_SQL)
     return {"departments": dg.MetadataValue.md(departments_markdown(warehouse.fetch(DEPARTMENTS_SQL), year))}
 
 
+# Gold tables whose page shows a chart: the table's key → what to add to its materialization's metadata.
 GOLD_VIEWS = {
     dg.AssetKey(["gold", "tendencia_mensual"]): trend_view,
+    dg.AssetKey(["gold", "delitos_por_mes"]): articles_view,
     dg.AssetKey(["gold", "delitos_por_departamento"]): departments_view,
 }
 

@@ -6,7 +6,7 @@ import dagster as dg
 
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse, run_writes_warehouse
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
-from delitos_platform.lake.extract import AuditError, ContractDriftError, Extraction, extract_to_lake
+from delitos_platform.lake.extract import AuditError, ContractDriftError, Extraction, MonthWritten, extract_to_lake
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
@@ -77,6 +77,10 @@ def lake_delitos(
         f"{extraction.rows} rows and {extraction.quarantined} quarantined in {extraction.pages} pages, "
         f"{extraction.out_of_calendar} out of the calendar, {extraction.seconds:.1f} s"
     )
+    # Dagster records one materialization per month of the run, each with the result's metadata: a month's own
+    # figures are added to its partition alone, so that each month (and Dagster's plots by partition) says its own.
+    for month in extraction.months:
+        context.add_asset_metadata(month_metadata(month), partition_key=month.month)
     yield dg.MaterializeResult(
         metadata=lake_metadata(extraction),
         check_results=[schema_check_result([]), quarantine_check_result(extraction)],
@@ -119,27 +123,27 @@ def quarantine_check_result(extraction: Extraction) -> dg.AssetCheckResult:
 
 
 def lake_metadata(extraction: Extraction) -> dict[str, dg.MetadataValue]:
-    """Materialization metadata: counts, bytes, pages, the query, the source version, the object URI(s)."""
-    metadata: dict[str, dg.MetadataValue] = {
-        "rows": dg.MetadataValue.int(extraction.rows),
-        "quarantined": dg.MetadataValue.int(extraction.quarantined),
-        "out_of_calendar": dg.MetadataValue.int(extraction.out_of_calendar),
-        "bytes": dg.MetadataValue.int(sum(month.bytes for month in extraction.months)),
-        "pages": dg.MetadataValue.int(extraction.pages),
+    """What every month of the run shares: the query, the dataset's version, and the run's totals (``run_*``)."""
+    return {
         "source_query": dg.MetadataValue.text(f"$where={extraction.where}&$order=:id (keyset on :id)"),
         "source_rows_updated_at": dg.MetadataValue.int(extraction.rows_updated_at),
-        "months_read_again": dg.MetadataValue.int(len(extraction.reread)),
-        "duration_seconds": dg.MetadataValue.float(round(extraction.seconds, 3)),
+        "run_months": dg.MetadataValue.int(len(extraction.months)),
+        "run_rows": dg.MetadataValue.int(extraction.rows),
+        "run_quarantined": dg.MetadataValue.int(extraction.quarantined),
+        "run_out_of_calendar": dg.MetadataValue.int(extraction.out_of_calendar),
+        "run_pages": dg.MetadataValue.int(extraction.pages),
+        "run_months_read_again": dg.MetadataValue.int(len(extraction.reread)),
+        "run_seconds": dg.MetadataValue.float(round(extraction.seconds, 3)),
     }
-    # Dagster copies a run's metadata onto every partition it materializes: per-month figures are
-    # recorded only when the run is one month (a range's months are counted by the reconciliation check).
-    if len(extraction.months) == 1:
-        month = extraction.months[0]
-        metadata["uri"] = dg.MetadataValue.url(month.uri)
-        metadata["quarantine_uri"] = dg.MetadataValue.url(month.quarantine_uri)
-        metadata["source_version"] = dg.MetadataValue.text(month.version)
-    else:
-        first, last = extraction.months[0], extraction.months[-1]
-        metadata["months"] = dg.MetadataValue.int(len(extraction.months))
-        metadata["uri"] = dg.MetadataValue.text(f"{first.uri} … {last.uri}")
-    return metadata
+
+
+def month_metadata(month: MonthWritten) -> dict[str, dg.MetadataValue]:
+    """One month's own figures: its rows, refused rows, bytes, objects and the source version it was read at."""
+    return {
+        "rows": dg.MetadataValue.int(month.rows),
+        "quarantined": dg.MetadataValue.int(month.quarantined),
+        "bytes": dg.MetadataValue.int(month.bytes),
+        "uri": dg.MetadataValue.url(month.uri),
+        "quarantine_uri": dg.MetadataValue.url(month.quarantine_uri),
+        "source_version": dg.MetadataValue.text(month.version),
+    }
