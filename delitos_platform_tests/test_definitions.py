@@ -8,7 +8,6 @@ import dagster as dg
 import pytest
 
 from delitos_platform.definitions import defs
-from delitos_platform.defs.dbt.project import DBT_EXECUTABLE
 from delitos_platform.environment import (
     PROD_SETTINGS,
     build_resources,
@@ -16,6 +15,7 @@ from delitos_platform.environment import (
     data_dir,
     warehouse_path,
 )
+from delitos_platform.transform import DBT_EXECUTABLE
 from delitos_platform_tests.processes.helpers import REPO_ROOT, venv_tool
 
 EXPECTED_ASSETS = {

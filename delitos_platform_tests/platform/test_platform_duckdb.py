@@ -17,8 +17,8 @@ import dagster as dg
 import pytest
 
 from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED
-from delitos_platform.defs.dbt.project import DBT_PROJECT_DIR
 from delitos_platform.partitions import Window
+from delitos_platform.transform import DBT_PROJECT_DIR
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 from delitos_platform_tests.lake.helpers import failure_message, materialize_lake, rows_per_month
 from delitos_platform_tests.platform.helpers import (

@@ -20,14 +20,13 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from delitos_platform.charts import DEPARTMENTS_SQL, LATEST_YEAR_SQL, TREND_SQL, departments_markdown, trend_markdown
-from delitos_platform.defs.dbt.project import ensure_manifest
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, WRITES_WAREHOUSE_TAGS, hold_warehouse
 from delitos_platform.lifeline import end_step_with_its_run, guarded
 from delitos_platform.partitions import Window, monthly_partitions
+from delitos_platform.transform import ANSI_CODES, dbt_errors, delitos_dbt_project, manifest_for_definitions
 from delitos_platform.warehouse.base import WarehouseResource
 
 MODELS = "fqn:delitos.silver fqn:delitos.gold"
-ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
 # dbt's run_results statuses of a node that went wrong: a model or seed error, a failing test.
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 # Layers in data-flow order, to name them as they are built.
@@ -74,7 +73,8 @@ def window_environment(window: Window) -> dict[str, str]:
 
 
 TRANSLATOR = DelitosDbtTranslator()
-MANIFEST = ensure_manifest()
+delitos_dbt_project.prepare_if_dev()  # under `dagster dev` / `dg`: parsed again when the project changed
+MANIFEST = manifest_for_definitions(delitos_dbt_project)  # else prepared beforehand (`delitos prepare`), not here
 
 
 @dbt_assets(
@@ -222,11 +222,3 @@ def extra_environment(variables: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def dbt_errors(message: str, shown: int = 3) -> str:
-    """The errors dbt logged (dagster-dbt lists them after a marker), without colours or repeats."""
-    _, _, logged = message.partition("Errors parsed from dbt logs:")
-    lines = [ANSI_CODES.sub("", line).strip() for line in (logged or message).splitlines()]
-    distinct = list(dict.fromkeys(line for line in lines if line and line != "Encountered an error:"))
-    return ": ".join(distinct[:shown]) + (f" (+{len(distinct) - shown} more)" if len(distinct) > shown else "")
