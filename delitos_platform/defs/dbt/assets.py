@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from delitos_platform.charts import DEPARTMENTS_SQL, LATEST_YEAR_SQL, TREND_SQL, departments_markdown, trend_markdown
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, WRITES_WAREHOUSE_TAGS, hold_warehouse
@@ -46,7 +46,26 @@ def _layer_order(node: Mapping[str, Any]) -> int:
 
 
 class DelitosDbtTranslator(DagsterDbtTranslator):
-    """Models are keyed and grouped by the schema they land in: ``silver/stg_delitos``, ``gold/...``."""
+    """Models are keyed and grouped by the schema they land in: ``silver/stg_delitos``, ``gold/...``.
+
+    The catalog shows a model's dbt description alone (dagster-dbt's default appends the raw SQL to it); the SQL
+    is on the asset's page, as ``sql`` metadata and as a code reference to the model's file.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(settings=DagsterDbtTranslatorSettings(enable_code_references=True))
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        """The model's description from its ``schema.yml``."""
+        return (dbt_resource_props.get("description") or "").strip()
+
+    def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:
+        """dagster-dbt's metadata (column schema, table name) and the model's SQL as a fenced block."""
+        metadata = dict(super().get_metadata(dbt_resource_props))
+        sql = (dbt_resource_props.get("raw_code") or "").strip()
+        if sql:
+            metadata["sql"] = dg.MetadataValue.md(f"```sql\n{sql}\n```")
+        return metadata
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
         """The default spec, with the model's schema as key prefix and group."""
@@ -79,6 +98,7 @@ MANIFEST = manifest_for_definitions(delitos_dbt_project)  # else prepared before
 
 @dbt_assets(
     manifest=MANIFEST,
+    project=delitos_dbt_project,  # where the models' files are: their code references
     select=MODELS,
     name="dbt_models",
     backfill_policy=dg.BackfillPolicy.single_run(),
