@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from delitos_platform.charts import DEPARTMENTS_SQL, LATEST_YEAR_SQL, TREND_SQL, departments_markdown, trend_markdown
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, WRITES_WAREHOUSE_TAGS, hold_warehouse
@@ -52,19 +52,25 @@ class DelitosDbtTranslator(DagsterDbtTranslator):
     is on the asset's page, as ``sql`` metadata and as a code reference to the model's file.
     """
 
-    def __init__(self) -> None:
-        super().__init__(settings=DagsterDbtTranslatorSettings(enable_code_references=True))
-
     def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
         """The model's description from its ``schema.yml``."""
         return (dbt_resource_props.get("description") or "").strip()
 
     def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:
-        """dagster-dbt's metadata (column schema, table name) and the model's SQL as a fenced block."""
+        """dagster-dbt's metadata (column schema, table name), the model's SQL as a fenced block and its file.
+
+        The file is referenced here rather than by dagster-dbt's ``enable_code_references``, which needs the
+        project passed to ``@dbt_assets``, and dbt then always runs in that project, whatever the resource says.
+        """
         metadata = dict(super().get_metadata(dbt_resource_props))
         sql = (dbt_resource_props.get("raw_code") or "").strip()
         if sql:
             metadata["sql"] = dg.MetadataValue.md(f"```sql\n{sql}\n```")
+        if dbt_resource_props.get("original_file_path"):
+            model_file = delitos_dbt_project.project_dir / dbt_resource_props["original_file_path"]
+            metadata["dagster/code_references"] = dg.CodeReferencesMetadataValue(
+                code_references=[dg.LocalFileCodeReference(file_path=str(model_file))]
+            )
         return metadata
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
@@ -98,7 +104,6 @@ MANIFEST = manifest_for_definitions(delitos_dbt_project)  # else prepared before
 
 @dbt_assets(
     manifest=MANIFEST,
-    project=delitos_dbt_project,  # where the models' files are: their code references
     select=MODELS,
     name="dbt_models",
     backfill_policy=dg.BackfillPolicy.single_run(),
