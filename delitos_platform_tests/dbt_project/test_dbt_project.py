@@ -378,6 +378,23 @@ def test_full_build_passes_every_test_and_matches_recount(
     assert {row[1] for row in expected["delitos_por_mes"]} == set(ARTICLES)
 
 
+def test_every_silver_and_gold_column_is_listed_with_the_type_it_has(built: tuple[DbtRun, dict[str, str]]) -> None:
+    """``schema.yml`` lists every column of every silver and gold table, in the table's order, with the type the
+    built table has: the column types the UI shows are the warehouse's."""
+    dbt, _ = built
+    nodes = json.loads((dbt.work / "target" / "manifest.json").read_text())["nodes"]
+    columns_sql = """
+        select column_name, data_type from information_schema.columns
+        where table_schema = ? and table_name = ? order by ordinal_position
+    """
+    with duckdb.connect(str(dbt.warehouse), read_only=True) as connection:
+        for model in ("stg_delitos", *GOLD_TABLES):
+            node = nodes[f"model.delitos.{model}"]
+            built_columns = connection.execute(columns_sql, [node["schema"], model]).fetchall()
+            listed = [(name, column.get("data_type")) for name, column in node["columns"].items()]
+            assert listed == built_columns, model
+
+
 def test_window_build_replaces_exactly_the_window(
     built: tuple[DbtRun, dict[str, str]], bronze_rows: list[BronzeRow], tmp_path: Path
 ) -> None:
