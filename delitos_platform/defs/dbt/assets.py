@@ -31,6 +31,9 @@ MODELS = "fqn:delitos.silver fqn:delitos.gold"
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 # Layers in data-flow order, to name them as they are built.
 LAYERS = ("silver", "gold")
+# A row of the table dbt prints when a model breaks its contract (header and rule rows do not match):
+# | column_name | definition_type | contract_type | mismatch_reason |
+CONTRACT_ROW = re.compile(r"^\|\s*(?!column_name\b)(\w+)\s*\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|$")
 # Longest reason quoted from dbt in the one-line failure (a database error can carry a whole query).
 REASON_CHARACTERS = 200
 
@@ -210,11 +213,26 @@ def _node_name(node: Mapping[str, Any], unique_id: str) -> str:
 
 
 def _reason(message: str) -> str:
-    """The first line of dbt's message that says what went wrong, not which node it was in."""
+    """The first line of dbt's message that says what went wrong, not which node it was in; for a broken
+    contract, with the columns that broke it."""
     lines = [ANSI_CODES.sub("", line).strip() for line in message.splitlines()]
+    differences = [_contract_difference(*row.groups()) for row in map(CONTRACT_ROW.match, lines) if row]
     lines = [line for line in lines if line and not re.match(r"^\w+ Error in \w+ ", line)]
     reason = lines[0] if lines else "no message"
+    if differences:
+        reason = f"{reason.rstrip('.')}: {'; '.join(differences)}"
     return reason if len(reason) <= REASON_CHARACTERS else reason[: REASON_CHARACTERS - 1] + "…"
+
+
+def _contract_difference(column: str, built: str, contract: str, mismatch: str) -> str:
+    """One row of dbt's table of a contract's differences, as words."""
+    if mismatch == "data type mismatch":
+        return f"{column} is {built}, the contract says {contract}"
+    if mismatch == "missing in definition":
+        return f"{column} ({contract}) is missing from the model"
+    if mismatch == "missing in contract":
+        return f"{column} ({built}) is not in the contract"
+    return f"{column}: {mismatch}"
 
 
 def keep_partial_parse(invocation_target: Path, project_dir: Path) -> None:
