@@ -150,7 +150,7 @@ def test_dbt_assets_are_described_by_their_model_with_the_sql_one_click_away():
     assert set(specs) == {key for key in EXPECTED_ASSETS if key.startswith(("silver/", "gold/"))}
     for key, spec in specs.items():
         node = nodes[f"model.delitos.{key.split('/')[1]}"]
-        assert spec.description == node["description"].strip(), key
+        assert spec.description and spec.description == node["description"].strip(), key
         assert "select" not in spec.description.lower(), key
         sql = spec.metadata["sql"]
         assert isinstance(sql, dg.MarkdownMetadataValue), key

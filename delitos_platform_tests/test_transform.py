@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -36,6 +35,12 @@ def copy_of_the_project(folder: Path) -> DelitosDbtProject:
     """The platform's dbt project copied into ``folder``, without anything dbt wrote (never prepared)."""
     shutil.copytree(DBT_PROJECT_DIR, folder, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
     return DelitosDbtProject(project_dir=folder, profiles_dir=folder, target="duckdb")
+
+
+def changed_after_the_parse(path: Path, project: DelitosDbtProject) -> None:
+    """``path`` dated a second after the manifest, as a file changed after the parse is (timestamps can be coarse)."""
+    parsed = project.manifest_path.stat().st_mtime
+    os.utime(path, (parsed + 1, parsed + 1))
 
 
 def test_loading_the_definitions_unprepared_is_one_sentence_and_parses_nothing(tmp_path: Path) -> None:
@@ -79,8 +84,7 @@ def test_prepare_parses_a_missing_or_changed_project_once(tmp_path: Path, monkey
 
     schema = project.project_dir / "models" / "gold" / "schema.yml"
     schema.write_text(schema.read_text().replace("One row summarising everything in silver.", "Totals of silver."))
-    later = time.time() + 2  # a change after the parse even on a file system with coarse timestamps
-    os.utime(schema, (later, later))
+    changed_after_the_parse(schema, project)
     monkeypatch.setenv("DAGSTER_IS_DEV_CLI", "1")
     project.prepare_if_dev()
     manifest = json.loads(project.manifest_path.read_text())
@@ -88,7 +92,7 @@ def test_prepare_parses_a_missing_or_changed_project_once(tmp_path: Path, monkey
 
     model = project.project_dir / "models" / "gold" / "resumen_general.sql"
     model.write_text(model.read_text().replace("ref('stg_delitos')", "ref('no_such_model')"))
-    os.utime(model, (later + 1, later + 1))
+    changed_after_the_parse(model, project)
     with pytest.raises(ValueError, match=r"^dbt could not parse .*no_such_model") as refused:
         prepare_dbt(project)
     assert "\n" not in str(refused.value)
