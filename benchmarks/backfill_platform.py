@@ -120,6 +120,9 @@ def use_embedded_platform(url: str, data_dir: Path) -> None:
 
 def run_main_job(instance: Any, first: str, last: str) -> dict[str, Any]:
     """``delitos_main_job`` over ``first`` → ``last`` as one run: seconds, per-step seconds, dbt processes."""
+    from delitos_platform.transform import prepare_dbt
+
+    prepare_dbt()  # the definitions are built from dbt's manifest and never parse dbt themselves
     from delitos_platform.definitions import defs
 
     job = defs().resolve_job_def("delitos_main_job")

@@ -12,13 +12,14 @@ Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Na
 
 
 def _commands() -> dict[str, tuple[str, Command]]:
-    from delitos_platform import demo
+    from delitos_platform import demo, prepare
     from delitos_platform.emulator import cli as emulator_cli
 
     return {
         "demo": ("run the whole platform offline on the embedded default", (demo.add_arguments, demo.run)),
         "emulator": ("serve a snapshot through a SODA-compatible HTTP API", emulator_cli.EMULATOR),
         "synthesize": ("write a national-scale synthetic snapshot", emulator_cli.SYNTHESIZE),
+        "prepare": ("parse the dbt project when it changed (before the definitions load)", prepare.PREPARE),
     }
 
 

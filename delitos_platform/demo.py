@@ -95,6 +95,9 @@ def run_main_job(run_id: str) -> dg.ExecuteInProcessResult:
     """The main job over every month, as one run (``run_id``) recorded in the persistent instance."""
     import dagster as dg
 
+    from delitos_platform.transform import prepare_dbt
+
+    prepare_dbt()  # the definitions are built from dbt's manifest and never parse dbt themselves
     from delitos_platform.definitions import defs
 
     keys = monthly_partitions.get_partition_keys()

@@ -17,10 +17,10 @@ from dagster_duckdb import DuckDBResource
 
 from delitos_platform.alert_channels import alert_resources
 from delitos_platform.contract import DATASET_ID
-from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, DelitosDbtCliResource, delitos_dbt_project
 from delitos_platform.lake.storage import LocalLake, S3Lake
 from delitos_platform.locations import data_dir, warehouse_path
 from delitos_platform.socrata import SocrataResource
+from delitos_platform.transform import DBT_EXECUTABLE, DelitosDbtCliResource, delitos_dbt_project
 from delitos_platform.warehouse.base import WarehouseResource
 from delitos_platform.warehouse.duckdb import DEFAULT_WAIT_SECONDS, DuckDBWarehouse
 

@@ -14,6 +14,16 @@ from moto.server import ThreadedMotoServer
 from delitos_platform.emulator import DEFAULT_SNAPSHOT, EmulatorServer
 from delitos_platform.lake.storage import LocalLake
 from delitos_platform.socrata import SocrataResource
+from delitos_platform.transform import prepare_dbt
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """dbt prepared once, before any test loads the definitions (which never parse dbt themselves).
+
+    In the controller only: pytest-xdist's workers start after it has configured, and find the manifest fresh.
+    """
+    if not hasattr(config, "workerinput"):
+        prepare_dbt()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from delitos_platform.definitions import defs
-from delitos_platform.defs.dbt.project import DBT_EXECUTABLE
+from delitos_platform.defs.dbt.assets import dbt_models
 from delitos_platform.environment import (
     PROD_SETTINGS,
     build_resources,
@@ -16,6 +18,7 @@ from delitos_platform.environment import (
     data_dir,
     warehouse_path,
 )
+from delitos_platform.transform import DBT_EXECUTABLE, delitos_dbt_project
 from delitos_platform_tests.processes.helpers import REPO_ROOT, venv_tool
 
 EXPECTED_ASSETS = {
@@ -131,3 +134,38 @@ def test_dagsters_dg_cli_checks_the_project_from_the_repository_root():
 
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+
+
+def _dbt_specs() -> dict[str, dg.AssetSpec]:
+    """The silver and gold assets' specs, by asset key."""
+    return {spec.key.to_user_string(): spec for spec in dbt_models.specs}
+
+
+def test_dbt_assets_are_described_by_their_model_with_the_sql_one_click_away():
+    """The catalog shows each model's dbt description alone; its SQL is in the asset's metadata, and its file is a
+    code reference."""
+    nodes = json.loads(delitos_dbt_project.manifest_path.read_text())["nodes"]
+    specs = _dbt_specs()
+
+    assert set(specs) == {key for key in EXPECTED_ASSETS if key.startswith(("silver/", "gold/"))}
+    for key, spec in specs.items():
+        node = nodes[f"model.delitos.{key.split('/')[1]}"]
+        assert spec.description and spec.description == node["description"].strip(), key
+        assert "select" not in spec.description.lower(), key
+        sql = spec.metadata["sql"]
+        assert isinstance(sql, dg.MarkdownMetadataValue), key
+        assert sql.value.startswith("```sql\n") and sql.value.endswith("\n```"), key
+        assert node["raw_code"].strip() in sql.value, key
+        [reference] = spec.metadata["dagster/code_references"].code_references
+        assert Path(reference.file_path) == delitos_dbt_project.project_dir / node["original_file_path"], key
+
+
+def test_every_silver_and_gold_column_has_a_type():
+    """The column schema the UI shows carries each column's type (``?`` is dagster-dbt's word for none)."""
+    for key, spec in _dbt_specs().items():
+        schema = spec.metadata["dagster/column_schema"]
+        assert isinstance(schema, dg.TableSchema), key
+        columns = schema.columns
+        assert columns, key
+        untyped = [column.name for column in columns if column.type in ("", "?")]
+        assert not untyped, f"{key}: {untyped} have no data_type in schema.yml"

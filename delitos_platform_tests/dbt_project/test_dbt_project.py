@@ -266,10 +266,11 @@ def read_gold(cursor: Any) -> dict[str, list[tuple]]:
 
 @dataclass
 class DbtRun:
-    """Where a dbt invocation writes: its warehouse and its own target/log folders (never the repo)."""
+    """Where a dbt invocation writes: its warehouse and its own target/log folders (never the repo); which project."""
 
     warehouse: Path
     work: Path
+    project: Path = PROJECT_DIR
 
     def __call__(
         self, *args: str, env: dict[str, str] | None = None, target: str = "duckdb", succeed: bool = True
@@ -283,9 +284,9 @@ class DbtRun:
             "--target",
             target,
             "--project-dir",
-            str(PROJECT_DIR),
+            str(self.project),
             "--profiles-dir",
-            str(PROJECT_DIR),
+            str(self.project),
             "--target-path",
             str(self.work / "target"),
             "--log-path",
@@ -376,6 +377,23 @@ def test_full_build_passes_every_test_and_matches_recount(
     # The snapshot itself: 20,327 rows, every one of the 9 articles, all in Santander.
     assert expected["resumen_general"][0][1] == 20_327
     assert {row[1] for row in expected["delitos_por_mes"]} == set(ARTICLES)
+
+
+def test_every_silver_and_gold_column_is_listed_with_the_type_it_has(built: tuple[DbtRun, dict[str, str]]) -> None:
+    """``schema.yml`` lists every column of every silver and gold table, in the table's order, with the type the
+    built table has: the column types the UI shows are the warehouse's."""
+    dbt, _ = built
+    nodes = json.loads((dbt.work / "target" / "manifest.json").read_text())["nodes"]
+    columns_sql = """
+        select column_name, data_type from information_schema.columns
+        where table_schema = ? and table_name = ? order by ordinal_position
+    """
+    with duckdb.connect(str(dbt.warehouse), read_only=True) as connection:
+        for model in ("stg_delitos", *GOLD_TABLES):
+            node = nodes[f"model.delitos.{model}"]
+            built_columns = connection.execute(columns_sql, [node["schema"], model]).fetchall()
+            listed = [(name, column.get("data_type")) for name, column in node["columns"].items()]
+            assert listed == built_columns, model
 
 
 def test_window_build_replaces_exactly_the_window(
@@ -659,3 +677,50 @@ def test_a_failed_insert_leaves_silvers_window_as_it_was(swap_target: SwapTarget
     gold = {node: status for node, status in statuses.items() if node.startswith("model.") and node != SILVER_MODEL}
     assert gold == {f"model.delitos.{name}": "skipped" for name in GOLD_TABLES}
     assert target.silver() == before
+
+
+# --- Gold's contracts, on both targets. ----------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
+@pytest.mark.parametrize("target", ["duckdb", "snowflake"])
+def test_a_gold_model_off_its_contract_is_not_built(
+    target: str, request: pytest.FixtureRequest, bronze_rows: list[BronzeRow], tmp_path: Path
+) -> None:
+    """A gold model whose column changed type, or that lost a column, fails on either warehouse with dbt's
+    contract error, and the analysts' table stays as it was."""
+    project = tmp_path / "dbt_project"
+    shutil.copytree(PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
+    retyped, shortened = project / "models" / "gold" / "resumen_general.sql", project / "models" / "gold" / "top_municipios.sql"
+    retyped.write_text(retyped.read_text().replace("cast(sum(cantidad) as bigint) as casos", "sum(1.5) as casos"))
+    shortened.write_text(shortened.read_text().replace("    municipality_names.municipio,\n", ""))
+    if target == "duckdb":
+        dbt, env, cursor = replace(request.getfixturevalue("built")[0].copy(tmp_path), project=project), {}, None
+    else:
+        import snowflake.connector
+
+        server = request.getfixturevalue("fakesnow_server")
+        database = f"CONTRACT_{uuid.uuid4().hex[:12]}".upper()
+        cursor = snowflake.connector.connect(**server).cursor()
+        load_snowflake_bronze(cursor, database, [row for row in bronze_rows if row.fecha_hecho.year == 2010])
+        dbt, env = DbtRun(tmp_path / "unused.duckdb", tmp_path), fakesnow_dbt_env(server, database)
+        assert_all_passed(dbt("run", "--select", "stg_delitos resumen_general top_municipios", target=target, env=env))
+        dbt = replace(dbt, project=project)
+    gold = ("resumen_general", "top_municipios")
+    before = {name: _gold_rows(dbt, cursor, name) for name in gold}
+
+    statuses = dbt("run", "--select", " ".join(gold), target=target, env=env, succeed=False)
+
+    assert statuses == {f"model.delitos.{name}": "error" for name in gold}
+    results = json.loads((dbt.work / "target" / "run_results.json").read_text())["results"]
+    for result in results:
+        assert "This model has an enforced contract that failed" in result["message"], result["message"]
+    assert {name: _gold_rows(dbt, cursor, name) for name in gold} == before
+
+
+def _gold_rows(dbt: DbtRun, cursor: Any, name: str) -> list[tuple]:
+    """A gold table's rows, sorted, from DuckDB's file or through the Snowflake cursor."""
+    if cursor is None:
+        return table_rows(dbt.warehouse, f"select * from gold.{name}")
+    cursor.execute(f"select * from gold.{name}")
+    return sorted(cursor.fetchall())

@@ -26,12 +26,12 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from delitos_platform.defs.bronze.assets import BRONZE_DELITOS
-from delitos_platform.defs.dbt.project import DBT_PROJECT_DIR
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.storage import STAGING, LocalLake, S3Lake, data_key, quarantine_key, staging_key
 from delitos_platform.partitions import Window
 from delitos_platform.row_ids import RowIds
+from delitos_platform.transform import DBT_PROJECT_DIR
 from delitos_platform_tests.faults.helpers import (
     FIRST,
     LAST,

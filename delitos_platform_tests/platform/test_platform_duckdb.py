@@ -17,8 +17,8 @@ import dagster as dg
 import pytest
 
 from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED_CHECK
-from delitos_platform.defs.dbt.project import DBT_PROJECT_DIR
 from delitos_platform.partitions import Window, range_tags
+from delitos_platform.transform import DBT_PROJECT_DIR
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 from delitos_platform_tests.lake.helpers import failure_message, materialize_lake, rows_per_month
 from delitos_platform_tests.platform.helpers import (
@@ -210,6 +210,33 @@ def test_a_failed_silver_skips_gold_and_says_so_in_one_sentence(emulator, tmp_pa
         rf"so gold was not rebuilt \({len(GOLD)} models skipped\)",
         message,
     ), message
+
+
+def test_a_gold_table_off_its_contract_fails_the_build_in_one_sentence(emulator, tmp_path):
+    """Gold's columns and types are the analysts' interface (enforced dbt contracts): a gold model whose column
+    changes type, or that loses a column, fails the build, and the one sentence names the tables and dbt's reason."""
+    broken = tmp_path / "dbt_project"
+    _copy_dbt_project(broken)
+    retyped = broken / "models" / "gold" / "resumen_general.sql"  # casos: BIGINT in the contract, now DOUBLE
+    retyped.write_text(retyped.read_text().replace("cast(sum(cantidad) as bigint) as casos", "sum(1.5) as casos"))
+    shortened = broken / "models" / "gold" / "delitos_por_mes.sql"  # loses departamentos
+    shortened.write_text(
+        shortened.read_text().replace("cast(count(distinct cod_depto) as bigint) as departamentos,", "")
+    )
+    resources = duckdb_resources(emulator, tmp_path, project_dir=str(broken))
+
+    result = run_months(resources, "2019-03-01", "2019-03-01")
+
+    assert not result.success
+    message = failure_message(result)
+    assert "\n" not in message
+    assert re.fullmatch(
+        r"dbt build failed: gold/(delitos_por_mes|resumen_general), gold/(delitos_por_mes|resumen_general) failed "
+        r"\(This model has an enforced contract that failed: (departamentos \(BIGINT\) is missing from the model"
+        r"|casos is DECIMAL\(38,1\), the contract says BIGINT)\)",
+        message,
+    ), message
+    assert "gold/delitos_por_mes" in message and "gold/resumen_general" in message
 
 
 def _copy_dbt_project(target: Path) -> None:

@@ -22,9 +22,9 @@ import snowflake.connector
 from dagster_snowflake import SnowflakeResource
 
 from delitos_platform.defs.bronze.assets import RECONCILED_CHECK
-from delitos_platform.defs.dbt.project import DBT_EXECUTABLE, DelitosDbtCliResource, delitos_dbt_project
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import LocalLake
+from delitos_platform.transform import DBT_EXECUTABLE, DelitosDbtCliResource, delitos_dbt_project
 from delitos_platform.warehouse.snowflake import SnowflakeWarehouse
 from delitos_platform_tests.conftest import socrata_for
 from delitos_platform_tests.lake.helpers import rows_per_month

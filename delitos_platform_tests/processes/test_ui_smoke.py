@@ -133,3 +133,14 @@ def test_gold_trend_page_shows_the_chart(
     assert re.search(r"\d{4}-\d{2}: [\d,]+ cases; [\d,]+ in the last 12 months", image["text"]), image["text"][:3000]
     error = ERROR_MARKERS.search(image["text"])
     assert error is None, f"{url} shows {error.group(0)!r} (see {screenshot})"
+
+
+def test_gold_asset_page_shows_column_types(
+    platform: Platform, main_job_backfill: LaunchedBackfill, chromium: HeadlessChromium
+) -> None:
+    """``gold/resumen_general``'s columns are listed each with its type (``data_type`` in dbt's schema.yml)."""
+    url = f"{platform.url}/assets/gold/resumen_general"
+    typed = {"casos": "BIGINT", "primera_fecha": "DATE", "articulo_mas_frecuente": "VARCHAR"}
+    text = look_at(chromium, url, "gold_resumen_general_columns", ["Columns", *typed, *typed.values()])
+    for column, data_type in typed.items():
+        assert re.search(rf"\b{column} {data_type}\b", text), f"{column} is not shown as {data_type}: {text[:3000]}"

@@ -28,18 +28,20 @@ from delitos_platform.charts import (
     departments_markdown,
     trend_markdown,
 )
-from delitos_platform.defs.dbt.project import ensure_manifest
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, WRITES_WAREHOUSE_TAGS, hold_warehouse
 from delitos_platform.lifeline import end_step_with_its_run, guarded
 from delitos_platform.partitions import Window, monthly_partitions
+from delitos_platform.transform import ANSI_CODES, dbt_errors, delitos_dbt_project, manifest_for_definitions
 from delitos_platform.warehouse.base import WarehouseResource
 
 MODELS = "fqn:delitos.silver fqn:delitos.gold"
-ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
 # dbt's run_results statuses of a node that went wrong: a model or seed error, a failing test.
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 # Layers in data-flow order, to name them as they are built.
 LAYERS = ("silver", "gold")
+# A row of the table dbt prints when a model breaks its contract (header and rule rows do not match):
+# | column_name | definition_type | contract_type | mismatch_reason |
+CONTRACT_ROW = re.compile(r"^\|\s*(?!column_name\b)(\w+)\s*\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|$")
 # Longest reason quoted from dbt in the one-line failure (a database error can carry a whole query).
 REASON_CHARACTERS = 200
 
@@ -55,7 +57,32 @@ def _layer_order(node: Mapping[str, Any]) -> int:
 
 
 class DelitosDbtTranslator(DagsterDbtTranslator):
-    """Models are keyed and grouped by the schema they land in: ``silver/stg_delitos``, ``gold/...``."""
+    """Models are keyed and grouped by the schema they land in: ``silver/stg_delitos``, ``gold/...``.
+
+    The catalog shows a model's dbt description alone (dagster-dbt's default appends the raw SQL to it); the SQL
+    is on the asset's page, as ``sql`` metadata and as a code reference to the model's file.
+    """
+
+    def get_description(self, dbt_resource_props: Mapping[str, Any]) -> str:
+        """The model's description from its ``schema.yml``."""
+        return (dbt_resource_props.get("description") or "").strip()
+
+    def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:
+        """dagster-dbt's metadata (column schema, table name), the model's SQL as a fenced block and its file.
+
+        The file is referenced here rather than by dagster-dbt's ``enable_code_references``, which needs the
+        project passed to ``@dbt_assets``, and dbt then always runs in that project, whatever the resource says.
+        """
+        metadata = dict(super().get_metadata(dbt_resource_props))
+        sql = (dbt_resource_props.get("raw_code") or "").strip()
+        if sql:
+            metadata["sql"] = dg.MetadataValue.md(f"```sql\n{sql}\n```")
+        if dbt_resource_props.get("original_file_path"):
+            model_file = delitos_dbt_project.project_dir / dbt_resource_props["original_file_path"]
+            metadata["dagster/code_references"] = dg.CodeReferencesMetadataValue(
+                code_references=[dg.LocalFileCodeReference(file_path=str(model_file))]
+            )
+        return metadata
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
         """The default spec, with the model's schema as key prefix and group."""
@@ -82,7 +109,8 @@ def window_environment(window: Window) -> dict[str, str]:
 
 
 TRANSLATOR = DelitosDbtTranslator()
-MANIFEST = ensure_manifest()
+delitos_dbt_project.prepare_if_dev()  # under `dagster dev` / `dg`: parsed again when the project changed
+MANIFEST = manifest_for_definitions(delitos_dbt_project)  # else prepared beforehand (`delitos prepare`), not here
 
 
 @dbt_assets(
@@ -200,11 +228,26 @@ def _node_name(node: Mapping[str, Any], unique_id: str) -> str:
 
 
 def _reason(message: str) -> str:
-    """The first line of dbt's message that says what went wrong, not which node it was in."""
+    """The first line of dbt's message that says what went wrong, not which node it was in; for a broken
+    contract, with the columns that broke it."""
     lines = [ANSI_CODES.sub("", line).strip() for line in message.splitlines()]
+    differences = [_contract_difference(*row.groups()) for row in map(CONTRACT_ROW.match, lines) if row]
     lines = [line for line in lines if line and not re.match(r"^\w+ Error in \w+ ", line)]
     reason = lines[0] if lines else "no message"
+    if differences:
+        reason = f"{reason.rstrip('.')}: {'; '.join(differences)}"
     return reason if len(reason) <= REASON_CHARACTERS else reason[: REASON_CHARACTERS - 1] + "…"
+
+
+def _contract_difference(column: str, built: str, contract: str, mismatch: str) -> str:
+    """One row of dbt's table of a contract's differences, as words."""
+    if mismatch == "data type mismatch":
+        return f"{column} is {built}, the contract says {contract}"
+    if mismatch == "missing in definition":
+        return f"{column} ({contract}) is missing from the model"
+    if mismatch == "missing in contract":
+        return f"{column} ({built}) is not in the contract"
+    return f"{column}: {mismatch}"
 
 
 def keep_partial_parse(invocation_target: Path, project_dir: Path) -> None:
@@ -237,11 +280,3 @@ def extra_environment(variables: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def dbt_errors(message: str, shown: int = 3) -> str:
-    """The errors dbt logged (dagster-dbt lists them after a marker), without colours or repeats."""
-    _, _, logged = message.partition("Errors parsed from dbt logs:")
-    lines = [ANSI_CODES.sub("", line).strip() for line in (logged or message).splitlines()]
-    distinct = list(dict.fromkeys(line for line in lines if line and line != "Encountered an error:"))
-    return ": ".join(distinct[:shown]) + (f" (+{len(distinct) - shown} more)" if len(distinct) > shown else "")

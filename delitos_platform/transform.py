@@ -1,0 +1,149 @@
+"""The transform step's library half: the dbt project (``dbt_project/``), the dbt that runs it, and its preparation.
+
+Preparing is parsing the project into ``target/manifest.json``, which the dbt assets are built from. It happens
+explicitly, never as a side effect of importing the definitions: ``delitos prepare`` (also run by ``delitos demo``
+and the test session) and, under ``dagster dev`` / ``dg``, Dagster's own ``DbtProject.prepare_if_dev()``. Both go
+through the same preparer, which parses only when the manifest is missing or older than the project's files, and
+under a file lock, so that processes starting together parse once.
+
+Named for the step (bronze → silver → gold), not for the tool: ``defs/dbt/`` is the step's other half, the assets.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import sys
+from collections.abc import Sequence
+from functools import cached_property
+from importlib.metadata import version as installed_version
+from pathlib import Path
+
+from dagster_dbt import DagsterDbtProjectPreparer, DbtCliResource, DbtProject, DbtProjectPreparer
+from filelock import FileLock
+from packaging.version import Version
+
+from delitos_platform.locations import REPO_ROOT
+
+DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
+# The dbt installed beside this interpreter, found even when the venv is not activated (no PATH entry).
+DBT_EXECUTABLE = (
+    str(Path(sys.executable).with_name("dbt"))
+    if Path(sys.executable).with_name("dbt").exists()
+    else (shutil.which("dbt") or "dbt")
+)
+PREPARE_COMMAND = "delitos prepare"
+# How long a process waits for another one that is parsing the same project (a parse takes seconds).
+PREPARE_LOCK_SECONDS = 300.0
+ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
+# The folders and files whose changes make a manifest stale.
+PROJECT_FOLDERS = ("models", "macros", "tests")
+
+logger = logging.getLogger(__name__)
+
+
+class DelitosDbtCliResource(DbtCliResource):
+    """``DbtCliResource`` without two costs of every run that this project has no use for.
+
+    dagster-dbt asks the executable for its version (``dbt --version``: a Python start-up and dbt's imports,
+    seconds per run) and builds a dbt adapter inside the Dagster process (dbt's imports again, and their memory)
+    for the column and row-count metadata it can fetch, which these assets never ask for. The dbt run here is
+    the dbt-core installed beside this interpreter, so its version is known without starting it.
+    """
+
+    @cached_property
+    def _cli_version(self) -> Version:
+        return Version(installed_version("dbt-core"))
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:  # type: ignore[override]
+        return None
+
+
+class DelitosDbtPreparer(DagsterDbtProjectPreparer):
+    """Dagster's preparer (``prepare_if_dev`` prepares under ``dagster dev`` / ``dg``) with this project's ``prepare``.
+
+    The stock ``prepare`` parses on every load and starts the ``dbt`` found on ``PATH``, which is not there when
+    the venv's ``dagster`` or ``dg`` runs without the venv activated (as the README runs them).
+    """
+
+    def prepare(self, project: DbtProject) -> None:
+        """Parse the project when its manifest is missing or stale."""
+        prepare_dbt(project)
+
+
+class DelitosDbtProject(DbtProject):
+    """``DbtProject`` whose preparer is ``DelitosDbtPreparer``, for every caller Dagster has.
+
+    ``DbtProject`` takes no preparer in its constructor; ``prepare_if_dev()`` and
+    ``dagster-dbt project prepare-and-package`` both ask ``project.preparer``.
+    """
+
+    @property
+    def preparer(self) -> DbtProjectPreparer:  # type: ignore[override]
+        """This project's preparer."""
+        return DelitosDbtPreparer()
+
+
+# Parsed with the embedded target: the manifest describes the models; each run parses its own target.
+delitos_dbt_project = DelitosDbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target="duckdb")
+
+
+def prepare_dbt(project: DbtProject = delitos_dbt_project) -> bool:
+    """Parse ``project`` into its manifest when the manifest is missing or stale; True when it parsed.
+
+    Concurrent callers (test workers, a code server and a daemon starting together) wait for one another; the
+    ones that waited find the manifest fresh and do not parse again. A project dbt cannot parse is a
+    ``ValueError`` whose message is dbt's errors on one line.
+    """
+    if not manifest_is_stale(project):
+        return False
+    project.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(project.manifest_path.with_name("manifest.lock"), timeout=PREPARE_LOCK_SECONDS):
+        if not manifest_is_stale(project):
+            return False
+        invocation = DelitosDbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
+            ["parse", "--quiet"], target_path=project.target_path, raise_on_error=False
+        )
+        invocation.wait()
+        error = invocation.get_error()
+    if error is not None:
+        raise ValueError(f"dbt could not parse {project.project_dir}: {dbt_errors(str(error))}")
+    return True
+
+
+def manifest_for_definitions(project: DbtProject) -> Path:
+    """The manifest the dbt assets are built from, never parsed here: missing, it is one sentence saying what to run.
+
+    A stale manifest is used as it is, with a warning: the assets then lag behind the project's files.
+    """
+    if not project.manifest_path.exists():
+        raise FileNotFoundError(
+            f"dbt has not been prepared ({project.manifest_path} is missing): run `{PREPARE_COMMAND}` first"
+            " (`dg dev` and `dagster dev` prepare it themselves)"
+        )
+    if manifest_is_stale(project):
+        logger.warning(
+            "dbt_project changed since %s was parsed: run `%s` to see the change in the assets",
+            project.manifest_path,
+            PREPARE_COMMAND,
+        )
+    return project.manifest_path
+
+
+def manifest_is_stale(project: DbtProject) -> bool:
+    """Whether the manifest is missing or older than any model, macro, test or ``*.yml`` of the project."""
+    if not project.manifest_path.exists():
+        return True
+    built = project.manifest_path.stat().st_mtime
+    files = [path for folder in PROJECT_FOLDERS for path in (project.project_dir / folder).rglob("*")]
+    files += project.project_dir.glob("*.yml")
+    return max((path.stat().st_mtime for path in files), default=0.0) > built
+
+
+def dbt_errors(message: str, shown: int = 3) -> str:
+    """The errors dbt logged (dagster-dbt lists them after a marker), without colours or repeats."""
+    _, _, logged = message.partition("Errors parsed from dbt logs:")
+    lines = [ANSI_CODES.sub("", line).strip() for line in (logged or message).splitlines()]
+    distinct = list(dict.fromkeys(line for line in lines if line and line != "Encountered an error:"))
+    return ": ".join(distinct[:shown]) + (f" (+{len(distinct) - shown} more)" if len(distinct) > shown else "")
