@@ -12,7 +12,20 @@ from __future__ import annotations
 
 import dagster as dg
 
-from delitos_platform.defs.policies import WRITES_WAREHOUSE, WRITES_WAREHOUSE_TAGS, run_writes_warehouse
+# The op tag of the steps that write the warehouse (bronze, dbt). A run with such a step takes the warehouse
+# before any work (`hold_warehouse`), and the queue's run coordinator (below) tags the run
+# with it, so that the embedded instance's `dagster.yaml` lets one such run in at a time.
+WRITES_WAREHOUSE = "delitos/writes_warehouse"
+WRITES_WAREHOUSE_TAGS = {WRITES_WAREHOUSE: "true"}
+
+
+def run_writes_warehouse(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Whether a run executes a step tagged ``WRITES_WAREHOUSE``, read from its execution plan."""
+    if run.execution_plan_snapshot_id is None:
+        return False
+    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    selected = set(run.step_keys_to_execute or plan.step_keys_to_execute or (step.key for step in plan.steps))
+    return any(step.key in selected and WRITES_WAREHOUSE in (step.tags or {}) for step in plan.steps)
 
 
 class WarehouseRunQueue(dg.QueuedRunCoordinator):

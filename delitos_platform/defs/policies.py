@@ -24,22 +24,6 @@ def failed_checks(description: str, checks: list[str]) -> dg.Failure:
     )
 
 
-# The op tag of the steps that write the warehouse (bronze, dbt). A run with such a step takes the warehouse
-# before any work (`hold_warehouse`), and the queue's run coordinator (`delitos_platform/queue.py`) tags the run
-# with it, so that the embedded instance's `dagster.yaml` lets one such run in at a time.
-WRITES_WAREHOUSE = "delitos/writes_warehouse"
-WRITES_WAREHOUSE_TAGS = {WRITES_WAREHOUSE: "true"}
-
-
-def run_writes_warehouse(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    """Whether a run executes a step tagged ``WRITES_WAREHOUSE``, read from its execution plan."""
-    if run.execution_plan_snapshot_id is None:
-        return False
-    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
-    selected = set(run.step_keys_to_execute or plan.step_keys_to_execute or (step.key for step in plan.steps))
-    return any(step.key in selected and WRITES_WAREHOUSE in (step.tags or {}) for step in plan.steps)
-
-
 def hold_warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> None:
     """Take the warehouse for this run until it ends: every step of a run that writes it, before any work.
 

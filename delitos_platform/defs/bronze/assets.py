@@ -6,10 +6,11 @@ from collections.abc import Iterator, Mapping
 import dagster as dg
 
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS, WRITES_WAREHOUSE_TAGS, failed_checks, hold_warehouse
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
+from delitos_platform.queue import WRITES_WAREHOUSE_TAGS
 from delitos_platform.reconcile import MonthCounts, read_lake, reconcile, source_counts
 from delitos_platform.row_ids import RowIds
 from delitos_platform.socrata import SocrataError, SocrataResource

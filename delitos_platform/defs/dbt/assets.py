@@ -28,9 +28,10 @@ from delitos_platform.charts import (
     departments_markdown,
     trend_markdown,
 )
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS, WRITES_WAREHOUSE_TAGS, hold_warehouse
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS, hold_warehouse
 from delitos_platform.lifeline import end_step_with_its_run, guarded
 from delitos_platform.partitions import Window, monthly_partitions
+from delitos_platform.queue import WRITES_WAREHOUSE_TAGS
 from delitos_platform.transform import ANSI_CODES, dbt_errors, delitos_dbt_project, manifest_for_definitions
 from delitos_platform.warehouse.base import WarehouseResource
 

@@ -4,12 +4,13 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse, run_writes_warehouse
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
 from delitos_platform.lake.extract import AuditError, ContractDriftError, Extraction, MonthWritten, extract_to_lake
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
+from delitos_platform.queue import run_writes_warehouse
 from delitos_platform.socrata import SocrataError, SocrataResource
 from delitos_platform.warehouse.base import WarehouseResource
 
