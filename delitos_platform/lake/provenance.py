@@ -7,25 +7,14 @@ dataset with the demo's Santander rows would request a run for every month of th
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from urllib.parse import urlsplit
 
 from delitos_platform.lake.storage import LakeResource, LocalLake
+from delitos_platform.socrata.resource import is_loopback
 
 SOURCE_KEY = "source.json"
 EMULATOR = "emulator"  # any loopback URL: the emulator's port changes from one start to the next
-
-
-def is_loopback(url: str) -> bool:
-    """Whether ``url`` points at this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def source_name(url: str) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +33,53 @@ T = TypeVar("T")
 # Socrata's ceiling for one page; the row key ``:id`` is the only stable order.
 MAX_PAGE_SIZE = 50_000
 RETRIED_STATUSES = (429, 500, 502, 503, 504)
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (``localhost``, ``127.0.0.0/8``, ``::1``): our emulator."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _AppTokenNotice(logging.Filter):
+    """sodapy's advice to use an app token, once per process and never for our emulator on loopback.
+
+    sodapy logs it on the root logger each time a client is built without a token (several times a run); it
+    is good advice against the real API, where Socrata throttles anonymous requests, and noise on loopback.
+    """
+
+    MESSAGE = "Requests made without an app_token"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._building = threading.local()
+        self._told = False
+
+    @contextmanager
+    def building(self, url: str) -> Iterator[None]:
+        """Around the building of a client for ``url`` (in this thread)."""
+        self._building.loopback = is_loopback(url)
+        try:
+            yield
+        finally:
+            self._building.loopback = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(self.MESSAGE):
+            return True
+        if getattr(self._building, "loopback", False) or self._told:
+            return False
+        self._told = True
+        return True
+
+
+_APP_TOKEN_NOTICE = _AppTokenNotice()
+logging.getLogger().addFilter(_APP_TOKEN_NOTICE)  # sodapy calls ``logging.warning``: the root logger's filters apply
 
 
 class SocrataError(Exception):
@@ -87,12 +137,13 @@ class SocrataResource(dg.ConfigurableResource):
             raise SocrataError(f"SOCRATA_URL must look like https://www.datos.gov.co, not {self.shown_url!r}")
         # A plain adapter: it never retries, so every failure reaches ``call`` (one mechanism, one budget).
         adapter = HTTPAdapter(max_retries=0)
-        client = Socrata(
-            parts.netloc,
-            self.app_token or None,
-            session_adapter={"prefix": f"{parts.scheme}://", "adapter": adapter},
-            timeout=self.timeout_seconds,
-        )
+        with _APP_TOKEN_NOTICE.building(self.url):
+            client = Socrata(
+                parts.netloc,
+                self.app_token or None,
+                session_adapter={"prefix": f"{parts.scheme}://", "adapter": adapter},
+                timeout=self.timeout_seconds,
+            )
         try:
             yield client
         finally:
