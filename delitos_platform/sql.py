@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         from delitos_platform.locations import warehouse_path
 
-        columns, rows = query_duckdb(warehouse_path({**os.environ, "DELITOS_DATA_DIR": str(args.data_dir)}), args.query)
+        columns, rows = query_duckdb(
+            warehouse_path({**os.environ, "DELITOS_DATA_DIR": str(args.data_dir.resolve())}), args.query
+        )
     if args.format == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
