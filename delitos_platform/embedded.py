@@ -207,7 +207,7 @@ def run_in_warehouse(
     from delitos_platform.warehouse.lock import WarehouseBusyError, WarehouseLock
 
     run_id = str(uuid.uuid4())  # the run's own id: its steps find the warehouse already theirs
-    warehouse = WarehouseLock(warehouse_path({"DELITOS_DATA_DIR": str(embedded.data_dir)}))
+    warehouse = WarehouseLock(warehouse_path({**os.environ, "DELITOS_DATA_DIR": str(embedded.data_dir)}))
     try:
         warehouse.claim(run_id)
     except WarehouseBusyError as busy:

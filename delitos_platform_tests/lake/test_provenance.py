@@ -10,10 +10,14 @@ import dagster as dg
 import pytest
 
 from delitos_platform.defs.automation.sync import socrata_changes
+from delitos_platform.defs.lake.assets import lake_delitos
+from delitos_platform.defs.lake.checks import dataset_ledger_balances
+from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.provenance import EMULATOR, record_source, recorded_source, source_name
 from delitos_platform.lake.storage import LocalLake
 from delitos_platform.socrata import SocrataResource
+from delitos_platform.warehouse.base import WarehouseResource
 from delitos_platform_tests.conftest import socrata_for
 from delitos_platform_tests.lake.helpers import failure_message, materialize_lake
 
@@ -68,3 +72,15 @@ def test_the_emulator_that_built_the_lake_is_used_as_before(demo_lake, emulator:
     assert tick(socrata_for(emulator), demo_lake).skip_reason is None
     assert emulator.requests_served > served
     assert recorded_source(demo_lake) == EMULATOR
+
+
+def test_the_ledger_check_against_another_source_fails_in_one_sentence(demo_lake):
+    resources = {"socrata": ELSEWHERE, "lake": demo_lake}
+    result = dg.materialize(
+        [socrata_delitos, lake_delitos, dataset_ledger_balances],
+        resources={**resources, "warehouse": WarehouseResource()},
+        selection=dg.AssetSelection.checks(dataset_ledger_balances),
+        raise_on_error=False,
+    )
+
+    assert "open it with `delitos dev`" in failure_message(result)
