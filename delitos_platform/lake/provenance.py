@@ -47,8 +47,8 @@ def source_refusal(lake: LakeResource, url: str) -> str | None:
         return None
     built = "our SODA emulator (delitos demo)" if recorded == EMULATOR else recorded
     wanted = "our emulator" if is_loopback(url) else source_name(url)
+    command = "delitos dev" if recorded == EMULATOR else f"delitos dev --source {recorded}"
     return (
-        f"the lake {lake.uri('')} was built from {built}, not from {wanted}: open it with `delitos dev`"
-        f"{'' if recorded == EMULATOR else ' --source ' + recorded}, or give the other source a data folder "
-        "of its own (DELITOS_DATA_DIR)"
+        f"the lake {lake.uri('')} was built from {built}, not from {wanted}: open it with `{command}`, "
+        "or give the other source a data folder of its own (DELITOS_DATA_DIR)"
     )

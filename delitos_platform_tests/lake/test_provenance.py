@@ -84,3 +84,13 @@ def test_the_ledger_check_against_another_source_fails_in_one_sentence(demo_lake
     )
 
     assert "open it with `delitos dev`" in failure_message(result)
+
+
+def test_a_lake_built_from_the_real_api_refuses_our_emulator_and_names_its_source(tmp_path, emulator):
+    lake = LocalLake(root=str(tmp_path / "lake"))
+    record_source(lake, "https://www.datos.gov.co/")
+
+    message = failure_message(materialize_lake(socrata_for(emulator), lake, MONTH))
+
+    assert "was built from https://www.datos.gov.co, not from our emulator" in message, message
+    assert "open it with `delitos dev --source https://www.datos.gov.co`" in message, message
