@@ -51,28 +51,40 @@ class _AppTokenNotice(logging.Filter):
 
     sodapy logs it on the root logger each time a client is built without a token (several times a run); it
     is good advice against the real API, where Socrata throttles anonymous requests, and noise on loopback.
+    It logs with ``logging.warning``, which configures the root logger (``basicConfig``) when it has no
+    handler: from then on every library's records, Dagster's too, were printed a second time. While a client
+    is built, a handler of the moment stands in, so that the root logger stays as the process configured it.
     """
 
     MESSAGE = "Requests made without an app_token"
 
     def __init__(self) -> None:
         super().__init__()
-        self._building = threading.local()
+        self._lock = threading.Lock()  # clients are built from several threads (sub-windows paged at once)
+        self._loopback = False
         self._told = False
 
     @contextmanager
     def building(self, url: str) -> Iterator[None]:
-        """Around the building of a client for ``url`` (in this thread)."""
-        self._building.loopback = is_loopback(url)
-        try:
-            yield
-        finally:
-            self._building.loopback = False
+        """Around the building of a client for ``url``."""
+        with self._lock:
+            root = logging.getLogger()
+            stand_in = None if root.handlers else logging.StreamHandler()
+            if stand_in is not None:
+                stand_in.setLevel(logging.WARNING)
+                root.addHandler(stand_in)
+            self._loopback = is_loopback(url)
+            try:
+                yield
+            finally:
+                self._loopback = False
+                if stand_in is not None:
+                    root.removeHandler(stand_in)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.getMessage().startswith(self.MESSAGE):
             return True
-        if getattr(self._building, "loopback", False) or self._told:
+        if self._loopback or self._told:
             return False
         self._told = True
         return True
