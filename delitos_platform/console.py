@@ -86,7 +86,8 @@ class _Step:
     """What a step did so far."""
 
     started: float
-    materialized: Counter[str] = field(default_factory=Counter)
+    materialized: Counter[str] = field(default_factory=Counter)  # partitioned assets: months; others: 1
+    partitioned: set[str] = field(default_factory=set)
     checks: Counter[str] = field(default_factory=Counter)
 
 
@@ -114,7 +115,10 @@ class ProgressHandler(logging.Handler):
             say(f"  … {step_key}")
         elif kind == dg.DagsterEventType.ASSET_MATERIALIZATION and step_key in self.steps:
             materialization = event.step_materialization_data.materialization
-            self.steps[step_key].materialized[materialization.asset_key.to_user_string()] += 1
+            key = materialization.asset_key.to_user_string()
+            self.steps[step_key].materialized[key] += 1
+            if materialization.partition is not None:
+                self.steps[step_key].partitioned.add(key)
         elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION and step_key in self.steps:
             self.steps[step_key].checks[_verdict(event.asset_check_evaluation_data)] += 1
         elif kind == dg.DagsterEventType.STEP_SUCCESS:
@@ -149,8 +153,12 @@ def _verdict(evaluation: Any) -> str:
 
 def _figures(step: _Step) -> str:
     """``silver/stg_delitos 247 months + 5 tables; checks 52 passed``: what a step materialized, how checks went."""
-    partitioned = [f"{key} {count} months" for key, count in sorted(step.materialized.items()) if count > 1]
-    whole = sorted(key for key, count in step.materialized.items() if count == 1)
+    partitioned = [
+        f"{key} {count} month{'s' if count > 1 else ''}"
+        for key, count in sorted(step.materialized.items())
+        if key in step.partitioned
+    ]
+    whole = sorted(key for key in step.materialized if key not in step.partitioned)
     assets = " + ".join([*partitioned, *(whole if len(whole) <= 2 else [f"{len(whole)} tables"])])
     checks = ", ".join(f"{count} {verdict}" for verdict, count in sorted(step.checks.items()))
     return "; ".join(part for part in (assets, checks and f"checks {checks}") if part) or "done"
