@@ -9,6 +9,7 @@ moto's server.)
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -28,6 +29,7 @@ from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.environment import build_resources
+from delitos_platform.lake.provenance import record_source
 from delitos_platform.lake.storage import LakeResource, LocalLake, data_key, quarantine_key
 from delitos_platform.socrata import SocrataResource
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
@@ -77,6 +79,37 @@ class World:
         out, err = self.capsys.readouterr()
         assert code == 2 and out == "", (code, out, err)
         return err
+
+
+def _with_env(world: World, settings: dict[str, str], *argv: str) -> str:
+    """``delitos argv…`` with environment variables set (as a shell's ``NAME=value delitos …``)."""
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        return world.delitos(*argv)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# The demo's own folders in the working folder (and a malformed snapshot: old code that ignored a setting
+# failed on it, after writing nothing, instead of running a whole demo).
+DEMO_FLAGS = ("--snapshot", "malformed.json", "--data-dir", "data", "--dagster-home", "home")
+ON_THE_WORLD = ("--data-dir", ".", "--dagster-home", "home")  # the world's lake, as the demo left it
+
+
+def _demo_lake(world: World) -> None:
+    record_source(world.lake, world.emulator.url)
+
+
+def _warehouse_with_gold(world: World) -> None:
+    import duckdb
+
+    with duckdb.connect(str(world.root / "warehouse.duckdb")) as warehouse:
+        warehouse.execute("CREATE SCHEMA gold; CREATE TABLE gold.resumen_general AS SELECT 1 AS casos")
 
 
 def _exit_code(run: Callable[[], int]) -> int:
@@ -227,6 +260,60 @@ CASES: dict[str, tuple[Callable[[World], str], str]] = {
         lambda w: w.delitos("demo", "--data-dir", str(w.root / "snapshot.json")),
         "snapshot.json is a file, not a folder",
     ),
+    "DELITOS_ENV=staging delitos demo": (
+        lambda w: _with_env(w, {"DELITOS_ENV": "staging"}, "demo", *DEMO_FLAGS),
+        "delitos demo: DELITOS_ENV must be one of local, prod, not 'staging'",
+    ),
+    "DELITOS_ENV=prod delitos demo": (
+        lambda w: _with_env(w, {"DELITOS_ENV": "prod"}, "demo", *DEMO_FLAGS),
+        "delitos demo runs the embedded platform (a lake folder and DuckDB), but DELITOS_ENV=prod is set",
+    ),
+    "DELITOS_DATA_DIR that is a file, delitos demo": (
+        lambda w: _with_env(w, {"DELITOS_DATA_DIR": str(w.root / "snapshot.json")}, "demo", "--snapshot", "x.json"),
+        "snapshot.json is a file, not a folder",
+    ),
+    "DELITOS_ENV=prod delitos backfill": (
+        lambda w: _with_env(w, {"DELITOS_ENV": "prod"}, "backfill", "--from", "2019-01", "--to", "2019-02"),
+        "delitos backfill runs the embedded platform (a lake folder and DuckDB), but DELITOS_ENV=prod is set",
+    ),
+    "delitos backfill before the first month": (
+        lambda w: w.delitos("backfill", "--from", "2005-01", "--to", "2005-06", *ON_THE_WORLD),
+        "the range of months 2005-01-01...2005-06-01 reaches outside the calendar: the valid months are 2006-05-01...",
+    ),
+    "delitos backfill reversed": (
+        lambda w: w.delitos("backfill", "--from", "2020-03", "--to", "2020-01", *ON_THE_WORLD),
+        "the range of months 2020-03-01...2020-01-01 is reversed (the first month comes first)",
+    ),
+    "delitos backfill --from 2024-13": (
+        lambda w: w.delitos("backfill", "--from", "2024-13", "--to", "2024-12"),
+        "argument --from: '2024-13' is not a month like 2024-01",
+    ),
+    "delitos backfill --source real on the demo's lake": (
+        lambda w: w.delitos("backfill", "--from", "2019-03", "--to", "2019-03", "--source", "real", *ON_THE_WORLD),
+        "was built from our SODA emulator (delitos demo), not from https://www.datos.gov.co: open it with `delitos "
+        "dev`",
+    ),
+    "delitos dev --source real on the demo's lake": (
+        lambda w: w.delitos("dev", "--source", "real", *ON_THE_WORLD),
+        "was built from our SODA emulator (delitos demo), not from https://www.datos.gov.co: open it with `delitos "
+        "dev`",
+    ),
+    "delitos dev --source of no kind": (
+        lambda w: w.delitos("dev", "--source", "ftp://example.org", *ON_THE_WORLD),
+        "--source must be emulator, real or a URL like https://www.datos.gov.co, not 'ftp://example.org'",
+    ),
+    "delitos dev --port 99999": (
+        lambda w: w.delitos("dev", "--port", "99999"),
+        "delitos dev: argument --port: 99999 is not a port number (0-65535)",
+    ),
+    "delitos sql of a column that is not there": (
+        lambda w: w.delitos("sql", "select nope from gold.resumen_general", "--data-dir", "."),
+        'delitos sql: DuckDB refused the query: Binder Error: Referenced column "nope" not found',
+    ),
+    "delitos sql without a warehouse": (
+        lambda w: w.delitos("sql", "select 1", "--data-dir", "data"),
+        "there is no warehouse at",
+    ),
     "delitos synthesize --rows 0": (
         lambda w: w.delitos("synthesize", "--rows", "0", "--output", str(w.root / "out.json.gz")),
         "--rows must be at least 1",
@@ -244,6 +331,11 @@ PREPARE: dict[str, Callable[[World], None]] = {
     "truncated quarantine object": lambda w: _truncated(w.lake.path(quarantine_key(MONTH))),
     "delitos emulator --snapshot malformed": _malformed_snapshot,
     "delitos demo --snapshot malformed": _malformed_snapshot,
+    "DELITOS_ENV=staging delitos demo": _malformed_snapshot,
+    "DELITOS_ENV=prod delitos demo": _malformed_snapshot,
+    "delitos backfill --source real on the demo's lake": _demo_lake,
+    "delitos dev --source real on the demo's lake": _demo_lake,
+    "delitos sql of a column that is not there": _warehouse_with_gold,
 }
 
 

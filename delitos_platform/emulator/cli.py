@@ -14,6 +14,15 @@ from delitos_platform.contract import DATASET_ID
 from delitos_platform.emulator.faults import parse_fault
 from delitos_platform.emulator.server import DEFAULT_SNAPSHOT, EmulatorServer
 
+EMULATOR_EXAMPLES = """examples:
+  delitos emulator --port 8000          # then: SOCRATA_URL=http://127.0.0.1:8000 dagster dev
+  delitos emulator --admin --fault 429:count=3,retry_after=2
+"""
+SYNTHESIZE_EXAMPLES = """examples:
+  delitos synthesize --rows 492000 --seed 7 --output national.json.gz
+  delitos emulator --snapshot national.json.gz
+"""
+
 
 def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``delitos emulator``."""
@@ -21,10 +30,10 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         "--snapshot",
         type=Path,
         default=DEFAULT_SNAPSHOT,
-        help="a .json or .json.gz JSON array of rows (default: the shipped Santander snapshot)",
+        help="a .json or .json.gz JSON array of rows (the shipped Santander snapshot by default)",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    parser.add_argument("--port", type=port_number, default=8000, help="the port to listen on (0 picks a free one)")
     parser.add_argument("--dataset", default=DATASET_ID, help="the dataset id to serve the snapshot as")
     parser.add_argument("--admin", action="store_true", help="enable the /admin/ endpoints (off by default)")
     parser.add_argument(
@@ -35,6 +44,7 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="inject a fault, e.g. 429:count=3,retry_after=2 or reset:probability=0.1 (repeatable)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of probabilistic faults")
+    parser.epilog = EMULATOR_EXAMPLES
 
 
 def port_number(text: str) -> int:
@@ -80,12 +90,13 @@ def run_emulator(args: argparse.Namespace) -> int:
 
 def add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``delitos synthesize``."""
-    parser.add_argument("--rows", type=int, default=492_000)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rows", type=int, default=492_000, help="how many rows to write")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the resampling (the same seed, the same rows)")
     parser.add_argument("--output", type=Path, required=True, help="the .json.gz (or .json) file to write")
     parser.add_argument("--start", default="2006-05", help="first month, YYYY-MM")
     parser.add_argument("--end", default="2026-05", help="last month, YYYY-MM")
     parser.add_argument("--source", type=Path, default=DEFAULT_SNAPSHOT, help="the real rows to resample")
+    parser.epilog = SYNTHESIZE_EXAMPLES
 
 
 def run_synthesize(args: argparse.Namespace) -> int:

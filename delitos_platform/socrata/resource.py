@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +33,65 @@ T = TypeVar("T")
 # Socrata's ceiling for one page; the row key ``:id`` is the only stable order.
 MAX_PAGE_SIZE = 50_000
 RETRIED_STATUSES = (429, 500, 502, 503, 504)
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (``localhost``, ``127.0.0.0/8``, ``::1``): our emulator."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _AppTokenNotice(logging.Filter):
+    """sodapy's advice to use an app token, once per process and never for our emulator on loopback.
+
+    sodapy logs it on the root logger each time a client is built without a token (several times a run); it
+    is good advice against the real API, where Socrata throttles anonymous requests, and noise on loopback.
+    It logs with ``logging.warning``, which configures the root logger (``basicConfig``) when it has no
+    handler: from then on every library's records, Dagster's too, were printed a second time. While a client
+    is built, a handler of the moment stands in, so that the root logger stays as the process configured it.
+    """
+
+    MESSAGE = "Requests made without an app_token"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()  # clients are built from several threads (sub-windows paged at once)
+        self._loopback = False
+        self._told = False
+
+    @contextmanager
+    def building(self, url: str) -> Iterator[None]:
+        """Around the building of a client for ``url``."""
+        with self._lock:
+            root = logging.getLogger()
+            stand_in = None if root.handlers else logging.StreamHandler()
+            if stand_in is not None:
+                stand_in.setLevel(logging.WARNING)
+                root.addHandler(stand_in)
+            self._loopback = is_loopback(url)
+            try:
+                yield
+            finally:
+                self._loopback = False
+                if stand_in is not None:
+                    root.removeHandler(stand_in)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(self.MESSAGE):
+            return True
+        if self._loopback or self._told:
+            return False
+        self._told = True
+        return True
+
+
+_APP_TOKEN_NOTICE = _AppTokenNotice()
+logging.getLogger().addFilter(_APP_TOKEN_NOTICE)  # sodapy calls ``logging.warning``: the root logger's filters apply
 
 
 class SocrataError(Exception):
@@ -87,12 +149,13 @@ class SocrataResource(dg.ConfigurableResource):
             raise SocrataError(f"SOCRATA_URL must look like https://www.datos.gov.co, not {self.shown_url!r}")
         # A plain adapter: it never retries, so every failure reaches ``call`` (one mechanism, one budget).
         adapter = HTTPAdapter(max_retries=0)
-        client = Socrata(
-            parts.netloc,
-            self.app_token or None,
-            session_adapter={"prefix": f"{parts.scheme}://", "adapter": adapter},
-            timeout=self.timeout_seconds,
-        )
+        with _APP_TOKEN_NOTICE.building(self.url):
+            client = Socrata(
+                parts.netloc,
+                self.app_token or None,
+                session_adapter={"prefix": f"{parts.scheme}://", "adapter": adapter},
+                timeout=self.timeout_seconds,
+            )
         try:
             yield client
         finally:

@@ -4,6 +4,7 @@ import dagster as dg
 
 from delitos_platform.defs.jobs import main_job
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
+from delitos_platform.lake.provenance import source_refusal
 from delitos_platform.lake.storage import LakeResource
 from delitos_platform.partitions import monthly_partitions, range_tags, tagged_range
 from delitos_platform.socrata import SocrataResource
@@ -35,6 +36,9 @@ def socrata_changes(
     A month counts as synced once its run succeeded: the months of a failed run are requested again at the
     next evaluation, even when the source did not change since.
     """
+    refusal = source_refusal(lake, socrata.url)  # before any request: never the real API on the demo's data
+    if refusal is not None:
+        return dg.SensorResult(skip_reason=refusal)
     previous, failed = settle(context, SyncCursor.load(context.cursor))
     updated_at = rows_updated_at(socrata)
     if previous is not None and previous.rows_updated_at == updated_at and not failed:

@@ -7,6 +7,7 @@ import dagster as dg
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
 from delitos_platform.lake.extract import AuditError, ContractDriftError, Extraction, MonthWritten, extract_to_lake
+from delitos_platform.lake.provenance import source_refusal
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
@@ -58,6 +59,9 @@ def lake_delitos(
     first: one that cannot have it extracts nothing.
     """
     end_step_with_its_run()
+    refusal = source_refusal(lake, socrata.url)  # before any request: never the real API on the demo's data
+    if refusal is not None:
+        raise dg.Failure(description=refusal, allow_retries=False)
     if run_writes_warehouse(context.instance, context.run):
         hold_warehouse(context, warehouse)
     try:

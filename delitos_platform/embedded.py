@@ -1,0 +1,282 @@
+"""The embedded platform as ``delitos`` opens it: one Dagster instance, one data folder, one source.
+
+``delitos demo``, ``delitos backfill`` and ``delitos dev`` resolve the instance (``--dagster-home``, else
+``$DAGSTER_HOME``, else ``.dagster_home`` at the repository root) and the data (``--data-dir``, else
+``$DELITOS_DATA_DIR``, else ``data`` at the repository root) the same way, and check every setting before
+anything is written: each problem is one sentence. The source is our emulator on the shipped snapshot unless
+the user names another (``--source real`` or a URL); the lake records which one built it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from delitos_platform.emulator import DEFAULT_SNAPSHOT, EmulatorServer
+from delitos_platform.locations import REPO_ROOT, data_dir
+
+if TYPE_CHECKING:  # the platform is imported when a run starts, not when `delitos` parses its arguments
+    import dagster as dg
+
+    from delitos_platform.lake.storage import LocalLake
+
+DEFAULT_HOME = REPO_ROOT / ".dagster_home"
+REAL_API = "https://www.datos.gov.co"
+UI_URL = "http://127.0.0.1:3000"
+
+
+class SettingsError(ValueError):
+    """A setting or flag the command cannot run with, told in one sentence before anything is written."""
+
+
+def default_home(environ: Mapping[str, str] = os.environ) -> Path:
+    """``$DAGSTER_HOME``, else ``.dagster_home`` at the repository root (where ``delitos demo`` records runs)."""
+    return Path(environ.get("DAGSTER_HOME") or DEFAULT_HOME).resolve()
+
+
+def add_instance_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` and ``--dagster-home``: their defaults come from the environment variables."""
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=data_dir(),
+        help="the lake and the DuckDB warehouse (the default comes from $DELITOS_DATA_DIR, else data/)",
+    )
+    parser.add_argument(
+        "--dagster-home",
+        type=Path,
+        default=default_home(),
+        help="the Dagster instance folder that records the runs (the default comes from $DAGSTER_HOME)",
+    )
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--source`` and ``--snapshot``: our emulator on the shipped snapshot unless the user names the API."""
+    parser.add_argument(
+        "--source",
+        default="emulator",
+        metavar="emulator|real|URL",
+        help=f"where rows come from: our SODA emulator (on loopback), the real API ({REAL_API}) or a Socrata URL",
+    )
+    add_snapshot_argument(parser)
+
+
+def add_snapshot_argument(parser: argparse.ArgumentParser) -> None:
+    """``--snapshot``: the rows our emulator serves."""
+    parser.add_argument(
+        "--snapshot", type=Path, default=DEFAULT_SNAPSHOT, help="the JSON rows our emulator serves (.json or .json.gz)"
+    )
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    """``--verbose``: everything a run says, as Dagster and dbt say it."""
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also print Dagster's events, dbt's lines, library warnings and tracebacks",
+    )
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Where the embedded platform keeps its runs and its data."""
+
+    home: Path
+    data_dir: Path
+
+    @property
+    def lake(self) -> LocalLake:
+        """The lake folder under the data folder (as ``DELITOS_DATA_DIR`` gives it to the platform)."""
+        from delitos_platform.lake.storage import LocalLake
+
+        return LocalLake(root=str(self.data_dir / "lake"))
+
+    def ui_hint(self) -> str:
+        """How to open this instance in the UI (the flags only where they differ from the defaults)."""
+        flags = [
+            f"{flag} {path}"
+            for flag, path, default in (
+                ("--dagster-home", self.home, DEFAULT_HOME),
+                ("--data-dir", self.data_dir, None),
+            )
+            if path != (default or data_dir({}))
+        ]
+        return " ".join(["delitos dev", *flags])
+
+
+def check_embedded(command: str, args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Embedded:
+    """The instance and data folders of a command of the embedded platform, every setting checked first."""
+    from delitos_platform.environment import current_environment, warehouse_wait_seconds
+
+    environment = current_environment(environ)  # an unknown DELITOS_ENV is one sentence of its own
+    if environment != "local":
+        raise SettingsError(
+            f"{command} runs the embedded platform (a lake folder and DuckDB), but DELITOS_ENV={environment} is "
+            "set: unset it, or run production from its own Dagster deployment (docs/operations.md)"
+        )
+    warehouse_wait_seconds(environ)
+    embedded = Embedded(home=args.dagster_home.resolve(), data_dir=args.data_dir.resolve())
+    for flag, folder in (("--data-dir", embedded.data_dir), ("--dagster-home", embedded.home)):
+        if folder.exists() and not folder.is_dir():
+            raise SettingsError(f"{flag} {folder} is a file, not a folder")
+    return embedded
+
+
+def source_url(args: argparse.Namespace) -> str | None:
+    """The URL ``--source`` names, or ``None`` for our emulator (started by the command)."""
+    from delitos_platform.socrata.resource import is_loopback
+
+    source = args.source.strip()
+    if source == "emulator":
+        return None
+    if source == "real":
+        return REAL_API
+    if not source.startswith(("http://", "https://")):
+        raise SettingsError(f"--source must be emulator, real or a URL like {REAL_API}, not {source!r}")
+    if is_loopback(source):
+        raise SettingsError(f"--source {source} is on loopback: say --source emulator to use our emulator")
+    return source.rstrip("/")
+
+
+def check_source(embedded: Embedded, url: str) -> None:
+    """Refuse, in one sentence, a source other than the one the lake was built from."""
+    from delitos_platform.lake.provenance import source_refusal
+
+    refusal = source_refusal(embedded.lake, url)
+    if refusal is not None:
+        raise SettingsError(refusal)
+
+
+@contextmanager
+def serving(snapshot: Path, url: str | None) -> Iterator[str]:
+    """The source's URL while the command runs: our emulator on ``snapshot`` (stopped after), or ``url``."""
+    if url is not None:
+        yield url
+        return
+    with EmulatorServer(snapshot=snapshot, host="127.0.0.1", port=0) as emulator:
+        yield emulator.url
+
+
+def open_platform(embedded: Embedded, url: str) -> None:
+    """Point this process's platform at the instance, data and source (what ``dagster dev`` children inherit)."""
+    from delitos_platform.lake.provenance import record_source
+
+    home = prepare_dagster_home(embedded.home)
+    embedded.data_dir.mkdir(parents=True, exist_ok=True)
+    record_source(embedded.lake, url)
+    os.environ.update(
+        {
+            # One "planned" event per asset for the whole range instead of one per asset and month
+            # (1,968 for the demo's run): SQLite writes them one by one, which took half the demo's time.
+            # The price, which a command line can pay: a failed run does not mark each month as failed.
+            "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
+            "DELITOS_ENV": "local",
+            "DELITOS_DATA_DIR": str(embedded.data_dir),
+            "DAGSTER_HOME": str(home),
+            "SOCRATA_URL": url,
+        }
+    )
+
+
+def prepare_dagster_home(home: Path) -> Path:
+    """A persistent instance folder with the project's ``dagster.yaml``."""
+    home = home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def run_in_warehouse(
+    command: str, embedded: Embedded, url: str, *, first: str, last: str, verbose: bool
+) -> dg.ExecuteInProcessResult | None:
+    """Take the warehouse, open the platform and run the main job over ``first`` → ``last``; ``None`` (having
+    said so in one sentence on stderr, changed nothing) while another run holds the warehouse."""
+    from delitos_platform.console import quiet_output, say
+    from delitos_platform.locations import warehouse_path
+    from delitos_platform.warehouse.lock import WarehouseBusyError, WarehouseLock
+
+    run_id = str(uuid.uuid4())  # the run's own id: its steps find the warehouse already theirs
+    warehouse = WarehouseLock(warehouse_path({**os.environ, "DELITOS_DATA_DIR": str(embedded.data_dir)}))
+    try:
+        warehouse.claim(run_id)
+    except WarehouseBusyError as busy:
+        print(f"{command}: {busy}", file=sys.stderr)
+        return None
+    try:
+        open_platform(embedded, url)
+        say(f"Source: {'our emulator at ' + url if is_emulator(url) else url}")
+        with quiet_output(verbose):
+            return run_main_job(run_id, first, last, verbose)
+    finally:
+        warehouse.release(run_id)
+
+
+def is_emulator(url: str) -> bool:
+    """Whether ``url`` is our emulator (on loopback)."""
+    from delitos_platform.socrata.resource import is_loopback
+
+    return is_loopback(url)
+
+
+def run_main_job(run_id: str, first: str, last: str, verbose: bool) -> dg.ExecuteInProcessResult:
+    """The main job over ``first`` → ``last`` (partition keys) as one run recorded in the instance, with progress."""
+    import dagster as dg
+
+    from delitos_platform.console import run_config, say, with_progress
+    from delitos_platform.partitions import range_tags
+    from delitos_platform.transform import prepare_dbt
+
+    prepare_dbt()  # the definitions are built from dbt's manifest and never parse dbt themselves
+    from delitos_platform.definitions import defs
+
+    months = len(dg.MonthlyPartitionsDefinition(start_date=first, end_date=last).get_partition_keys()) + 1
+    say(f"Running delitos_main_job over {months} months ({first[:7]} → {last[:7]}) in one run {run_id}")
+    job = with_progress(defs()).resolve_job_def("delitos_main_job")
+    with dg.DagsterInstance.get() as instance:
+        return job.execute_in_process(
+            instance=instance,
+            tags=range_tags(first, last),
+            run_config=run_config(verbose),
+            raise_on_error=False,
+            run_id=run_id,
+        )
+
+
+def failure_lines(result: dg.ExecuteInProcessResult, embedded: Embedded, started: float) -> list[str]:
+    """One sentence, the failing step, and where to look."""
+    from delitos_platform.console import elapsed, failure_sentence
+
+    failures = [event for event in result.all_events if event.is_step_failure]
+    if failures:
+        what = f"at step {failures[0].step_key}: {failure_sentence(failures[0].step_failure_data)}"
+    else:
+        what = "before any step ran (see the run's events)"
+    return [
+        f"Run {result.run_id} failed after {elapsed(started)} {what}",
+        f"Look at it: {embedded.ui_hint()}  # then {UI_URL}/runs/{result.run_id}",
+    ]
+
+
+def success_lines(result: dg.ExecuteInProcessResult, embedded: Embedded, started: float) -> list[str]:
+    """Where to look at a run that succeeded."""
+    from delitos_platform.console import elapsed
+
+    return [
+        f"Run {result.run_id} succeeded in {elapsed(started)}. See it in the UI:",
+        f"  {embedded.ui_hint()}    # then open {UI_URL}",
+    ]
+
+
+def started_now() -> float:
+    """A start time for ``elapsed``."""
+    return time.monotonic()
