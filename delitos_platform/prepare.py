@@ -9,9 +9,18 @@ from __future__ import annotations
 import argparse
 import time
 
+EXAMPLES = """examples:
+  delitos prepare            # after changing a model: the next run and the UI load the new manifest
+  delitos prepare --force    # parse again even though no file of the project changed (e.g. another dbt)
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``delitos prepare`` has no options: it prepares the platform's one dbt project."""
+    """``delitos prepare``'s one option."""
+    parser.add_argument(
+        "--force", action="store_true", help="parse the project even when its manifest is newer than every file"
+    )
+    parser.epilog = EXAMPLES
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     manifest = delitos_dbt_project.manifest_path
-    if prepare_dbt():
+    if prepare_dbt(force=args.force):
         print(f"dbt parsed in {time.monotonic() - started:.1f} s: {manifest}")
     else:
         print(f"dbt already prepared: {manifest} is newer than every file of the project")

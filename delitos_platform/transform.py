@@ -89,18 +89,18 @@ class DelitosDbtProject(DbtProject):
 delitos_dbt_project = DelitosDbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target="duckdb")
 
 
-def prepare_dbt(project: DbtProject = delitos_dbt_project) -> bool:
-    """Parse ``project`` into its manifest when the manifest is missing or stale; True when it parsed.
+def prepare_dbt(project: DbtProject = delitos_dbt_project, force: bool = False) -> bool:
+    """Parse ``project`` into its manifest when the manifest is missing or stale (or ``force``); True when it parsed.
 
     Concurrent callers (test workers, a code server and a daemon starting together) wait for one another; the
     ones that waited find the manifest fresh and do not parse again. A project dbt cannot parse is a
     ``ValueError`` whose message is dbt's errors on one line.
     """
-    if not manifest_is_stale(project):
+    if not force and not manifest_is_stale(project):
         return False
     project.manifest_path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(project.manifest_path.with_name("manifest.lock"), timeout=PREPARE_LOCK_SECONDS):
-        if not manifest_is_stale(project):
+        if not force and not manifest_is_stale(project):
             return False
         invocation = DelitosDbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
             ["parse", "--quiet"], target_path=project.target_path, raise_on_error=False
