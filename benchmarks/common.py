@@ -21,7 +21,7 @@ def national_snapshot() -> Path:
     """The synthetic national-scale snapshot (492,000 rows, 2006-05 → 2026-05), generated once."""
     if not NATIONAL.exists():
         WORK.mkdir(parents=True, exist_ok=True)
-        delitos = ["-m", "delitos_platform.cli"]
+        delitos = ["-m", "delitos_platform.commands"]
         subprocess.run(
             [sys.executable, *delitos, "synthesize", "--rows", "492000", "--seed", "7", "--output", NATIONAL],
             check=True,
@@ -33,7 +33,7 @@ def national_snapshot() -> Path:
 def emulator(snapshot: Path) -> Iterator[str]:
     """``delitos emulator`` in a subprocess of its own (its own core, its own memory); yields its URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "delitos_platform.cli", "emulator", "--snapshot", str(snapshot), "--port", "0"],
+        [sys.executable, "-m", "delitos_platform.commands", "emulator", "--snapshot", str(snapshot), "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )

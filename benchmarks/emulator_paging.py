@@ -34,7 +34,7 @@ def ensure_snapshot(rows: int, seed: int) -> Path:
         WORK.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         command = ["synthesize", "--rows", str(rows), "--seed", str(seed), "--output", str(path)]
-        subprocess.run([sys.executable, "-m", "delitos_platform.cli", *command], check=True)
+        subprocess.run([sys.executable, "-m", "delitos_platform.commands", *command], check=True)
         print(f"synthesized {rows:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
     return path
 
@@ -77,7 +77,7 @@ def measure(rows: int, seed: int, limit: int) -> dict[str, float]:
     snapshot = ensure_snapshot(rows, seed)
     started = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-m", "delitos_platform.cli", "emulator", "--port", "0", "--snapshot", str(snapshot)],
+        [sys.executable, "-m", "delitos_platform.commands", "emulator", "--port", "0", "--snapshot", str(snapshot)],
         stdout=subprocess.PIPE,
         text=True,
     )

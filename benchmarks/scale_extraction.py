@@ -33,7 +33,7 @@ def snapshot(rows: int) -> Path:
     path = WORK / f"national-{rows}-seed7.json.gz"
     if not path.exists():
         WORK.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "delitos_platform.cli", "synthesize", "--rows", str(rows), "--seed", "7"]
+        command = [sys.executable, "-m", "delitos_platform.commands", "synthesize", "--rows", str(rows), "--seed", "7"]
         subprocess.run([*command, "--output", str(path)], check=True)
     return path
 

@@ -23,7 +23,7 @@ import dagster as dg
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from delitos_platform import cli
+from delitos_platform import commands as cli
 from delitos_platform.defs.bronze.assets import bronze_delitos
 from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos

@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from delitos_platform import cli
+from delitos_platform import commands as cli
 from delitos_platform.emulator import DEFAULT_SNAPSHOT
 from delitos_platform.locations import REPO_ROOT
 
@@ -117,7 +117,15 @@ def test_a_failed_demo_names_the_step_its_sentence_the_run_and_where_to_look_wit
     flags = ["--data-dir", str(tmp_path / "data"), "--dagster-home", str(tmp_path / "home")]
 
     done = subprocess.run(
-        [sys.executable, "-m", "delitos_platform.cli", "demo", "--snapshot", str(tmp_path / "drifted.json"), *flags],
+        [
+            sys.executable,
+            "-m",
+            "delitos_platform.commands",
+            "demo",
+            "--snapshot",
+            str(tmp_path / "drifted.json"),
+            *flags,
+        ],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

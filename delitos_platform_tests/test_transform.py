@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from delitos_platform.cli import main
+from delitos_platform.commands import main
 from delitos_platform.transform import DBT_PROJECT_DIR, DelitosDbtProject, delitos_dbt_project, prepare_dbt
 
 # Loads the definitions as a code server would, with the dbt project replaced by the copy named in argv[1].

@@ -15,7 +15,7 @@ import requests
 
 from delitos_platform.contract import SOURCE_COLUMNS
 
-COMMAND = [sys.executable, "-m", "delitos_platform.cli"]
+COMMAND = [sys.executable, "-m", "delitos_platform.commands"]
 
 
 def test_emulator_prints_its_url_serves_and_exits_0_on_sigterm() -> None:

@@ -157,7 +157,7 @@ def test_a_run_meeting_the_holder_fails_at_once_naming_it_and_a_killed_holder_le
         refused = dg.materialize(ASSETS, resources=build_resources(), tags=RANGE_2020, raise_on_error=False)
         seconds = time.monotonic() - started
         demo = subprocess.run(
-            [sys.executable, "-m", "delitos_platform.cli", "demo", *demo_args],
+            [sys.executable, "-m", "delitos_platform.commands", "demo", *demo_args],
             cwd=REPO_ROOT,
             env=platform.env,
             capture_output=True,

@@ -55,7 +55,7 @@ SETTINGS = ("DAGSTER_HOME", "SOCRATA_URL", "DELITOS_ENV", "DELITOS_DATA_DIR", "D
 def delitos(env: dict[str, str], *argv: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     """``delitos argv…`` as the console script runs it, in the repository root."""
     return subprocess.run(
-        [sys.executable, "-m", "delitos_platform.cli", *argv],
+        [sys.executable, "-m", "delitos_platform.commands", *argv],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -118,7 +118,7 @@ def test_demo_then_the_ui_then_a_backfill_share_one_instance_and_never_leave_loo
     graphql = GraphQL(f"http://127.0.0.1:{port}")
     dev = Process(
         "delitos dev",
-        [sys.executable, "-m", "delitos_platform.cli", "dev", "--port", str(port), *folders],
+        [sys.executable, "-m", "delitos_platform.commands", "dev", "--port", str(port), *folders],
         env,
         REPO_ROOT,
         tmp_path / "dev.log",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from delitos_platform import embedded as platform
+from delitos_platform.commands import embedded as platform
 from delitos_platform.partitions import PartitionRangeError, Window, calendar, parse_partition_key
 
 EXAMPLES = """examples:
@@ -50,7 +50,7 @@ def check_range(first: str, last: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the backfill; 0 when every step succeeded, 1 when a step failed or another run holds the warehouse."""
-    from delitos_platform.console import say
+    from delitos_platform.commands.console import say
 
     embedded = platform.check_embedded("delitos backfill", args)
     check_range(args.first, args.last)

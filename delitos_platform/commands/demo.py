@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from delitos_platform import embedded as platform
+from delitos_platform.commands import embedded as platform
 from delitos_platform.locations import warehouse_path
 from delitos_platform.partitions import monthly_partitions
 
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; 0 when every step succeeded, 1 when a step failed or another run holds the warehouse."""
-    from delitos_platform.console import say
+    from delitos_platform.commands.console import say
 
     embedded = platform.check_embedded("delitos demo", args)
     started = platform.started_now()

@@ -201,7 +201,7 @@ def run_in_warehouse(
 ) -> dg.ExecuteInProcessResult | None:
     """Take the warehouse, open the platform and run the main job over ``first`` → ``last``; ``None`` (having
     said so in one sentence on stderr, changed nothing) while another run holds the warehouse."""
-    from delitos_platform.console import quiet_output, say
+    from delitos_platform.commands.console import quiet_output, say
     from delitos_platform.locations import warehouse_path
     from delitos_platform.warehouse.lock import WarehouseBusyError, WarehouseLock
 
@@ -232,7 +232,7 @@ def run_main_job(run_id: str, first: str, last: str, verbose: bool) -> dg.Execut
     """The main job over ``first`` → ``last`` (partition keys) as one run recorded in the instance, with progress."""
     import dagster as dg
 
-    from delitos_platform.console import run_config, say, with_progress
+    from delitos_platform.commands.console import run_config, say, with_progress
     from delitos_platform.partitions import range_tags
     from delitos_platform.transform import prepare_dbt
 
@@ -254,7 +254,7 @@ def run_main_job(run_id: str, first: str, last: str, verbose: bool) -> dg.Execut
 
 def failure_lines(result: dg.ExecuteInProcessResult, embedded: Embedded, started: float) -> list[str]:
     """One sentence, the failing step, and where to look."""
-    from delitos_platform.console import elapsed, failure_sentence
+    from delitos_platform.commands.console import elapsed, failure_sentence
 
     failures = [event for event in result.all_events if event.is_step_failure]
     if failures:
@@ -269,7 +269,7 @@ def failure_lines(result: dg.ExecuteInProcessResult, embedded: Embedded, started
 
 def success_lines(result: dg.ExecuteInProcessResult, embedded: Embedded, started: float) -> list[str]:
     """Where to look at a run that succeeded."""
-    from delitos_platform.console import elapsed
+    from delitos_platform.commands.console import elapsed
 
     return [
         f"Run {result.run_id} succeeded in {elapsed(started)}. See it in the UI:",

@@ -18,7 +18,7 @@ EXAMPLES = """examples:
 
 
 def _commands() -> dict[str, tuple[str, Command]]:
-    from delitos_platform import backfill, demo, dev, prepare, sql
+    from delitos_platform.commands import backfill, demo, dev, prepare, sql
     from delitos_platform.emulator import cli as emulator_cli
 
     return {
@@ -76,7 +76,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"delitos {args.command}: {error}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from delitos_platform import embedded as platform
+from delitos_platform.commands import embedded as platform
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.emulator.cli import port_number
 from delitos_platform.locations import REPO_ROOT
@@ -48,7 +48,7 @@ def dagster_executable() -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Serve the UI until Ctrl-C (or SIGTERM); the exit code of ``dagster dev``."""
-    from delitos_platform.console import say
+    from delitos_platform.commands.console import say
 
     embedded = platform.check_embedded("delitos dev", args)
     url = platform.source_url(args)
