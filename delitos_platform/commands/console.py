@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +22,6 @@ import dagster as dg
 
 PROGRESS_LOGGER = "delitos_progress"
 # The one Dagster warning a run of this platform raises: the assets' single-run backfill policy is "beta".
-BACKFILL_POLICY_BETA = r"Parameter `backfill_policy` of function `asset` is currently in beta"
 
 NOT_EXECUTED = "Dependencies for step"  # how Dagster says a step is skipped after a failure upstream
 
@@ -56,9 +54,8 @@ def quiet_output(verbose: bool) -> Iterator[None]:
     root.addHandler(handler)
     _terminal.append(sys.stdout)
     try:
-        with warnings.catch_warnings(), contextlib.ExitStack() as stack:
+        with contextlib.ExitStack() as stack:
             if not verbose:
-                warnings.filterwarnings("ignore", message=BACKFILL_POLICY_BETA, category=dg.BetaWarning)
                 devnull = stack.enter_context(open(os.devnull, "w"))
                 stack.enter_context(contextlib.redirect_stdout(devnull))
             yield

@@ -3,12 +3,10 @@
 import dagster as dg
 
 from delitos_platform.defs.automation.freshness import freshness_against_source
-from delitos_platform.partitions import monthly_partitions
 
 main_job = dg.define_asset_job(
     name="delitos_main_job",
     # The freshness checks have their own daily job: right after a sync they would only say "fresh".
     selection=dg.AssetSelection.all() - dg.AssetSelection.checks(freshness_against_source),
-    partitions_def=monthly_partitions,
     description="Source → lake (→ bronze → dbt): every asset, for the months of the run, in ONE run.",
 )
