@@ -1,0 +1,20 @@
+{#
+    The row history's helpers (models/silver/delitos_versiones.sql).
+#}
+
+{#- A row's content, without its id: two rows with the same content are the same record of the source, whatever
+    :id it was published under (a wholesale re-publication gives every row a new one). Both engines give the same
+    text for each value: dates as YYYY-MM-DD, integers without decimals. -#}
+{% macro delitos_content_hash(alias) %}
+    md5(concat_ws('|',
+        cast({{ alias }}.fecha_hecho as varchar),
+        {{ alias }}.cod_depto,
+        {{ alias }}.departamento,
+        {{ alias }}.cod_muni,
+        {{ alias }}.municipio,
+        {{ alias }}.descripcion_conducta,
+        cast(cast({{ alias }}.cantidad as bigint) as varchar)))
+{%- endmacro %}
+
+{#- The changes that leave a row current after them, and those that end its validity. -#}
+{% macro delitos_open_changes() %}('agregada', 'modificada', 'reidentificada'){% endmacro %}
