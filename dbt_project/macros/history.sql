@@ -18,3 +18,10 @@
 
 {#- The changes that leave a row current after them, and those that end its validity. -#}
 {% macro delitos_open_changes() %}('agregada', 'modificada', 'reidentificada'){% endmacro %}
+
+{#- bronze.delitos_cargas, the load ledger written with bronze.delitos in the same transaction: one row per month
+    and source version loaded. Reached through bronze.delitos's source, whose load writes it (one asset, one
+    lineage edge: the ledger is not a table of its own in Dagster's graph). -#}
+{% macro delitos_load_ledger() %}
+    {{ return(source('bronze', 'delitos').incorporate(path={'identifier': 'delitos_cargas'})) }}
+{% endmacro %}

@@ -109,6 +109,7 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Wareho
     connection.close()
 
 
+HISTORY_TABLES = ("silver.delitos_versiones", "gold.revisiones_por_mes", "gold.madurez")
 REVISIONS = "select mes, version, revision, registros, casos, filas_agregadas, filas_eliminadas, filas_modificadas"
 
 
@@ -148,6 +149,11 @@ def test_a_scripted_history_gives_each_months_revisions_and_maturity(warehouse: 
     ]
     deleted = "select valido_desde, valido_hasta, terminada_por from silver.delitos_historial where row_id = 'a4'"
     assert warehouse.execute(deleted) == [(V1, V3, "eliminada")]
+
+    # A full refresh rebuilds silver and gold from bronze but keeps the history (bronze holds only the latest state).
+    before = {table: sorted(warehouse.execute(f"select * from {table}"), key=repr) for table in HISTORY_TABLES}
+    assert_all_passed(warehouse.dbt("build", "--full-refresh", target=warehouse.name, env=warehouse.env))
+    assert {table: sorted(warehouse.execute(f"select * from {table}"), key=repr) for table in HISTORY_TABLES} == before
 
     # By hand, at the latest version V4 (2024-05-20); "known k months after the end" = in the latest version
     # at or before the month's first day + k + 1 months. January's current casos is 6: at k=1 (by March 1st,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pytest
 import requests
 
@@ -31,6 +32,7 @@ REVISIONS = (
     "SELECT mes, revision, registros, casos, filas_agregadas, filas_eliminadas, filas_modificadas "
     "FROM gold.revisiones_por_mes"
 )
+REVISIONS_ASSET = dg.AssetKey(["gold", "revisiones_por_mes"])
 HISTORY = "SELECT cambio, count(*) FROM silver.delitos_versiones GROUP BY cambio"
 Query = Callable[[str], list[tuple]]
 
@@ -41,9 +43,12 @@ def _admin(server: EmulatorServer, action: str, payload: dict[str, Any]) -> dict
     return response.json()
 
 
-def _sync(resources: dict[str, Any]) -> None:
+def _sync(resources: dict[str, Any]) -> str:
+    """Sync the four months in one run; the Markdown the run shows on gold/revisiones_por_mes's page."""
     result = run_months(resources, FIRST, LAST)
     assert result.success
+    [event] = [event for event in result.get_asset_materialization_events() if event.asset_key == REVISIONS_ASSET]
+    return event.materialization.metadata["first_published_vs_current"].value
 
 
 def _script(server: EmulatorServer, resources: dict[str, Any], ask: Query) -> dict[str, list[tuple]]:
@@ -57,8 +62,9 @@ def _script(server: EmulatorServer, resources: dict[str, Any], ask: Query) -> di
     [template] = socrata_for(server).query(where=_in(ADDED_TO), limit=1)
     _admin(server, "add", {"rows": [{key: value for key, value in template.items() if not key.startswith(":")}]})
     seen["cases"] = [(int(gone["cantidad"]), int(template["cantidad"]))]
-    _sync(resources)
+    chart = _sync(resources)
     seen["changed"] = sorted(ask(REVISIONS))
+    seen["chart"] = [("3 of the last 4 months changed" in chart, "data:image/png;base64," in chart)]
     _admin(server, "replace-ids", {})
     _sync(resources)
     seen["republished"], seen["history"] = sorted(ask(REVISIONS)), sorted(ask(HISTORY))
@@ -125,4 +131,5 @@ def test_revisions_deletions_additions_and_a_republication_read_alike_on_duckdb_
     rows_now = len(small_source)  # one deleted, one added
     assert dict(on_duckdb["history"])["reidentificada"] == rows_now == dict(on_duckdb["history"])["reemplazada"]
     assert on_duckdb["history_again"] == on_duckdb["history"]  # re-running a version adds nothing
+    assert on_duckdb["chart"] == [(True, True)]  # the revision asset's page shows the chart
     assert on_snowflake == on_duckdb

@@ -9,7 +9,7 @@ with recursive revisiones as (
 ),
 
 ahora as (
-    select max(version) as version from {{ source('bronze', 'delitos_cargas') }}
+    select max(version) as version from {{ delitos_load_ledger() }}
 ),
 
 k_meses (k) as (

@@ -48,7 +48,7 @@ madurez_tipica as (
 ),
 
 ahora as (
-    select max(version) as version from {{ source('bronze', 'delitos_cargas') }}
+    select max(version) as version from {{ delitos_load_ledger() }}
 )
 
 select

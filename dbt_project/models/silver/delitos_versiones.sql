@@ -33,7 +33,7 @@
 with cargas as (
     -- Each month of the window at the source version of its latest load: the version bronze now holds.
     select mes, max(version) as version
-    from {{ source('bronze', 'delitos_cargas') }}
+    from {{ delitos_load_ledger() }}
     where {{ delitos_window_predicate('mes') }}
     group by mes
 ),

@@ -19,7 +19,15 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from delitos_platform.charts import DEPARTMENTS_SQL, LATEST_YEAR_SQL, TREND_SQL, departments_markdown, trend_markdown
+from delitos_platform.charts import (
+    DEPARTMENTS_SQL,
+    LATEST_YEAR_SQL,
+    REVISIONS_SQL,
+    TREND_SQL,
+    departments_markdown,
+    revisions_markdown,
+    trend_markdown,
+)
 from delitos_platform.defs.dbt.project import ensure_manifest
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, WRITES_WAREHOUSE_TAGS, hold_warehouse
 from delitos_platform.lifeline import end_step_with_its_run, guarded
@@ -114,9 +122,15 @@ def departments_view(warehouse: WarehouseResource) -> dict[str, dg.MetadataValue
     return {"departments": dg.MetadataValue.md(departments_markdown(warehouse.fetch(DEPARTMENTS_SQL), year))}
 
 
+def revisions_view(warehouse: WarehouseResource) -> dict[str, dg.MetadataValue]:
+    """The last 24 months' cases as first published and now, as a PNG chart."""
+    return {"first_published_vs_current": dg.MetadataValue.md(revisions_markdown(warehouse.fetch(REVISIONS_SQL)))}
+
+
 GOLD_VIEWS = {
     dg.AssetKey(["gold", "tendencia_mensual"]): trend_view,
     dg.AssetKey(["gold", "delitos_por_departamento"]): departments_view,
+    dg.AssetKey(["gold", "revisiones_por_mes"]): revisions_view,
 }
 
 
