@@ -38,8 +38,15 @@ from extract_lake import dlt_rest_api, raw_fetch
 
 FIRST, LAST, RESYNC_MONTH = "2006-05-01", "2026-05-01", "2019-03-01"
 NON_DBT_STEPS, DBT_STEPS = ("lake__delitos", "bronze__delitos"), ("dbt_models",)
-# The revision history's dbt models: their nodes (and their tests, named after them) are its share of a run.
-HISTORY_MODELS = ("delitos_versiones", "delitos_historial", "revisiones_por_mes", "madurez")
+# The revision history's dbt models, and the test of the column it adds: its share of a run (tests are named
+# after the model and column they test).
+HISTORY_NODE_NAMES = (
+    "delitos_versiones",
+    "delitos_historial",
+    "revisiones_por_mes",
+    "madurez",
+    "tendencia_mensual_provisional",
+)
 
 
 class DbtSampler:
@@ -141,20 +148,56 @@ def run_main_job(instance: Any, first: str, last: str) -> dict[str, Any]:
     return {"seconds": seconds, "steps": steps, "history_seconds": history_seconds(result.run_id), **sampler.figures()}
 
 
-def history_seconds(run_id: str) -> float:
-    """Seconds the revision history's dbt nodes took in the run (summed over its one dbt invocation)."""
+def history_seconds(run_id: str) -> dict[str, float]:
+    """What the revision history's dbt nodes took in the run's one dbt invocation: their times summed (an upper
+    bound on what they add: dbt runs four nodes at once) and the time during which only they were running."""
     from delitos_platform.defs.dbt.project import DBT_PROJECT_DIR
 
     # dagster-dbt gives each invocation a target folder named after the step and the run id's first 7 characters.
     [results] = (DBT_PROJECT_DIR / "target").glob(f"dbt_models-{run_id[:7]}-*/run_results.json")
     nodes = json.loads(results.read_text())["results"]
-    return sum(node["execution_time"] for node in nodes if is_history_node(node["unique_id"]))
+    history = [node for node in nodes if is_history_node(node["unique_id"])]
+    others = [node for node in nodes if not is_history_node(node["unique_id"])]
+    alone = covered(spans(history)) - covered(spans(history), within=spans(others))
+    return {"summed": sum(node["execution_time"] for node in history), "alone": alone}
+
+
+def spans(nodes: list[dict]) -> list[tuple[float, float]]:
+    """The (start, end) epoch seconds of each node's execution."""
+    from datetime import datetime
+
+    found = []
+    for node in nodes:
+        for timing in node["timing"]:
+            if timing["name"] == "execute" and timing.get("started_at") and timing.get("completed_at"):
+                start, end = (datetime.fromisoformat(timing[key]).timestamp() for key in ("started_at", "completed_at"))
+                found.append((start, end))
+    return found
+
+
+def covered(intervals: list[tuple[float, float]], within: list[tuple[float, float]] | None = None) -> float:
+    """Seconds covered by the union of ``intervals`` (only the part inside the union of ``within``, if given)."""
+    mine = union(intervals)
+    if within is None:
+        return sum(end - start for start, end in mine)
+    return sum(max(0.0, min(end, e) - max(start, s)) for start, end in mine for s, e in union(within))
+
+
+def union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping intervals merged, in order."""
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def is_history_node(unique_id: str) -> bool:
     """A model of the revision history, or a test of one (dbt names tests after the model they test)."""
     _, _, name = unique_id.partition(".delitos.")
-    return any(model in name for model in HISTORY_MODELS)
+    return any(model in name for model in HISTORY_NODE_NAMES)
 
 
 def failed_steps(result: Any) -> str:
@@ -255,7 +298,8 @@ def print_table(results: dict[str, dict]) -> None:
     dbt_itself = [figures["dbt_process_seconds"] for figures in (run, run["resync"])]
     print(f"{'  of it the dbt process':<22}{dbt_itself[0]:>12.2f}{dbt_itself[1]:>10.2f}")
     history = [figures["history_seconds"] for figures in (run, run["resync"])]
-    print(f"{'  of it the history':<22}{history[0]:>12.2f}{history[1]:>10.2f}")
+    print(f"{'  history, summed':<22}{history[0]['summed']:>12.2f}{history[1]['summed']:>10.2f}")
+    print(f"{'  history, alone':<22}{history[0]['alone']:>12.2f}{history[1]['alone']:>10.2f}")
     overhead = [figures["seconds"] - sum(figures["steps"].values()) for figures in (run, run["resync"])]
     print(f"{'(outside the steps)':<22}{overhead[0]:>12.2f}{overhead[1]:>10.2f}")
     print_notes(run)
@@ -321,14 +365,18 @@ def memory_target(run: dict, dlt: dict) -> tuple[bool, str]:
 
 
 def history_share_target(run: dict) -> tuple[bool, str]:
-    """The history's dbt nodes against the whole cold backfill."""
-    share = run["history_seconds"] / run["seconds"]
-    return share <= 0.10, f"{run['history_seconds']:.2f} s of {run['seconds']:.2f} s = {100 * share:.1f}%"
+    """The history's dbt nodes (summed: the upper bound decides) against the whole cold backfill."""
+    summed, alone = run["history_seconds"]["summed"], run["history_seconds"]["alone"]
+    share = summed / run["seconds"]
+    figures = f"{summed:.2f} s summed of {run['seconds']:.2f} s = {100 * share:.1f}% (running alone: {alone:.2f} s)"
+    return share <= 0.10, figures
 
 
 def history_resync_target(resync: dict) -> tuple[bool, str]:
-    """The history's dbt nodes in the one-month re-sync."""
-    return resync["history_seconds"] <= 1.0, f"{resync['history_seconds']:.2f} s of {resync['seconds']:.2f} s"
+    """The history's dbt nodes in the one-month re-sync (summed: the upper bound decides)."""
+    summed, alone = resync["history_seconds"]["summed"], resync["history_seconds"]["alone"]
+    figures = f"{summed:.2f} s summed of {resync['seconds']:.2f} s (running alone: {alone:.2f} s)"
+    return summed <= 1.0, figures
 
 
 def resync_target(resync: dict) -> tuple[bool, str]:

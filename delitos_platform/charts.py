@@ -32,9 +32,10 @@ DPI = 100
 REVISIONS_INCHES = (10.0, 4.5)
 FIRST_COLOUR, CURRENT_COLOUR = "#b8b3f0", "#4f43dd"
 REVISIONS_HOW_TO_READ = (
-    "Each month's cases **as first published** (light) and **now** (dark). A dark bar taller than its light one: "
-    "the month gained cases after it was first published (late records, corrections). The most recent months "
-    "usually grow the most: check `provisional` in `gold.tendencia_mensual` before comparing them."
+    "Each month's cases **as first published** (light: as the platform first loaded it; for months of the first "
+    "backfill, as they stood then) and **now** (dark). A dark bar taller than its light one: the month gained "
+    "cases after it was first published (late records, corrections). The most recent months usually grow the "
+    "most: check `provisional` in `gold.tendencia_mensual` before comparing them."
 )
 
 

@@ -7,13 +7,27 @@
     text for each value: dates as YYYY-MM-DD, integers without decimals. -#}
 {% macro delitos_content_hash(alias) %}
     md5(concat_ws('|',
-        cast({{ alias }}.fecha_hecho as varchar),
+        {{ delitos_date_text(alias ~ '.fecha_hecho') }},
         {{ alias }}.cod_depto,
         {{ alias }}.departamento,
         {{ alias }}.cod_muni,
         {{ alias }}.municipio,
         {{ alias }}.descripcion_conducta,
         cast(cast({{ alias }}.cantidad as bigint) as varchar)))
+{%- endmacro %}
+
+{#- A date as YYYY-MM-DD text, whatever the session's settings: Snowflake's cast follows DATE_OUTPUT_FORMAT, and a
+    changed format would make every row's content look changed. -#}
+{% macro delitos_date_text(expression) %}
+    {{ return(adapter.dispatch('delitos_date_text', 'delitos')(expression)) }}
+{% endmacro %}
+
+{% macro default__delitos_date_text(expression) -%}
+    strftime({{ expression }}, '%Y-%m-%d')
+{%- endmacro %}
+
+{% macro snowflake__delitos_date_text(expression) -%}
+    to_char({{ expression }}, 'YYYY-MM-DD')
 {%- endmacro %}
 
 {#- The changes that leave a row current after them, and those that end its validity. -#}

@@ -65,7 +65,7 @@ candidatas as (
 ),
 
 ultimas as (
-    select row_id, version, cambio, mes, contenido
+    select row_id, version, cambio, mes, cantidad, contenido
     from (
         select
             historia.*,
@@ -77,16 +77,11 @@ ultimas as (
 ),
 
 vigentes as (
-    select row_id, version, mes, contenido from ultimas where cambio in {{ delitos_open_changes() }}
+    select row_id, version, mes, cantidad, contenido from ultimas where cambio in {{ delitos_open_changes() }}
 ),
-{% else %}
-vigentes as (
-    select row_id, version, mes, contenido from leidas where 1 = 0
-),
-{% endif %}
 
 modificadas as (
-    select leidas.*, vigentes.mes as mes_anterior
+    select leidas.*, vigentes.mes as mes_anterior, vigentes.cantidad as cantidad_anterior
     from leidas
     inner join vigentes on leidas.row_id = vigentes.row_id
     where leidas.contenido <> vigentes.contenido and leidas.version > vigentes.version
@@ -107,6 +102,7 @@ desaparecidas as (
         vigentes.row_id,
         cargas.version,
         vigentes.mes,
+        vigentes.cantidad,
         vigentes.contenido,
         row_number() over (partition by vigentes.contenido order by vigentes.row_id) as par
     from vigentes
@@ -131,7 +127,8 @@ cambios as (
     select
         row_id, version, 'agregada' as cambio, mes, cast(null as date) as mes_anterior,
         cast(null as varchar) as row_id_equivalente,
-        fecha_hecho, cod_depto, departamento, cod_muni, municipio, descripcion_conducta, cantidad, contenido
+        fecha_hecho, cod_depto, departamento, cod_muni, municipio, descripcion_conducta, cantidad,
+        cast(null as bigint) as cantidad_anterior, contenido
     from nuevas
     where row_id not in (select row_id from emparejadas)
 
@@ -139,7 +136,8 @@ cambios as (
 
     select
         row_id, version, 'modificada', mes, mes_anterior, cast(null as varchar),
-        fecha_hecho, cod_depto, departamento, cod_muni, municipio, descripcion_conducta, cantidad, contenido
+        fecha_hecho, cod_depto, departamento, cod_muni, municipio, descripcion_conducta, cantidad,
+        cantidad_anterior, contenido
     from modificadas
 
     union all
@@ -148,7 +146,7 @@ cambios as (
         nuevas.row_id, nuevas.version, 'reidentificada', nuevas.mes, emparejadas.mes_anterior,
         emparejadas.row_id_anterior,
         nuevas.fecha_hecho, nuevas.cod_depto, nuevas.departamento, nuevas.cod_muni, nuevas.municipio,
-        nuevas.descripcion_conducta, nuevas.cantidad, nuevas.contenido
+        nuevas.descripcion_conducta, nuevas.cantidad, cast(null as bigint), nuevas.contenido
     from nuevas
     inner join emparejadas on nuevas.row_id = emparejadas.row_id
 
@@ -159,10 +157,22 @@ cambios as (
         case when emparejadas.row_id is null then 'eliminada' else 'reemplazada' end,
         desaparecidas.mes, desaparecidas.mes, emparejadas.row_id,
         cast(null as date), cast(null as varchar), cast(null as varchar), cast(null as varchar),
-        cast(null as varchar), cast(null as varchar), cast(null as bigint), cast(null as varchar)
+        cast(null as varchar), cast(null as varchar), cast(null as bigint), desaparecidas.cantidad,
+        cast(null as varchar)
     from desaparecidas
     left join emparejadas on desaparecidas.row_id = emparejadas.row_id_anterior
 )
+{% else %}
+-- The first build: every row is seen for the first time (nothing to compare or pair).
+cambios as (
+    select
+        row_id, version, 'agregada' as cambio, mes, cast(null as date) as mes_anterior,
+        cast(null as varchar) as row_id_equivalente,
+        fecha_hecho, cod_depto, departamento, cod_muni, municipio, descripcion_conducta, cantidad,
+        cast(null as bigint) as cantidad_anterior, contenido
+    from leidas
+)
+{% endif %}
 
 select
     row_id,
@@ -178,5 +188,6 @@ select
     municipio,
     descripcion_conducta,
     cast(cantidad as bigint) as cantidad,
+    cast(cantidad_anterior as bigint) as cantidad_anterior,
     contenido
 from cambios
