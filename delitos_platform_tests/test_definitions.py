@@ -50,7 +50,7 @@ def test_the_lineage_runs_from_the_socrata_source_to_every_gold_table():
     assert upstream["silver/delitos_historial"] == {"silver/delitos_versiones"}
     history = {"gold/revisiones_por_mes", "gold/madurez"}
     assert all("silver/stg_delitos" in upstream[key] for key in EXPECTED_ASSETS - history if key.startswith("gold/"))
-    assert upstream["gold/revisiones_por_mes"] == {"silver/delitos_versiones", "silver/delitos_historial"}
+    assert upstream["gold/revisiones_por_mes"] == {"silver/delitos_versiones"}
     assert upstream["gold/madurez"] == {"gold/revisiones_por_mes", "bronze/delitos"}
     assert upstream["gold/tendencia_mensual"] == {"silver/stg_delitos", "gold/madurez", "bronze/delitos"}
 
