@@ -32,8 +32,16 @@ GROUP BY cod_depto ORDER BY casos DESC, cod_depto LIMIT 15
 """
 LATEST_YEAR_SQL = "SELECT max(anio) FROM gold.delitos_por_departamento"
 
+# Each month's casos as first published (its revision 1) and now (its latest revision), the last 24 months.
+REVISIONS_SQL = """
+SELECT mes, max(CASE WHEN revision = 1 THEN casos END) AS primera,
+       max(CASE WHEN revision = ultima THEN casos END) AS actual
+FROM (SELECT mes, revision, casos, max(revision) OVER (PARTITION BY mes) AS ultima FROM gold.revisiones_por_mes) AS r
+GROUP BY mes ORDER BY mes DESC LIMIT 24
+"""
 TREND_EMPTY = "_No months yet: the trend is drawn once silver holds a month._"
 ARTICLES_EMPTY = "_No cases yet: the articles are drawn once silver holds a month._"
+REVISIONS_EMPTY = "_No months yet: the chart is drawn once a month has been loaded._"
 DEPARTMENTS_EMPTY = "_No departments yet: they are drawn once silver holds a month._"
 
 # 1000 × 450 pixels: readable in the UI's dialog, tens of KB as PNG.
@@ -42,6 +50,13 @@ DPI = 100
 MAX_TICKS = 12
 CASES_COLOUR = "#4f43dd"  # Dagster's own accent, so the charts sit well in its UI
 ROLLING_COLOUR = "#d2691e"
+FIRST_COLOUR = "#b8b3f0"  # the current figure in CASES_COLOUR beside it
+REVISIONS_HOW_TO_READ = (
+    "Each month's cases **as first published** (light: as the platform first loaded it; for months of the first "
+    "backfill, as they stood then) and **now** (dark). A dark bar taller than its light one: the month gained "
+    "cases after it was first published (late records, corrections). The most recent months usually grow the "
+    "most: check `provisional` in `gold.tendencia_mensual` before comparing them."
+)
 
 
 def png_markdown(figure: Figure, alt: str) -> str:
@@ -150,3 +165,31 @@ def _counts_along_x(axis: Axes) -> None:
 def _most_first(row: tuple) -> tuple:
     """Rows by cases (third field), most first; ties by their first field."""
     return (-row[2], row[0])
+
+
+def revisions_markdown(rows: Sequence[tuple[date, int, int]]) -> str:
+    """First-published vs current cases of the last months as a PNG bar chart, with how to read it.
+
+    ``rows``: mes, casos as first published, casos now.
+    """
+    if not rows:
+        return REVISIONS_EMPTY
+    ordered = sorted(rows)
+    positions = range(len(ordered))
+    figure, (axis,) = new_figure()
+    axis.bar(
+        [x - 0.2 for x in positions],
+        [first for _, first, _ in ordered],
+        0.4,
+        color=FIRST_COLOUR,
+        label="first published",
+    )
+    axis.bar([x + 0.2 for x in positions], [now for _, _, now in ordered], 0.4, color=CASES_COLOUR, label="now")
+    axis.set_xticks(list(positions), [f"{mes:%Y-%m}" for mes, _, _ in ordered], rotation=60, fontsize=8)
+    axis.yaxis.set_major_formatter(_thousands())
+    axis.set_ylabel("cases")
+    axis.set_title("Cases per month: as first published vs now")
+    axis.legend(frameon=False)
+    changed = sum(first != now for _, first, now in ordered)
+    summary = f"{changed} of the last {len(ordered)} months changed since they were first published."
+    return "\n\n".join([REVISIONS_HOW_TO_READ, summary, png_markdown(figure, "first published vs current cases")])

@@ -26,11 +26,15 @@ EXPECTED_ASSETS = {
     "lake/delitos",
     "bronze/delitos",
     "silver/stg_delitos",
+    "silver/delitos_versiones",
+    "silver/delitos_historial",
     "gold/delitos_por_mes",
     "gold/delitos_por_departamento",
     "gold/top_municipios",
     "gold/tendencia_mensual",
     "gold/resumen_general",
+    "gold/revisiones_por_mes",
+    "gold/madurez",
 }
 
 
@@ -45,7 +49,13 @@ def test_the_lineage_runs_from_the_socrata_source_to_every_gold_table():
     assert upstream["lake/delitos"] == {"socrata/delitos_informaticos"}
     assert upstream["bronze/delitos"] == {"lake/delitos"}
     assert upstream["silver/stg_delitos"] == {"bronze/delitos"}
-    assert all("silver/stg_delitos" in upstream[key] for key in EXPECTED_ASSETS if key.startswith("gold/"))
+    assert upstream["silver/delitos_versiones"] == {"bronze/delitos"}  # bronze's rows and its load ledger
+    assert upstream["silver/delitos_historial"] == {"silver/delitos_versiones"}
+    history = {"gold/revisiones_por_mes", "gold/madurez"}
+    assert all("silver/stg_delitos" in upstream[key] for key in EXPECTED_ASSETS - history if key.startswith("gold/"))
+    assert upstream["gold/revisiones_por_mes"] == {"silver/delitos_versiones"}
+    assert upstream["gold/madurez"] == {"gold/revisiones_por_mes", "bronze/delitos"}
+    assert upstream["gold/tendencia_mensual"] == {"silver/stg_delitos", "gold/madurez", "bronze/delitos"}
 
 
 def test_the_main_job_runs_every_asset():

@@ -36,6 +36,7 @@ from delitos_platform.lake.storage import (
     quarantine_key,
     staging_key,
 )
+from delitos_platform.lake.versions import UPDATED_AT_METADATA, VERSION_METADATA
 from delitos_platform.partitions import Window, calendar, group_months, out_of_calendar_soql, pending_window
 from delitos_platform.row_ids import RowIds
 from delitos_platform.socrata import SocrataError, SocrataResource
@@ -43,9 +44,6 @@ from delitos_platform.socrata.versions import MonthVersion, month_versions, rows
 
 # How many times months that changed while they were read are read again before the run gives up.
 REREADS = 2
-# Parquet key-value metadata: the source version each object was read at.
-VERSION_METADATA = "delitos.source_version"
-UPDATED_AT_METADATA = "delitos.source_rows_updated_at"
 
 
 @dataclass(frozen=True)

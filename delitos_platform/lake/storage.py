@@ -24,6 +24,7 @@ from pydantic import Field, PrivateAttr
 
 from delitos_platform.disk import cannot_write
 from delitos_platform.lake.parquet import from_parquet_bytes
+from delitos_platform.lake.versions import ObjectVersion
 
 T = TypeVar("T")
 
@@ -106,6 +107,12 @@ class LakeResource(dg.ConfigurableResource):
         data = self.read(key)
         with self.readable(key):
             return pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
+
+    def object_version(self, key: str) -> ObjectVersion | None:
+        """The source version the Parquet object under ``key`` records in its footer (``None``: it records none)."""
+        data = self.read(key)
+        with self.readable(key):
+            return ObjectVersion.of(pq.read_metadata(pa.BufferReader(data)).metadata)
 
     def read_table(self, key: str) -> pa.Table:
         """The Parquet object under ``key`` as an Arrow table."""
@@ -222,6 +229,12 @@ class LocalLake(LakeResource):
             raise LakeError(f"the lake has no object {self.uri(key)}: materialize lake/delitos first")
         with self.readable(key):
             return pq.read_metadata(self.path(key)).num_rows  # the footer alone, not the whole object
+
+    def object_version(self, key: str) -> ObjectVersion | None:
+        if not self.path(key).is_file():
+            raise LakeError(f"the lake has no object {self.uri(key)}: materialize lake/delitos first")
+        with self.readable(key):
+            return ObjectVersion.of(pq.read_metadata(self.path(key)).metadata)  # the footer alone
 
     @contextmanager
     def staging_area(self, run_id: str) -> Iterator[None]:

@@ -8,11 +8,14 @@ from dataclasses import dataclass
 import dagster as dg
 
 from delitos_platform.lake.storage import LakeResource
+from delitos_platform.lake.versions import ObjectVersion
 from delitos_platform.partitions import Window
 from delitos_platform.row_ids import NO_ROWS, RowIds
 
 BRONZE_SCHEMA = "bronze"
 BRONZE_TABLE = "delitos"
+# One row per month and source version loaded: what dates the warehouse's history (see dbt_project/README.md).
+LEDGER_TABLE = "delitos_cargas"
 
 
 class WarehouseError(Exception):
@@ -92,3 +95,43 @@ class WarehouseResource(dg.ConfigurableResource):
 def in_window(window: Window, figures: Mapping[str, RowIds]) -> dict[str, RowIds]:
     """Every month of ``window`` with its row ids (no rows for months the figures leave out)."""
     return {month: figures.get(month, NO_ROWS) for month in window.month_keys()}
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One month as a load swapped it in: the source version its object was read at, and its rows."""
+
+    month: str
+    version: ObjectVersion
+    rows: int
+
+    def values(self, run_id: str) -> tuple:
+        """The entry's values in the ledger's column order (``mes, version, version_mes, registros, _run_id``)."""
+        return (self.month, self.version.timestamp, self.version.month_tag, self.rows, run_id)
+
+
+def ledger_entries(versions: Mapping[str, ObjectVersion | None], held: Mapping[str, RowIds]) -> list[LedgerEntry]:
+    """The ledger's entries for the months a load swapped in (months whose object records no version left out)."""
+    return [
+        LedgerEntry(month, version, held.get(month, NO_ROWS).count)
+        for month, version in sorted(versions.items())
+        if version is not None
+    ]
+
+
+def ledger_statements(table: str, entries: list[LedgerEntry], run_id: str, placeholder: str) -> list[tuple[str, list]]:
+    """Replace the ledger's rows of these (month, version) pairs, then insert them: a re-load adds no row.
+
+    ``placeholder`` is the driver's (``?`` for DuckDB, ``%s`` for Snowflake); every value is bound.
+    """
+    if not entries:
+        return []
+    pair = f"(mes = {placeholder} AND version = {placeholder})"
+    row = "(" + ", ".join([placeholder] * 5) + ")"
+    delete = f"DELETE FROM {table} WHERE " + " OR ".join([pair] * len(entries))
+    insert = f"INSERT INTO {table} (mes, version, version_mes, registros, _run_id) VALUES " + ", ".join(
+        [row] * len(entries)
+    )
+    pairs = [value for entry in entries for value in (entry.month, entry.version.timestamp)]
+    rows = [value for entry in entries for value in entry.values(run_id)]
+    return [(delete, pairs), (insert, rows)]

@@ -16,15 +16,19 @@ from pydantic import Field, PrivateAttr
 from delitos_platform.contract import LAKE_SCHEMA
 from delitos_platform.disk import disk_full, is_disk_full
 from delitos_platform.lake.storage import LakeResource, data_key
+from delitos_platform.lake.versions import ObjectVersion
 from delitos_platform.partitions import Window, group_months
 from delitos_platform.row_ids import RowIds
 from delitos_platform.warehouse.base import (
+    LEDGER_TABLE,
     Approval,
     BronzeLoad,
     WarehouseError,
     WarehouseResource,
     approve_all,
     in_window,
+    ledger_entries,
+    ledger_statements,
 )
 from delitos_platform.warehouse.lock import WarehouseLock
 
@@ -45,6 +49,17 @@ CREATE TABLE IF NOT EXISTS bronze.delitos (
     _loaded_at TIMESTAMP NOT NULL
 )
 """
+CREATE_LEDGER = f"""
+CREATE TABLE IF NOT EXISTS bronze.{LEDGER_TABLE} (
+    mes DATE NOT NULL,
+    version TIMESTAMP NOT NULL,
+    version_mes VARCHAR NOT NULL,
+    registros BIGINT NOT NULL,
+    _run_id VARCHAR NOT NULL,
+    _loaded_at TIMESTAMP NOT NULL DEFAULT CAST(current_timestamp AS TIMESTAMP)
+)
+"""
+LEDGER = f"bronze.{LEDGER_TABLE}"
 DELETE_WINDOW = "DELETE FROM bronze.delitos WHERE mes >= ? AND mes < ?"
 # Straight from the lake's Parquet files (their paths are the platform's; values are bound). Only the window's rows
 # go in: one of another month would escape this window's delete and double on its own month.
@@ -110,15 +125,20 @@ class DuckDBWarehouse(WarehouseResource):
         keys = [data_key(month) for month in window.month_keys()]
         with lake.local_files(keys) as files, self._connection() as connection:
             paths = [str(files[key]) for key in keys]
-            for key, path in zip(keys, paths, strict=True):
+            versions = {}
+            for month, key, path in zip(window.month_keys(), keys, paths, strict=True):
                 with lake.readable(key):
-                    _check_columns(lake.uri(key), pq.read_schema(path))
+                    schema = pq.read_schema(path)
+                    _check_columns(lake.uri(key), schema)
+                versions[month] = ObjectVersion.of(schema.metadata)
             connection.execute(f"SET memory_limit = '{LOAD_MEMORY_LIMIT}'")
             connection.execute("BEGIN TRANSACTION")
             try:
                 connection.execute(DELETE_WINDOW, [window.start, window.end])
                 connection.execute(INSERT_ROWS, [run_id, paths, window.start, window.end])
                 held = in_window(window, _row_ids(connection, window))
+                for sql, values in ledger_statements(LEDGER, ledger_entries(versions, held), run_id, "?"):
+                    connection.execute(sql, values)
                 committed = approve(held)
                 connection.execute("COMMIT" if committed else "ROLLBACK")
             except BaseException:
@@ -141,7 +161,7 @@ class DuckDBWarehouse(WarehouseResource):
         try:
             with self.duckdb.get_connection() as connection:
                 try:
-                    for statement in [*CREATE_SCHEMAS, CREATE_BRONZE]:
+                    for statement in [*CREATE_SCHEMAS, CREATE_BRONZE, CREATE_LEDGER]:
                         connection.execute(statement)
                     yield connection
                 finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 
@@ -24,12 +24,15 @@ from delitos_platform.row_ids import RowIds
 from delitos_platform.warehouse.base import (
     BRONZE_SCHEMA,
     BRONZE_TABLE,
+    LEDGER_TABLE,
     Approval,
     BronzeLoad,
     WarehouseError,
     WarehouseResource,
     approve_all,
     in_window,
+    ledger_entries,
+    ledger_statements,
 )
 
 # Identifiers are pasted into SQL (stages and tables cannot be bound), so only plain, unquoted names pass.
@@ -50,6 +53,15 @@ LAKE_COLUMNS: dict[str, str] = {
 }
 # Snowflake enforces NOT NULL (and nothing else), so bronze refuses a row the contract forbids.
 BRONZE_EXTRA_COLUMNS: dict[str, str] = {"MES": "DATE", "_RUN_ID": "VARCHAR", "_LOADED_AT": "TIMESTAMP_NTZ"}
+# The load ledger: each month's source version, written in the load's transaction (see warehouse/base.py).
+LEDGER_COLUMNS: dict[str, str] = {
+    "MES": "DATE NOT NULL",
+    "VERSION": "TIMESTAMP_NTZ NOT NULL",
+    "VERSION_MES": "VARCHAR NOT NULL",
+    "REGISTROS": "NUMBER(38,0) NOT NULL",
+    "_RUN_ID": "VARCHAR NOT NULL",
+    "_LOADED_AT": "TIMESTAMP_NTZ NOT NULL DEFAULT SYSDATE()",
+}
 
 # Connector error numbers that deserve their own sentence.
 EMPTY_CREDENTIALS = {251001, 251005, 251006}  # account, user, password empty
@@ -87,6 +99,11 @@ class SnowflakeWarehouse(WarehouseResource):
         """The qualified bronze table, e.g. ``BRONZE.DELITOS``."""
         return f"{BRONZE_SCHEMA}.{BRONZE_TABLE}".upper()
 
+    @property
+    def ledger_table(self) -> str:
+        """The qualified load ledger, ``BRONZE.DELITOS_CARGAS``."""
+        return f"{BRONZE_SCHEMA}.{LEDGER_TABLE}".upper()
+
     def load(self, lake: LakeResource, window: Window, run_id: str, approve: Approval = approve_all) -> BronzeLoad:
         """Swap the window's months in from the lake's objects through the stage, in one approved transaction."""
         started = time.monotonic()
@@ -94,6 +111,7 @@ class SnowflakeWarehouse(WarehouseResource):
         source = self._stage_location()
         files = [checked_stage_path(data_key(month), "lake key") for month in months]
         self._require_objects(lake, months)
+        versions = {month: lake.object_version(data_key(month)) for month in months}
         # A load table of its own: two partitions loading at once never see each other's rows.
         load_table = f"{BRONZE_SCHEMA}.{BRONZE_TABLE}_LOAD_{uuid.uuid4().hex}".upper()
         with self._cursor() as cursor:
@@ -102,7 +120,11 @@ class SnowflakeWarehouse(WarehouseResource):
                 self._copy(cursor, load_table, source, files)
                 self._refuse_strays(cursor, load_table, months)
                 statements = self._swap_statements(load_table, window, run_id)
-                held, committed = self._swap(cursor, statements, window, approve)
+
+                def ledger(held: dict[str, RowIds]) -> list[Statement]:  # the months' rows are known only then
+                    return ledger_statements(self.ledger_table, ledger_entries(versions, held), run_id, "%s")
+
+                held, committed = self._swap(cursor, statements, window, approve, ledger)
             finally:
                 # Best effort: a dead connection must not hide the error that killed it.
                 with suppress(sf_errors.Error):
@@ -158,6 +180,8 @@ class SnowflakeWarehouse(WarehouseResource):
         )
         cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {BRONZE_SCHEMA.upper()}")
         cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.bronze_table} ({bronze_columns})")
+        ledger_columns = ", ".join(f"{name} {kind}" for name, kind in LEDGER_COLUMNS.items())
+        cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.ledger_table} ({ledger_columns})")
         # Nullable on purpose: the copy takes the objects as they are and bronze's NOT NULL judges them.
         cursor.execute(f"CREATE TRANSIENT TABLE {load_table} ({lake_columns})")
 
@@ -213,9 +237,15 @@ class SnowflakeWarehouse(WarehouseResource):
         return {mes.isoformat(): RowIds(count, digest) for mes, count, digest in cursor.fetchall()}
 
     def _swap(
-        self, cursor: Any, statements: list[Statement], window: Window, approve: Approval
+        self,
+        cursor: Any,
+        statements: list[Statement],
+        window: Window,
+        approve: Approval,
+        ledger: Callable[[dict[str, RowIds]], list[Statement]],
     ) -> tuple[dict[str, RowIds], bool]:
-        """Run ``statements`` in ONE explicit transaction, committed only when ``approve`` agrees with the result.
+        """Run ``statements``, then the ``ledger``'s for what they swapped in, in ONE explicit transaction,
+        committed only when ``approve`` agrees with the result.
 
         Any failure rolls every statement back.
         """
@@ -224,6 +254,8 @@ class SnowflakeWarehouse(WarehouseResource):
             for sql, params in statements:
                 cursor.execute(sql, params)
             held = in_window(window, self._row_ids(cursor, window))
+            for sql, params in ledger(held):
+                cursor.execute(sql, params)
             committed = approve(held)
             cursor.execute("COMMIT" if committed else "ROLLBACK")
             return held, committed

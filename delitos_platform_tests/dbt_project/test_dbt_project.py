@@ -34,6 +34,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 WINDOW_START, WINDOW_END = date(2019, 3, 1), date(2019, 4, 1)
 WINDOW_VARS = json.dumps({"window_start": WINDOW_START.isoformat(), "window_end": WINDOW_END.isoformat()})
 
+SILVER_MODELS = ("stg_delitos", "delitos_versiones", "delitos_historial")
 GOLD_TABLES = ("delitos_por_mes", "delitos_por_departamento", "top_municipios", "tendencia_mensual", "resumen_general")
 
 # The bronze table as the platform loads it (load metadata included).
@@ -102,14 +103,37 @@ def bronze_rows_from_snapshot(snapshot_rows: list[dict[str, str]]) -> list[Bronz
     ]
 
 
-def write_bronze(warehouse: Path, rows: Iterable[BronzeRow]) -> None:
-    """(Re)create ``bronze.delitos`` in a DuckDB file with exactly these rows."""
+# The load ledger as the platform writes it; these tests load every month at one source version.
+LEDGER_DDL = """
+    create or replace table bronze.delitos_cargas (
+        mes date, version timestamp, version_mes varchar, registros bigint, _run_id varchar, _loaded_at timestamp
+    )
+"""
+LEDGER_ROWS = """
+    insert into bronze.delitos_cargas
+    select mes, {version}, 'test', count(*), 'test', current_timestamp from bronze.delitos group by mes
+"""
+SOURCE_VERSION = "timestamp '2024-06-01 00:00:00'"
+
+
+def write_bronze(
+    warehouse: Path, rows: Iterable[BronzeRow], version: str = SOURCE_VERSION, months: Iterable[date] = ()
+) -> None:
+    """(Re)create ``bronze.delitos`` in a DuckDB file with exactly these rows, every month (and ``months``,
+    left empty) loaded at source ``version`` (a SQL timestamp literal)."""
     table = pa.Table.from_pylist([row.as_record() for row in rows], schema=BRONZE_SCHEMA)
     with duckdb.connect(str(warehouse)) as connection:
         connection.execute("create schema if not exists bronze")
         connection.execute(BRONZE_DDL)
         connection.register("bronze_rows", table)
         connection.execute("insert into bronze.delitos select * from bronze_rows")
+        connection.execute(LEDGER_DDL)
+        connection.execute(LEDGER_ROWS.format(version=version))
+        for month in months:
+            connection.execute(
+                f"insert into bronze.delitos_cargas values (?, {version}, 'test', 0, 'test', current_timestamp)",
+                [month],
+            )
 
 
 # --- The independent recount: plain Python over the bronze rows, no SQL. ---------------------
@@ -359,7 +383,7 @@ def test_full_build_passes_every_test_and_matches_recount(
     """A full build on the real snapshot: all models and tests pass, and gold equals the recount."""
     dbt, statuses = built
     assert_all_passed(statuses)
-    assert sum(node.startswith("model.") for node in statuses) == 1 + len(GOLD_TABLES)
+    assert sum(node.startswith("model.") for node in statuses) == len(SILVER_MODELS) + len(GOLD_TABLES) + 2
     assert sum(node.startswith("test.") for node in statuses) > 40
 
     with duckdb.connect(str(dbt.warehouse), read_only=True) as connection:
@@ -480,6 +504,8 @@ def load_snowflake_bronze(cursor: Any, database: str, rows: Iterable[BronzeRow])
         "insert into bronze.delitos values (%s, %s, %s, %s, %s, %s, %s, %s, %s, 'test', current_timestamp)",
         [(*(getattr(row, f) for f in BronzeRow.__dataclass_fields__), row.mes) for row in rows],
     )
+    cursor.execute(LEDGER_DDL)
+    cursor.execute(LEDGER_ROWS.format(version=SOURCE_VERSION))
 
 
 def fakesnow_dbt_env(server: dict[str, object], database: str = SNOWFLAKE_ENV["SNOWFLAKE_DATABASE"]) -> dict[str, str]:
@@ -611,7 +637,8 @@ def swap_target(request: pytest.FixtureRequest, bronze_rows: list[BronzeRow], tm
     )
     target.cursor = connection.cursor()
     target.load(rows)
-    target.dbt("run", "--select", "stg_delitos", target="snowflake", env=target.env)
+    # gold.tendencia_mensual also reads gold.madurez (built from bronze, not from silver): build it too.
+    target.dbt("run", "--select", "stg_delitos", "+madurez", target="snowflake", env=target.env)
     yield target
     connection.close()
 

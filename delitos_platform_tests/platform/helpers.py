@@ -24,7 +24,15 @@ from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 from delitos_platform_tests.conftest import socrata_for
 
 ASSETS = [socrata_delitos, lake_delitos, bronze_delitos, dbt_models]
-GOLD_TABLES = ["delitos_por_mes", "delitos_por_departamento", "top_municipios", "tendencia_mensual", "resumen_general"]
+GOLD_TABLES = [
+    "delitos_por_mes",
+    "delitos_por_departamento",
+    "top_municipios",
+    "tendencia_mensual",
+    "resumen_general",
+    "revisiones_por_mes",
+    "madurez",
+]
 
 
 def duckdb_resources(server: EmulatorServer, data_dir: Path, **dbt: Any) -> dict[str, Any]:

@@ -36,6 +36,8 @@ FIRST, LAST = "2019-01-01", "2019-06-01"
 MONTHS = [f"2019-0{month}-01" for month in range(1, 7)]
 SILVER = dg.AssetKey(["silver", "stg_delitos"])
 GOLD = [dg.AssetKey(["gold", name]) for name in GOLD_TABLES]
+# The gold tables built from silver.stg_delitos (the revision history's are built from its own silver models).
+GOLD_FROM_STG = [key for key in GOLD if key.path[1] not in ("revisiones_por_mes", "madurez")]
 
 
 def _recount_por_mes(rows: list[dict[str, str]]) -> list[tuple]:
@@ -198,7 +200,7 @@ def test_a_failed_silver_skips_gold_and_says_so_in_one_sentence(emulator, tmp_pa
     model.write_text(model.read_text().replace("cast(cantidad as bigint)", "cast(departamento as bigint)"))
     resources = duckdb_resources(emulator, tmp_path, project_dir=str(broken))
 
-    result = run_months(resources, "2019-03-01", "2019-03-01", selection=[SILVER, *GOLD])
+    result = run_months(resources, "2019-03-01", "2019-03-01", selection=[SILVER, *GOLD_FROM_STG])
 
     assert not result.success
     assert not result.get_asset_materialization_events()
@@ -207,7 +209,7 @@ def test_a_failed_silver_skips_gold_and_says_so_in_one_sentence(emulator, tmp_pa
     assert "\n" not in message
     assert re.fullmatch(
         r"dbt build failed: silver/stg_delitos failed \(Conversion Error: .*SANTANDER.*\), "
-        rf"so gold was not rebuilt \({len(GOLD)} models skipped\)",
+        rf"so gold was not rebuilt \({len(GOLD_FROM_STG)} models skipped\)",
         message,
     ), message
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -13,6 +13,7 @@ from dagster_duckdb import DuckDBResource
 from delitos_platform.contract import LAKE_SCHEMA
 from delitos_platform.lake.parquet import to_parquet_bytes
 from delitos_platform.lake.storage import LakeError, LocalLake, data_key
+from delitos_platform.lake.versions import UPDATED_AT_METADATA, VERSION_METADATA
 from delitos_platform.partitions import Window
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 
@@ -95,3 +96,43 @@ def test_a_corrupt_lake_object_fails_the_load_naming_it_and_bronze_keeps_its_row
         warehouse.load(lake, SPRING_2019, "run-2")
 
     assert _bronze(Path(warehouse.duckdb.database)) == before
+
+
+def _write_at(lake: LocalLake, month: date, rows: int, rows_updated_at: int, prefix: str = "row") -> None:
+    """A month object as the extraction writes it: with the source version it was read at."""
+    version = {VERSION_METADATA: f"{rows}@2024-01-01T00:00:00.000", UPDATED_AT_METADATA: str(rows_updated_at)}
+    table = _month_rows(month, rows, prefix).replace_schema_metadata(version)
+    lake.write(data_key(month.isoformat()), to_parquet_bytes(table))
+
+
+def _ledger(database: Path) -> list[tuple]:
+    with duckdb.connect(str(database)) as connection:
+        sql = "SELECT mes, version, version_mes, registros, _run_id FROM bronze.delitos_cargas ORDER BY ALL"
+        return connection.execute(sql).fetchall()
+
+
+def test_each_loaded_month_is_recorded_at_the_source_version_its_object_was_read_at(warehouse, tmp_path):
+    lake = LocalLake(root=str(tmp_path / "lake"))
+    for month, rows in {date(2019, 3, 1): 5, date(2019, 4, 1): 0, date(2019, 5, 1): 7}.items():
+        _write_at(lake, month, rows, rows_updated_at=1_700_000_000)
+    warehouse.load(lake, SPRING_2019, "run-1")
+    warehouse.load(lake, SPRING_2019, "run-2")  # the same version again: no second entry
+    _write_at(lake, date(2019, 5, 1), 8, rows_updated_at=1_700_086_400)
+    warehouse.load(lake, Window.for_month("2019-05-01"), "run-3")
+    refused = warehouse.load(lake, Window.for_month("2019-04-01"), "run-4", approve=lambda _: False)
+
+    first, second = datetime(2023, 11, 14, 22, 13, 20), datetime(2023, 11, 15, 22, 13, 20)
+    assert not refused.committed
+    assert _ledger(Path(warehouse.duckdb.database)) == [
+        (date(2019, 3, 1), first, "5@2024-01-01T00:00:00.000", 5, "run-2"),
+        (date(2019, 4, 1), first, "0@2024-01-01T00:00:00.000", 0, "run-2"),
+        (date(2019, 5, 1), first, "7@2024-01-01T00:00:00.000", 7, "run-2"),
+        (date(2019, 5, 1), second, "8@2024-01-01T00:00:00.000", 8, "run-3"),
+    ]
+
+
+def test_an_object_without_a_source_version_loads_without_a_ledger_entry(warehouse, tmp_path):
+    lake = LocalLake(root=str(tmp_path / "lake"))
+    _fill(lake, {date(2019, 3, 1): 2})
+    loaded = warehouse.load(lake, Window.for_month("2019-03-01"), "run-1")
+    assert loaded.rows == 2 and _ledger(Path(warehouse.duckdb.database)) == []

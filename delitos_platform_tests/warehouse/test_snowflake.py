@@ -12,7 +12,7 @@ import json
 import socket
 import uuid
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from delitos_platform.contract import LAKE_SCHEMA
 from delitos_platform.emulator import DEFAULT_SNAPSHOT
 from delitos_platform.lake.parquet import to_parquet_bytes
 from delitos_platform.lake.storage import LocalLake, data_key
+from delitos_platform.lake.versions import UPDATED_AT_METADATA, VERSION_METADATA
 from delitos_platform.partitions import Window
 from delitos_platform.warehouse.base import WarehouseError
 from delitos_platform.warehouse.snowflake import SnowflakeWarehouse, Statement
@@ -161,6 +162,31 @@ def test_reload_after_a_rewrite_swaps_in_the_new_rows(setup: Setup, month_tables
     assert loaded.rows_by_month == {"2024-02-01": 25}
     expected = expected_rows({m: t for m, t in month_tables.items() if m != "2024-02-01"}, "run-1")
     assert setup.bronze() == sorted(expected + expected_rows({"2024-02-01": fewer}, "run-2"))
+
+
+def test_each_loaded_month_is_recorded_at_the_source_version_its_object_was_read_at(
+    setup: Setup, month_tables: dict[str, pa.Table]
+) -> None:
+    """The load ledger, written in the load's transaction: one entry per month and source version."""
+    for month, table in month_tables.items():
+        version = {VERSION_METADATA: f"{table.num_rows}@x", UPDATED_AT_METADATA: "1700000000"}
+        setup.write(month, table.replace_schema_metadata(version))
+    warehouse = setup.warehouse()
+    warehouse.load(setup.lake, WINDOW, "run-1")
+    warehouse.load(setup.lake, WINDOW, "run-2")  # the same version again: no second entry
+    failing = setup.warehouse(FailingBetweenDeleteAndInsert)
+    with pytest.raises(WarehouseError):
+        failing.load(setup.lake, WINDOW, "run-3")
+
+    with setup.connection() as connection:
+        cursor = connection.cursor()
+        cursor.execute("SELECT mes, version, version_mes, registros, _run_id FROM BRONZE.DELITOS_CARGAS ORDER BY mes")
+        ledger = [tuple(row) for row in cursor.fetchall()]
+    read_at = datetime(2023, 11, 14, 22, 13, 20)
+    assert ledger == [
+        (date.fromisoformat(month), read_at, f"{table.num_rows}@x", table.num_rows, "run-2")
+        for month, table in month_tables.items()
+    ]
 
 
 class FailingBetweenDeleteAndInsert(SnowflakeWarehouse):

@@ -1,5 +1,5 @@
 -- Monthly cases over an unbroken calendar (months without cases count 0), with the month-over-month
--- change and a rolling 12-month total.
+-- change, a rolling 12-month total, and whether the month is still provisional (gold.madurez).
 -- recursive: month_spine below refers to itself (the keyword covers the whole WITH list).
 with recursive delitos as (
     select * from {{ ref('stg_delitos') }}
@@ -37,6 +37,18 @@ with_previous as (
         lag(casos) over (order by mes) as casos_mes_anterior,
         sum(casos) over (order by mes rows between 11 preceding and current row) as casos_12m
     from monthly
+),
+
+-- The age (months after its end) at which months typically hold 95% of their cases, and the source's latest
+-- version: a month younger than that age at that version is provisional. No such age (no history yet): none is.
+madurez_tipica as (
+    select min(k) as k_completo
+    from {{ ref('madurez') }}
+    where proporcion_tipica >= 0.95
+),
+
+ahora as (
+    select max(version) as version from {{ delitos_load_ledger() }}
 )
 
 select
@@ -48,5 +60,8 @@ select
         when casos_mes_anterior is null or casos_mes_anterior = 0 then null
         else cast(100.0 * (casos - casos_mes_anterior) / casos_mes_anterior as double)
     end as variacion_pct,
-    cast(casos_12m as bigint) as casos_12m
+    cast(casos_12m as bigint) as casos_12m,
+    coalesce({{ add_months('mes', 'madurez_tipica.k_completo + 1') }} > ahora.version, false) as provisional
 from with_previous
+cross join madurez_tipica
+cross join ahora

@@ -23,9 +23,11 @@ from delitos_platform.charts import (
     ARTICLES_SQL,
     DEPARTMENTS_SQL,
     LATEST_YEAR_SQL,
+    REVISIONS_SQL,
     TREND_SQL,
     articles_markdown,
     departments_markdown,
+    revisions_markdown,
     trend_markdown,
 )
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, hold_warehouse
@@ -156,11 +158,17 @@ def departments_view(warehouse: WarehouseResource) -> dict[str, dg.MetadataValue
     return {"departments": dg.MetadataValue.md(departments_markdown(warehouse.fetch(DEPARTMENTS_SQL), year))}
 
 
+def revisions_view(warehouse: WarehouseResource) -> dict[str, dg.MetadataValue]:
+    """The last 24 months' cases as first published and now, as a PNG chart."""
+    return {"first_published_vs_current": dg.MetadataValue.md(revisions_markdown(warehouse.fetch(REVISIONS_SQL)))}
+
+
 # Gold tables whose page shows a chart: the table's key → what to add to its materialization's metadata.
 GOLD_VIEWS = {
     dg.AssetKey(["gold", "tendencia_mensual"]): trend_view,
     dg.AssetKey(["gold", "delitos_por_mes"]): articles_view,
     dg.AssetKey(["gold", "delitos_por_departamento"]): departments_view,
+    dg.AssetKey(["gold", "revisiones_por_mes"]): revisions_view,
 }
 
 
