@@ -13,9 +13,11 @@ from PIL import Image
 from delitos_platform.charts import (
     ARTICLES_EMPTY,
     DEPARTMENTS_EMPTY,
+    REVISIONS_EMPTY,
     TREND_EMPTY,
     articles_markdown,
     departments_markdown,
+    revisions_markdown,
     trend_markdown,
 )
 
@@ -77,12 +79,25 @@ def test_departments_are_a_png_of_the_latest_year_with_a_table():
     assert "| 68 | SANTANDER | 12,345 | 12,000 |" in markdown
 
 
+def test_revisions_are_a_png_of_first_published_and_current_cases_with_how_to_read_it():
+    rows = [(date(2024, 1, 1), 90, 100), (date(2024, 2, 1), 80, 80), (date(2023, 12, 1), 70, 75)]
+
+    markdown = revisions_markdown(rows)
+
+    alt, data = embedded_png(markdown)
+    assert_readable_png(data)
+    assert alt == "first published vs current cases"
+    assert "**as first published**" in markdown
+    assert "2 of the last 3 months changed since they were first published." in markdown
+
+
 @pytest.mark.parametrize(
     ("draw", "sentence"),
     [
         (lambda: trend_markdown([]), TREND_EMPTY),
         (lambda: articles_markdown([]), ARTICLES_EMPTY),
         (lambda: departments_markdown([], None), DEPARTMENTS_EMPTY),
+        (lambda: revisions_markdown([]), REVISIONS_EMPTY),
     ],
 )
 def test_no_rows_give_a_sentence_not_a_chart(draw, sentence):
