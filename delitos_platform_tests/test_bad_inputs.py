@@ -9,7 +9,6 @@ moto's server.)
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -25,6 +24,7 @@ from dagster_duckdb import DuckDBResource
 
 from delitos_platform import commands as cli
 from delitos_platform.defs.bronze.assets import bronze_delitos
+from delitos_platform.defs.dbt.assets import extra_environment
 from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.emulator import EmulatorServer
@@ -83,16 +83,8 @@ class World:
 
 def _with_env(world: World, settings: dict[str, str], *argv: str) -> str:
     """``delitos argv…`` with environment variables set (as a shell's ``NAME=value delitos …``)."""
-    saved = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)
-    try:
+    with extra_environment(settings):
         return world.delitos(*argv)
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 # The demo's own folders in the working folder (and a malformed snapshot: old code that ignored a setting

@@ -24,6 +24,7 @@ from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 from delitos_platform_tests.conftest import socrata_for
 
 ASSETS = [socrata_delitos, lake_delitos, bronze_delitos, dbt_models]
+SILVER_TABLES = ["stg_delitos", "delitos_versiones", "delitos_historial"]
 GOLD_TABLES = [
     "delitos_por_mes",
     "delitos_por_departamento",

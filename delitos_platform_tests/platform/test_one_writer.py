@@ -26,12 +26,14 @@ from delitos_platform.environment import build_resources
 from delitos_platform.lake.storage import data_key
 from delitos_platform.partitions import range_tags
 from delitos_platform_tests.lake.helpers import failure_message, rows_per_month
-from delitos_platform_tests.platform.helpers import ASSETS, GOLD_TABLES, query
+from delitos_platform_tests.platform.helpers import ASSETS, GOLD_TABLES, SILVER_TABLES, query
 from delitos_platform_tests.processes.helpers import REPO_ROOT, Process, wait_until
 
 LAKE_AND_BRONZE = "lake/delitos,bronze/delitos"
 # The whole chain: dbt's tests of silver compare it with gold, so silver alone fails on a new warehouse.
-WHOLE_CHAIN = ",".join(["lake/delitos", "bronze/delitos", "silver/stg_delitos", *(f"gold/{t}" for t in GOLD_TABLES)])
+WHOLE_CHAIN = ",".join(
+    ["lake/delitos", "bronze/delitos", *(f"silver/{t}" for t in SILVER_TABLES), *(f"gold/{t}" for t in GOLD_TABLES)]
+)
 IN_PROCESS = json.dumps({"execution": {"config": {"in_process": {}}}})
 HANGING_DEFS = "delitos_platform_tests.platform.hanging_defs"
 RUN_TIMEOUT = 240.0

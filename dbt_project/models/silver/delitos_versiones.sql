@@ -30,6 +30,14 @@
 {#- tmp_relation_type is read by dbt-snowflake only (the new changes are staged in a transient table, not a
     temporary view, as stg_delitos does); dbt-duckdb ignores it. -#}
 
+{#- A row id seen for the first time, as a change: the same columns in the first build and in later ones. -#}
+{%- set agregada -%}
+    row_id, version, 'agregada' as cambio, mes, cast(null as date) as mes_anterior,
+    cast(null as varchar) as row_id_equivalente,
+    fecha_hecho, cod_depto, departamento, cod_muni, municipio, descripcion_conducta, cantidad,
+    cast(null as bigint) as cantidad_anterior, contenido
+{%- endset %}
+
 with cargas as (
     -- Each month of the window at the source version of its latest load: the version bronze now holds.
     select mes, max(version) as version
@@ -124,11 +132,7 @@ emparejadas as (
 ),
 
 cambios as (
-    select
-        row_id, version, 'agregada' as cambio, mes, cast(null as date) as mes_anterior,
-        cast(null as varchar) as row_id_equivalente,
-        fecha_hecho, cod_depto, departamento, cod_muni, municipio, descripcion_conducta, cantidad,
-        cast(null as bigint) as cantidad_anterior, contenido
+    select {{ agregada }}
     from nuevas
     where row_id not in (select row_id from emparejadas)
 
@@ -165,11 +169,7 @@ cambios as (
 {% else %}
 -- The first build: every row is seen for the first time (nothing to compare or pair).
 cambios as (
-    select
-        row_id, version, 'agregada' as cambio, mes, cast(null as date) as mes_anterior,
-        cast(null as varchar) as row_id_equivalente,
-        fecha_hecho, cod_depto, departamento, cod_muni, municipio, descripcion_conducta, cantidad,
-        cast(null as bigint) as cantidad_anterior, contenido
+    select {{ agregada }}
     from leidas
 )
 {% endif %}
