@@ -8,6 +8,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 DATASET_ID = "4v6r-wu98"
+# The Socrata domain that publishes it: the real API, which nothing talks to unless chosen.
+SOCRATA_DOMAIN = "https://www.datos.gov.co"
 ATTRIBUTION = "Source: Policía Nacional de Colombia, datos.gov.co dataset 4v6r-wu98, CC BY-SA 4.0"
 
 # The source's columns as Socrata publishes them: fieldName -> dataTypeName.

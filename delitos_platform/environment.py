@@ -16,7 +16,7 @@ from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 
 from delitos_platform.alert_channels import alert_resources
-from delitos_platform.contract import DATASET_ID
+from delitos_platform.contract import DATASET_ID, SOCRATA_DOMAIN
 from delitos_platform.lake.storage import LocalLake, S3Lake
 from delitos_platform.locations import data_dir, warehouse_path
 from delitos_platform.socrata import SocrataResource
@@ -59,7 +59,7 @@ def warehouse_wait_seconds(environ: Mapping[str, str] = os.environ) -> float:
 def socrata_resource(environ: Mapping[str, str] = os.environ) -> SocrataResource:
     """The source: the real API unless ``SOCRATA_URL`` points elsewhere (our emulator, offline)."""
     return SocrataResource(
-        url=environ.get("SOCRATA_URL") or "https://www.datos.gov.co",
+        url=environ.get("SOCRATA_URL") or SOCRATA_DOMAIN,
         dataset_id=environ.get("SOCRATA_DATASET") or DATASET_ID,
         app_token=dg.EnvVar("SOCRATA_APP_TOKEN") if environ.get("SOCRATA_APP_TOKEN") else None,
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from delitos_platform.contract import SOCRATA_DOMAIN
 from delitos_platform.emulator import DEFAULT_SNAPSHOT, EmulatorServer
 from delitos_platform.locations import REPO_ROOT, data_dir
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:  # the platform is imported when a run starts, not when `delit
     from delitos_platform.lake.storage import LocalLake
 
 DEFAULT_HOME = REPO_ROOT / ".dagster_home"
-REAL_API = "https://www.datos.gov.co"
 UI_URL = "http://127.0.0.1:3000"
 
 
@@ -65,7 +65,7 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "--source",
         default="emulator",
         metavar="emulator|real|URL",
-        help=f"where rows come from: our SODA emulator (on loopback), the real API ({REAL_API}) or a Socrata URL",
+        help=f"where rows come from: our SODA emulator (on loopback), the real API ({SOCRATA_DOMAIN}) or a Socrata URL",
     )
     add_snapshot_argument(parser)
 
@@ -139,9 +139,9 @@ def source_url(args: argparse.Namespace) -> str | None:
     if source == "emulator":
         return None
     if source == "real":
-        return REAL_API
+        return SOCRATA_DOMAIN
     if not source.startswith(("http://", "https://")):
-        raise SettingsError(f"--source must be emulator, real or a URL like {REAL_API}, not {source!r}")
+        raise SettingsError(f"--source must be emulator, real or a URL like {SOCRATA_DOMAIN}, not {source!r}")
     if is_loopback(source):
         raise SettingsError(f"--source {source} is on loopback: say --source emulator to use our emulator")
     return source.rstrip("/")
@@ -233,13 +233,13 @@ def run_main_job(run_id: str, first: str, last: str, verbose: bool) -> dg.Execut
     import dagster as dg
 
     from delitos_platform.commands.console import run_config, say, with_progress
-    from delitos_platform.partitions import range_tags
+    from delitos_platform.partitions import monthly_partitions, range_tags
     from delitos_platform.transform import prepare_dbt
 
     prepare_dbt()  # the definitions are built from dbt's manifest and never parse dbt themselves
     from delitos_platform.definitions import defs
 
-    months = len(dg.MonthlyPartitionsDefinition(start_date=first, end_date=last).get_partition_keys()) + 1
+    months = len(monthly_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(first, last)))
     say(f"Running delitos_main_job over {months} months ({first[:7]} → {last[:7]}) in one run {run_id}")
     job = with_progress(defs()).resolve_job_def("delitos_main_job")
     with dg.DagsterInstance.get() as instance:

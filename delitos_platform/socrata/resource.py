@@ -26,7 +26,7 @@ from requests.adapters import HTTPAdapter
 from sodapy import Socrata
 from sodapy import utils as sodapy_utils
 
-from delitos_platform.contract import DATASET_ID
+from delitos_platform.contract import DATASET_ID, SOCRATA_DOMAIN
 
 T = TypeVar("T")
 
@@ -116,7 +116,7 @@ class SocrataResource(dg.ConfigurableResource):
     logged with its reason. Anything else fails at once. Every failure is one sentence naming what was asked.
     """
 
-    url: str = Field(default="https://www.datos.gov.co", description="Base URL of the Socrata domain.")
+    url: str = Field(default=SOCRATA_DOMAIN, description="Base URL of the Socrata domain.")
     dataset_id: str = Field(default=DATASET_ID, description="The dataset's four-by-four id.")
     app_token: str | None = Field(default=None, description="Socrata app token, sent as X-App-Token.")
     page_size: int = Field(default=MAX_PAGE_SIZE, gt=0, le=MAX_PAGE_SIZE, description="Rows per page.")
