@@ -13,6 +13,7 @@ import socket
 import struct
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,15 +23,19 @@ from urllib.parse import parse_qsl, urlsplit
 
 import duckdb
 
-from delitos_platform.contract import ATTRIBUTION, DATASET_ID
+from delitos_platform.contract import ATTRIBUTION, DATASET_ID, metadata_type
 from delitos_platform.emulator.faults import Fault, Faults
-from delitos_platform.emulator.snapshot import Dataset
+from delitos_platform.emulator.snapshot import LOAD_TIME, Dataset
 from delitos_platform.emulator.soql import SoqlError, compile_query
 
 DEFAULT_SNAPSHOT = Path(__file__).parent / "data" / "santander_4v6r-wu98.json.gz"
-JSON_TYPE = "application/json;charset=utf-8"
+# The portal's own spellings, as recorded: rows say ``;charset``, the metadata and errors ``; charset``.
+ROWS_TYPE = "application/json;charset=utf-8"
+JSON_TYPE = "application/json; charset=utf-8"
 _RESOURCE = re.compile(r"^/resource/([^/.]+)(?:\.json)?$")
 _VIEW = re.compile(r"^/api/views/([^/.]+)(?:\.json)?$")
+_NO_CACHE = {"Cache-Control": "private, no-cache, must-revalidate"}
+_NOT_FOUND_HEADERS = {"X-Error-Code": "not_found", "X-Error-Message": "Not found"}
 _FAULT_BODIES = {
     "429": (429, {"code": "too_many_requests", "error": True, "message": "Too many requests, slow down"}),
     "500": (500, {"code": "internal_error", "error": True, "message": "Internal error"}),
@@ -38,13 +43,19 @@ _FAULT_BODIES = {
 }
 
 
-def _missing(dataset_id: str) -> dict[str, Any]:
-    return {
-        "code": "dataset.missing",
-        "error": True,
-        "message": f"Not found: dataset {dataset_id} does not exist",
-        "data": {},
-    }
+def _missing(dataset_id: str, code: str = "dataset.missing") -> dict[str, Any]:
+    """The portal's 404 body: ``dataset.missing`` from ``/resource/``, ``not_found`` from ``/api/views/``."""
+    return {"code": code, "error": True, "message": "Not found", "data": {"id": dataset_id}}
+
+
+def portal_json(document: Any) -> bytes:
+    """A JSON document laid out as the portal writes metadata and errors (two-space indent, ``"key" : value``)."""
+    return (json.dumps(document, ensure_ascii=False, indent=2, separators=(",", " : ")) + "\n").encode()
+
+
+def compact_json(value: Any) -> str:
+    """JSON without spaces, as in the portal's ``X-SODA2-Fields`` and ``X-SODA2-Types`` headers."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class EmulatorServer:
@@ -128,30 +139,57 @@ class EmulatorServer:
             self.requests_served += 1
 
     def metadata(self) -> dict[str, Any]:
-        """The ``/api/views/{id}.json`` document."""
+        """The ``/api/views/{id}.json`` document, shaped as the portal's (column types as its metadata names them).
+
+        The portal's column statistics (``cachedContents``, ``width``) are left out: no client of ours reads them.
+        """
         dataset = self.dataset
         columns = [
             {
-                "id": index + 1,
+                "id": 1000 + position,
                 "name": column.field_name,
+                "dataTypeName": metadata_type(column.data_type),
+                "description": "",
                 "fieldName": column.field_name,
-                "dataTypeName": column.data_type,
-                "renderTypeName": column.data_type,
-                "position": index + 1,
+                "position": position,
+                "renderTypeName": metadata_type(column.data_type),
+                "tableColumnId": 2000 + position,
+                "format": {},
             }
-            for index, column in enumerate(dataset.columns)
+            for position, column in enumerate(dataset.columns, start=1)
         ]
         return {
             "id": dataset.dataset_id,
             "name": dataset.name,
             "assetType": "dataset",
-            "displayType": "table",
             "attribution": ATTRIBUTION,
             "attributionLink": f"https://www.datos.gov.co/d/{dataset.dataset_id}",
-            "license": {"name": "Creative Commons Attribution | Share Alike 4.0 International"},
+            "averageRating": 0,
+            "category": "Seguridad y Defensa",
+            "createdAt": int(LOAD_TIME.timestamp()),
+            "description": "Delitos informáticos reportados por la Policía Nacional (emulated)",
+            "displayType": "table",
+            "downloadCount": 0,
+            "hideFromCatalog": False,
+            "hideFromDataJson": False,
+            "licenseId": "CC_BY_SA_40",
+            "locale": "",
+            "newBackend": True,
+            "numberOfComments": 0,
+            "provenance": "official",
+            "publicationAppendEnabled": False,
+            "publicationDate": int(LOAD_TIME.timestamp()),
+            "publicationStage": "published",
             "rowsUpdatedAt": dataset.rows_updated_at,
+            "totalTimesRated": 0,
+            "viewCount": 0,
             "viewLastModified": dataset.rows_updated_at,
+            "viewType": "tabular",
             "columns": columns,
+            "license": {"name": "Creative Commons Attribution | Share Alike 4.0 International"},
+            "rights": ["read"],
+            "tags": [],
+            "flags": ["default"],
         }
 
 
@@ -220,12 +258,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _resource(self, dataset_id: str, query: list[tuple[str, str]], fault: Fault | None) -> None:
         dataset = self.emulator.dataset
         if dataset_id != dataset.dataset_id:
-            self._json(404, _missing(dataset_id))
+            self._json(404, _missing(dataset_id), _NO_CACHE)
             return
         params = dict(query)
         version, updated = dataset.version, dataset.rows_updated_at
         etag = '"' + hashlib.md5(f"{version}|{sorted(params.items())}".encode()).hexdigest() + '"'
-        headers = {"Last-Modified": formatdate(updated, usegmt=True), "ETag": etag}
+        modified = formatdate(updated, usegmt=True)
+        headers = {
+            "Last-Modified": modified,
+            "ETag": etag,
+            "X-SODA2-Truth-Last-Modified": modified,
+            "X-SODA2-Secondary-Last-Modified": modified,
+            "X-SODA2-Data-Out-Of-Date": "false",
+        }
         if self.headers.get("If-None-Match") == etag and fault is None:
             self._send(304, b"", headers, None)
             return
@@ -240,16 +285,17 @@ class _Handler(BaseHTTPRequestHandler):
             first = str(error).splitlines()[0]
             self._json(400, SoqlError(f"Query failed: {first}", "query.execution.failed").body())
             return
-        body = ("[" + ",\n".join(row[0] for row in rows) + "]\n").encode()
-        headers["X-SODA2-Fields"] = json.dumps(compiled.fields)
-        headers["X-SODA2-Types"] = json.dumps(compiled.types)
-        self._send(200, body, headers, fault)
+        # The portal starts every row but the first on a new line with its comma: ``[{…}\n,{…}]\n``.
+        body = ("[" + "\n,".join(row[0] for row in rows) + "]\n").encode()
+        headers["X-SODA2-Fields"] = compact_json(compiled.fields)
+        headers["X-SODA2-Types"] = compact_json(compiled.types)
+        self._send(200, body, headers, fault, ROWS_TYPE)
 
     def _view(self, dataset_id: str, fault: Fault | None) -> None:
         if dataset_id != self.emulator.dataset.dataset_id:
-            self._json(404, _missing(dataset_id))
+            self._json(404, _missing(dataset_id, "not_found"), {**_NO_CACHE, **_NOT_FOUND_HEADERS})
             return
-        self._send(200, json.dumps(self.emulator.metadata(), ensure_ascii=False).encode(), {}, fault)
+        self._send(200, portal_json(self.emulator.metadata()), {}, fault)
 
     def _admin(self, method: str, path: str) -> None:
         if not self.emulator.admin:
@@ -272,11 +318,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ output
     def _json(self, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> None:
-        self._send(status, json.dumps(body, ensure_ascii=False).encode(), headers or {}, None)
+        self._send(status, portal_json(body), headers or {}, None)
 
-    def _send(self, status: int, body: bytes, headers: Mapping[str, str], fault: Fault | None) -> None:
+    def _send(
+        self, status: int, body: bytes, headers: Mapping[str, str], fault: Fault | None, content_type: str = JSON_TYPE
+    ) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", JSON_TYPE)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("X-Socrata-RequestId", uuid.uuid4().hex)
         self.send_header("Content-Length", str(len(body)))
         for name, value in headers.items():
             self.send_header(name, value)
