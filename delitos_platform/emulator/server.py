@@ -40,7 +40,14 @@ _FAULT_BODIES = {
     "429": (429, {"code": "too_many_requests", "error": True, "message": "Too many requests, slow down"}),
     "500": (500, {"code": "internal_error", "error": True, "message": "Internal error"}),
     "503": (503, {"code": "service_unavailable", "error": True, "message": "Service temporarily unavailable"}),
+    "403": (403, {"code": "forbidden", "error": True, "message": "Forbidden"}),
+    "object": (200, {"code": "unexpected", "error": False, "message": "Query accepted"}),
 }
+# A portal's maintenance page, served with a 200 as some portals do while they are being upgraded.
+MAINTENANCE_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Portal en mantenimiento</title></head>"
+    b"<body><h1>Estamos realizando tareas de mantenimiento</h1></body></html>"
+)
 
 
 def _missing(dataset_id: str, code: str = "dataset.missing") -> dict[str, Any]:
@@ -240,8 +247,14 @@ class _Handler(BaseHTTPRequestHandler):
         """Apply a fault; True when it replaced the response (``slow`` and ``truncate`` do not)."""
         if fault.kind in _FAULT_BODIES:
             status, body = _FAULT_BODIES[fault.kind]
-            headers = {"Retry-After": str(fault.retry_after)} if fault.kind in ("429", "503") else {}
+            headers = {"Retry-After": str(fault.retry_after)} if fault.announces_retry_after else {}
             self._json(status, body, headers)
+            return True
+        if fault.kind == "html":
+            self._send(200, MAINTENANCE_PAGE, {}, None, "text/html; charset=utf-8")
+            return True
+        if fault.kind == "202":
+            self._send(202, b"[]\n", {}, None, ROWS_TYPE)
             return True
         if fault.kind == "slow":
             time.sleep(fault.delay)

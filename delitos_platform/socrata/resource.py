@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import re
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from html import unescape
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -32,7 +35,15 @@ T = TypeVar("T")
 
 # Socrata's ceiling for one page; the row key ``:id`` is the only stable order.
 MAX_PAGE_SIZE = 50_000
-RETRIED_STATUSES = (429, 500, 502, 503, 504)
+# Answers worth another attempt (a 403 only with Retry-After: some portals throttle with it), and their words.
+RETRIED_STATUSES = (202, 429, 500, 502, 503, 504)
+_RETRIED_AS = {
+    202: "was still computing the answer (HTTP 202)",
+    403: "throttled requests (HTTP 403 with Retry-After)",
+    429: "throttled requests (HTTP 429)",
+}
+AGAIN = "run again later"
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 def is_loopback(url: str) -> bool:
@@ -162,17 +173,26 @@ class SocrataResource(dg.ConfigurableResource):
             client.close()
 
     def metadata(self, purpose: str = "reading the dataset's metadata") -> dict[str, Any]:
-        """The dataset's metadata (``/api/views/{id}.json``): name, ``rowsUpdatedAt``, columns."""
+        """The dataset's metadata (``/api/views/{id}.json``): name, ``rowsUpdatedAt``, columns.
+
+        Anything else the portal may send with a 200 (an HTML page, an array, an object without columns) is one
+        sentence saying what came, never taken for a dataset whose columns all vanished.
+        """
+        path = sodapy_utils.format_old_api_request(dataid=self.dataset_id, content_type="json")
         with self.client() as client:
-            return self.call(_timed(client, lambda: client.get_metadata(self.dataset_id)), purpose)
+            url = client.uri_prefix + client.domain + path
+            return self.call(lambda timeout: _metadata_of(_get_json(client, url, {}, timeout)), purpose)
 
     def query(self, purpose: str = "querying rows", **soql: Any) -> list[dict[str, str]]:
         """One SoQL request (``select=``, ``where=``, ``group=``, ``order=``, ``limit=``, ...).
 
         ``purpose`` says in a few words what the request is for ("counting rows of 2019-03"); failures name it.
         """
+        path = sodapy_utils.format_new_api_request(dataid=self.dataset_id, content_type="json")
+        params = {f"${name}": value for name, value in soql.items() if value is not None}
         with self.client() as client:
-            return self.call(_timed(client, lambda: client.get(self.dataset_id, **soql)), purpose)
+            url = client.uri_prefix + client.domain + path
+            return self.call(lambda timeout: _rows_of(_get_json(client, url, params, timeout)), purpose)
 
     def count(self, where: str, purpose: str = "counting rows") -> int:
         """``count(*)`` of the rows matching ``where``, asked of the source."""
@@ -204,7 +224,7 @@ class SocrataResource(dg.ConfigurableResource):
                 params["$limit"] = self.page_size
 
                 def page_of(timeout: float, params: dict[str, Any] = params) -> pa.Table:
-                    return decoder.decode(_get_json_bytes(client, url, params, timeout))
+                    return decoder.decode(_json_answer(client, url, params, timeout).content)
 
                 page = self.call(page_of, purpose)
                 yield page
@@ -226,6 +246,11 @@ class SocrataResource(dg.ConfigurableResource):
                 return attempt(min(self.timeout_seconds, deadline - time.monotonic()))
             except requests.exceptions.RequestException as error:
                 failure = self.transient(error, purpose)
+            except UnexpectedAnswerError as odd:
+                raise SocrataError(
+                    f"Socrata at {self.shown_url} answered {odd.what} while {purpose} (dataset {self.dataset_id})"
+                    + (f": {odd.advice}" if odd.advice else "")
+                ) from None
             happened[failure.what] += 1
             if number == attempts:
                 break
@@ -246,11 +271,9 @@ class SocrataResource(dg.ConfigurableResource):
         """What a failed attempt tells: a ``Transient`` worth retrying, or a ``SocrataError`` raised at once."""
         response = getattr(error, "response", None)
         if isinstance(error, requests.exceptions.HTTPError) and response is not None:
-            status = response.status_code
-            if status == 429:
-                return Transient("throttled requests (HTTP 429)", _retry_after(response))
-            if status in RETRIED_STATUSES:
-                return Transient(f"answered HTTP {status}", _retry_after(response))
+            status, retry_after = response.status_code, _retry_after(response)
+            if status in RETRIED_STATUSES or (status == 403 and retry_after is not None):
+                return Transient(_RETRIED_AS.get(status, f"answered HTTP {status}"), retry_after)
             raise SocrataError(self._explain_status(response, purpose)) from None
         if isinstance(error, requests.exceptions.Timeout):
             return Transient(f"timed out after {self.timeout_seconds:g} s")
@@ -288,9 +311,16 @@ class SocrataResource(dg.ConfigurableResource):
         message = _message_of(response)
         if status == 404:
             return f"dataset {self.dataset_id!r} does not exist at {self.shown_url} ({message or 'not found'})"
-        if status in (401, 403):
-            return f"Socrata at {self.shown_url} refused the request (HTTP {status}): check SOCRATA_APP_TOKEN" + (
+        if status == 401:
+            return f"Socrata at {self.shown_url} refused the request (HTTP 401): check SOCRATA_APP_TOKEN" + (
                 f" ({message})" if message else ""
+            )
+        if status == 403:
+            return (
+                f"Socrata at {self.shown_url} refused the request (HTTP 403) while {purpose}"
+                + (f" ({message})" if message else "")
+                + ": an invalid SOCRATA_APP_TOKEN, or a portal throttling anonymous requests; "
+                "set a valid app token and run again"
             )
         if status == 400:
             return f"Socrata rejected the query: {message or response.reason} (while {purpose})"
@@ -309,10 +339,15 @@ class PageDecoder:
         self._duckdb = duckdb.connect(config={"threads": 1})
 
     def decode(self, body: bytes) -> pa.Table:
-        """The page's rows (in no particular order), or a ``SocrataError`` if it is not a JSON array.
+        """The page's rows (in no particular order), or an ``UnexpectedAnswerError`` if it is not a JSON array.
 
         Safe to call from several threads at once: each call reads through a cursor of its own.
         """
+        if not body.lstrip().startswith(b"["):  # an object or a scalar: say which, as for any other answer
+            try:
+                _rows_of(json.loads(body))
+            except ValueError:
+                raise UnexpectedAnswerError("a page that is not JSON (HTTP 200)", AGAIN) from None
         # DuckDB reads a file far more frugally than a Python file object.
         with tempfile.NamedTemporaryFile(suffix=".json") as page, self._duckdb.cursor() as reader:
             page.write(body)
@@ -322,7 +357,7 @@ class PageDecoder:
                 table = relation.to_arrow_table()
             except duckdb.Error as error:
                 reason = _short(str(error))
-                raise SocrataError(f"Socrata sent a page that is not a JSON array of rows: {reason}") from None
+                raise UnexpectedAnswerError(f"a page that is not a JSON array of rows ({reason})", AGAIN) from None
         return table.rename_columns(self.names)
 
 
@@ -334,25 +369,73 @@ def _after(where: str, last_id: str | None) -> str:
     return f"({where}) AND :id > '{quoted}'"
 
 
-def _timed(client: Socrata, request: Callable[[], T]) -> Callable[[float], T]:
-    """A sodapy request as an attempt of ``call``: the client's timeout set to the attempt's."""
+class UnexpectedAnswerError(Exception):
+    """A 200 answer that is not what was asked for: ``what`` came instead, and what to do about it."""
 
-    def attempt(timeout: float) -> T:
-        client.timeout = timeout
-        return request()
-
-    return attempt
+    def __init__(self, what: str, advice: str = "") -> None:
+        super().__init__(what)
+        self.what, self.advice = what, advice
 
 
-def _get_json_bytes(client: Socrata, url: str, params: dict[str, Any], timeout: float) -> bytes:
-    """One GET through sodapy's session (its token) with sodapy's own error reporting."""
+def _json_answer(client: Socrata, url: str, params: Mapping[str, Any], timeout: float) -> requests.Response:
+    """One GET through sodapy's session (its token); failures raised as sodapy raises them, a 202 as one to retry.
+
+    Socrata answers 202 while it is still computing a query: its body (often ``[]``) is not the answer.
+    """
     response = client.session.get(url, params=params, timeout=timeout)
-    if response.status_code not in (200, 202):
+    if response.status_code == 202:
+        raise requests.exceptions.HTTPError("202 Accepted: still computing", response=response)
+    if response.status_code != 200:
         sodapy_utils.raise_for_status(response)
+        raise UnexpectedAnswerError(f"HTTP {response.status_code} {response.reason}")
     content_type = response.headers.get("content-type", "")
     if not content_type.lower().startswith("application/json"):
-        raise SocrataError(f"Socrata answered {content_type or 'no content type'} instead of JSON")
-    return response.content
+        raise UnexpectedAnswerError(*_not_json(response, content_type))
+    return response
+
+
+def _get_json(client: Socrata, url: str, params: Mapping[str, Any], timeout: float) -> Any:
+    """The decoded JSON of one answer (``UnexpectedAnswerError`` when it is not JSON at all)."""
+    response = _json_answer(client, url, params, timeout)
+    try:
+        return response.json()
+    except ValueError:
+        raise UnexpectedAnswerError("a body that is not JSON although it said so (HTTP 200)", AGAIN) from None
+
+
+def _not_json(response: requests.Response, content_type: str) -> tuple[str, str]:
+    """What a non-JSON 200 was, in words (an HTML page by its title), and what to do."""
+    kind = content_type.split(";", maxsplit=1)[0].strip() or "no content type"
+    if "html" not in kind:
+        return f"{kind} instead of JSON (HTTP 200)", AGAIN
+    title = _TITLE.search(response.text[:20_000])
+    titled = f" titled {_short(unescape(title.group(1)), 80)!r}" if title else ""
+    return f"an HTML page{titled} instead of JSON (HTTP 200)", "the portal may be down for maintenance; run again later"
+
+
+def _rows_of(answer: Any) -> list[dict[str, str]]:
+    """A SODA answer of rows: a JSON array of objects."""
+    if isinstance(answer, list) and all(isinstance(row, dict) for row in answer):
+        return answer
+    return _odd_json(answer, "an array of rows")
+
+
+def _metadata_of(answer: Any) -> dict[str, Any]:
+    """A dataset's metadata: a JSON object with its columns and ``rowsUpdatedAt``."""
+    if (
+        isinstance(answer, dict)
+        and isinstance(answer.get("columns"), list)
+        and isinstance(answer.get("rowsUpdatedAt"), int)
+    ):
+        return answer
+    return _odd_json(answer, "the dataset's metadata (an object with columns and rowsUpdatedAt)")
+
+
+def _odd_json(answer: Any, expected: str) -> Any:
+    kind = {dict: "a JSON object", list: "a JSON array"}.get(type(answer), f"a JSON {type(answer).__name__}")
+    message = answer.get("message") if isinstance(answer, dict) else None
+    said = f" saying {_short(str(message), 120)!r}" if message else ""
+    raise UnexpectedAnswerError(f"{kind}{said} instead of {expected} (HTTP 200)", AGAIN)
 
 
 def _message_of(response: requests.Response) -> str | None:
