@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 KINDS = ("429", "500", "503", "slow", "reset", "truncate", "html", "object", "202", "403")
-DEFAULT_PATHS = ("/resource/",)
+# Faults strike the query endpoints, SODA2 and SODA3 alike, unless told which paths.
+DEFAULT_PATHS = ("/resource/", "/api/v3/")
 
 
 @dataclass

@@ -14,7 +14,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,13 +26,15 @@ import duckdb
 from delitos_platform.contract import ATTRIBUTION, DATASET_ID, metadata_type
 from delitos_platform.emulator.faults import Fault, Faults
 from delitos_platform.emulator.snapshot import LOAD_TIME, Dataset
-from delitos_platform.emulator.soql import SoqlError, compile_query
+from delitos_platform.emulator.soql import CompiledQuery, SoqlError, compile_query, compile_soda3
 
 DEFAULT_SNAPSHOT = Path(__file__).parent / "data" / "santander_4v6r-wu98.json.gz"
 # The portal's own spellings, as recorded: rows say ``;charset``, the metadata and errors ``; charset``.
 ROWS_TYPE = "application/json;charset=utf-8"
 JSON_TYPE = "application/json; charset=utf-8"
+SODA2, SODA3 = "soda2", "soda3"
 _RESOURCE = re.compile(r"^/resource/([^/.]+)(?:\.json)?$")
+_QUERY_V3 = re.compile(r"^/api/v3/views/([^/.]+)/query\.json$")
 _VIEW = re.compile(r"^/api/views/([^/.]+)(?:\.json)?$")
 _NO_CACHE = {"Cache-Control": "private, no-cache, must-revalidate"}
 _NOT_FOUND_HEADERS = {"X-Error-Code": "not_found", "X-Error-Message": "Not found"}
@@ -53,6 +55,29 @@ MAINTENANCE_PAGE = (
 def _missing(dataset_id: str, code: str = "dataset.missing") -> dict[str, Any]:
     """The portal's 404 body: ``dataset.missing`` from ``/resource/``, ``not_found`` from ``/api/views/``."""
     return {"code": code, "error": True, "message": "Not found", "data": {"id": dataset_id}}
+
+
+def _soda2_error(code: str, message: str) -> dict[str, Any]:
+    return {"code": code, "error": True, "message": message, "data": {}}
+
+
+def _v3_error(code: str, message: str) -> dict[str, Any]:
+    """A SODA3 error body (its shape is our reading of the v3 answers: ``errorCode`` rather than ``code``)."""
+    return {"errorCode": code, "message": message, "data": {}}
+
+
+def _v3_request(request: Any) -> tuple[str, tuple[int, int] | None, bool]:
+    """The query text, the page and ``includeSynthetic`` of a SODA3 request body (a SoqlError when malformed)."""
+    if not isinstance(request, dict) or not isinstance(request.get("query"), str):
+        raise SoqlError("The request body must be a JSON object with a query", "query.body.invalid")
+    page = request.get("page")
+    if page is None:
+        return request["query"], None, bool(request.get("includeSynthetic", False))
+    try:
+        numbers = (int(page["pageNumber"]), int(page["pageSize"]))
+    except (TypeError, KeyError, ValueError):
+        raise SoqlError("page must be an object with pageNumber and pageSize", "query.page.invalid") from None
+    return request["query"], numbers, bool(request.get("includeSynthetic", False))
 
 
 def portal_json(document: Any) -> bytes:
@@ -78,12 +103,22 @@ class EmulatorServer:
         admin: bool = False,
         seed: int = 0,
         on_disk: bool | None = None,
+        apis: Iterable[str] = (SODA2, SODA3),
+        app_token: str | None = None,
+        require_token: bool = False,
     ):
         """Load ``snapshot`` (a .json/.json.gz file, or the rows themselves); raises ValueError if malformed.
 
         ``on_disk``: hold the rows in a temporary database file rather than in memory; by default only a
-        large snapshot file is (see :meth:`Dataset.from_file`).
+        large snapshot file is (see :meth:`Dataset.from_file`). ``apis``: which query APIs the portal has
+        (SODA2 ``GET /resource/…``, SODA3 ``POST /api/v3/views/…/query.json``); the other answers 404.
+        ``app_token``: the one valid app token (any other is refused, 403); ``require_token``: SODA3 queries
+        without a token are refused (401), as Socrata's documentation says v3 requests must carry one.
         """
+        self.apis = frozenset(apis)
+        if not self.apis or not self.apis <= {SODA2, SODA3}:
+            raise ValueError(f"apis must be some of {SODA2} and {SODA3}, not {sorted(self.apis)}")
+        self.app_token, self.require_token = app_token, require_token
         if isinstance(snapshot, str | Path):
             self.dataset = Dataset.from_file(snapshot, dataset_id, on_disk=on_disk)
         else:
@@ -207,6 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "soda-emulator/1.0"
     timeout = 60  # drop idle keep-alive connections so their threads end
     emulator: EmulatorServer
+    _body: bytes = b""
 
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: tests and benchmarks make thousands of requests."""
@@ -225,21 +261,28 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path = parts.path
         try:
+            # Read first, whatever answers: a body left unread would be taken for the connection's next request.
+            self._body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if path.startswith("/admin/"):
                 self._admin(method, path)
                 return
-            resource, view = _RESOURCE.match(path), _VIEW.match(path)
-            if method != "GET" or not (resource or view):
+            resource, view, query_v3 = _RESOURCE.match(path), _VIEW.match(path), _QUERY_V3.match(path)
+            if not (resource or view or query_v3) or method != ("POST" if query_v3 else "GET"):
                 self._json(404, {"code": "not_found", "error": True, "message": f"Not found: {path}"})
                 return
             self.emulator.count_request()
             fault = self.emulator.faults.pick(path)
             if fault is not None and self._fault_answers(fault):
                 return
-            if resource:
-                self._resource(resource.group(1), parse_qsl(parts.query, keep_blank_values=True), fault)
+            params = parse_qsl(parts.query, keep_blank_values=True)
+            if view:
+                self._view(view.group(1), fault)
+            elif self._refused(SODA3 if query_v3 else SODA2, dict(params)):
+                return
+            elif resource:
+                self._resource(resource.group(1), params, fault)
             else:
-                self._view(view.group(1), fault)  # type: ignore[union-attr]
+                self._query_v3(query_v3.group(1), fault)  # type: ignore[union-attr]
         except (ConnectionError, TimeoutError):
             self.close_connection = True
 
@@ -289,10 +332,48 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             compiled = compile_query(params, list(dataset.columns))
-            rows = dataset.cursor().execute(compiled.sql, compiled.params).fetchall()
         except SoqlError as error:
             self._json(400, error.body())
             return
+        headers["X-SODA2-Fields"] = compact_json(compiled.fields)
+        headers["X-SODA2-Types"] = compact_json(compiled.types)
+        self._rows(compiled, headers, fault)
+
+    def _refused(self, api: str, params: Mapping[str, str]) -> bool:
+        """Answer for a portal without this API, or a request without a valid token; True when it answered."""
+        emulator = self.emulator
+        error = _v3_error if api == SODA3 else _soda2_error
+        if api not in emulator.apis:
+            self._json(404, error("not_found", "Not found"))
+            return True
+        token = self.headers.get("X-App-Token") or params.get("$$app_token")
+        if token and emulator.app_token is not None and token != emulator.app_token:
+            self._json(403, error("authentication_required", "Invalid app_token specified"))
+            return True
+        if api == SODA3 and emulator.require_token and not token:
+            self._json(401, error("authentication_required", "You must be logged in or provide an app token"))
+            return True
+        return False
+
+    def _query_v3(self, dataset_id: str, fault: Fault | None) -> None:
+        """``POST /api/v3/views/{id}/query.json``: ``{"query": …, "page": {…}, "includeSynthetic": …}``."""
+        dataset = self.emulator.dataset
+        if dataset_id != dataset.dataset_id:
+            self._json(404, _v3_error("not_found", f"Not found: view {dataset_id}"), _NO_CACHE)
+            return
+        try:
+            request = json.loads(self._body or b"null")
+            query, page, synthetic = _v3_request(request)
+            compiled = compile_soda3(query, list(dataset.columns), page, synthetic)
+        except SoqlError as error:
+            self._json(400, error.body())
+            return
+        self._rows(compiled, {"Last-Modified": formatdate(dataset.rows_updated_at, usegmt=True)}, fault)
+
+    def _rows(self, compiled: CompiledQuery, headers: dict[str, str], fault: Fault | None) -> None:
+        """Run a compiled query and send its rows as the portal frames them (a query error is a 400)."""
+        try:
+            rows = self.emulator.dataset.cursor().execute(compiled.sql, compiled.params).fetchall()
         except duckdb.Error as error:
             # A query that compiles but fails in the engine (e.g. an overflow) is still the client's fault.
             first = str(error).splitlines()[0]
@@ -300,8 +381,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         # The portal starts every row but the first on a new line with its comma: ``[{…}\n,{…}]\n``.
         body = ("[" + "\n,".join(row[0] for row in rows) + "]\n").encode()
-        headers["X-SODA2-Fields"] = compact_json(compiled.fields)
-        headers["X-SODA2-Types"] = compact_json(compiled.types)
         self._send(200, body, headers, fault, ROWS_TYPE)
 
     def _view(self, dataset_id: str, fault: Fault | None) -> None:
@@ -315,8 +394,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"code": "not_found", "error": True, "message": f"Not found: {path}"})
             return
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            payload = json.loads(self.rfile.read(length) or b"{}") if length else {}
+            payload = json.loads(self._body or b"{}")
             if not isinstance(payload, dict):
                 raise ValueError("the body must be a JSON object")
             result = _admin_action(self.emulator, method, path, payload)

@@ -24,12 +24,24 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import requests
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from requests.adapters import HTTPAdapter
 from sodapy import Socrata
 from sodapy import utils as sodapy_utils
 
 from delitos_platform.contract import DATASET_ID, SOCRATA_DOMAIN
+from delitos_platform.socrata.apis import (
+    API_NAMES,
+    APIS,
+    AUTO,
+    NO_SODA3_STATUSES,
+    SODA2,
+    SODA3,
+    soda2_params,
+    soda2_path,
+    soda3_body,
+    soda3_path,
+)
 
 T = TypeVar("T")
 
@@ -143,6 +155,14 @@ class SocrataResource(dg.ConfigurableResource):
     concurrent_requests: int = Field(
         default=2, ge=1, le=8, description="Sub-windows of a window paged at once (each by keyset, in order)."
     )
+    api: str = Field(
+        default=AUTO,
+        pattern=f"^({'|'.join(APIS)})$",
+        description="The query API: auto (SODA3, or SODA2 where the portal has no SODA3), soda3 or soda2.",
+    )
+    # Under ``auto``, the API the first query found; one choice per resource (a run), shared by its threads.
+    _chosen_api: str | None = PrivateAttr(default=None)
+    _choosing: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
     def shown_url(self) -> str:
@@ -181,18 +201,19 @@ class SocrataResource(dg.ConfigurableResource):
         path = sodapy_utils.format_old_api_request(dataid=self.dataset_id, content_type="json")
         with self.client() as client:
             url = client.uri_prefix + client.domain + path
-            return self.call(lambda timeout: _metadata_of(_get_json(client, url, {}, timeout)), purpose)
+
+            def read(timeout: float) -> dict[str, Any]:
+                return _metadata_of(_decoded(_checked(client.session.get(url, timeout=timeout))))
+
+            return self.call(read, purpose)
 
     def query(self, purpose: str = "querying rows", **soql: Any) -> list[dict[str, str]]:
         """One SoQL request (``select=``, ``where=``, ``group=``, ``order=``, ``limit=``, ...).
 
         ``purpose`` says in a few words what the request is for ("counting rows of 2019-03"); failures name it.
         """
-        path = sodapy_utils.format_new_api_request(dataid=self.dataset_id, content_type="json")
-        params = {f"${name}": value for name, value in soql.items() if value is not None}
         with self.client() as client:
-            url = client.uri_prefix + client.domain + path
-            return self.call(lambda timeout: _rows_of(_get_json(client, url, params, timeout)), purpose)
+            return self.call(lambda timeout: _rows_of(_decoded(self._ask(client, soql, timeout))), purpose)
 
     def count(self, where: str, purpose: str = "counting rows") -> int:
         """``count(*)`` of the rows matching ``where``, asked of the source."""
@@ -213,24 +234,56 @@ class SocrataResource(dg.ConfigurableResource):
             raise ValueError("keyset paging needs :id among the selected fields")
         decoder = PageDecoder(select)
         with self.client() as client:
-            url = (
-                client.uri_prefix
-                + client.domain
-                + sodapy_utils.format_new_api_request(dataid=self.dataset_id, content_type="json")
-            )
             last_id: str | None = None
             while True:
-                params = {"$select": ", ".join(select), "$where": _after(where, last_id), "$order": ":id"}
-                params["$limit"] = self.page_size
+                soql = {"select": ", ".join(select), "where": _after(where, last_id), "order": ":id"}
+                soql["limit"] = self.page_size
 
-                def page_of(timeout: float, params: dict[str, Any] = params) -> pa.Table:
-                    return decoder.decode(_json_answer(client, url, params, timeout).content)
+                def page_of(timeout: float, soql: dict[str, Any] = soql) -> pa.Table:
+                    return decoder.decode(self._ask(client, soql, timeout).content)
 
                 page = self.call(page_of, purpose)
                 yield page
                 if page.num_rows < self.page_size:
                     return
                 last_id = pc.max(page["row_id"]).as_py()
+
+    @property
+    def api_in_use(self) -> str | None:
+        """``soda3`` or ``soda2``: the API queries go through (under ``auto``, None until the first query)."""
+        return self._chosen_api if self.api == AUTO else self.api
+
+    def _ask(self, client: Socrata, soql: Mapping[str, Any], timeout: float) -> requests.Response:
+        """One query in the API in use, its answer checked; under ``auto`` the first query finds which API.
+
+        ``auto`` asks SODA3 first and falls back to SODA2 only when the portal has no SODA3 for the dataset.
+        """
+        base = client.uri_prefix + client.domain
+        if self.api_in_use == SODA2:
+            url = base + soda2_path(self.dataset_id)
+            return _checked(client.session.get(url, params=soda2_params(soql), timeout=timeout))
+        url = base + soda3_path(self.dataset_id)
+        try:
+            answer = _checked(client.session.post(url, json=soda3_body(soql), timeout=timeout))
+        except requests.exceptions.HTTPError as error:
+            status = error.response.status_code if error.response is not None else None
+            if self.api != AUTO or self._chosen_api is not None or status not in NO_SODA3_STATUSES:
+                raise
+            self._choose(SODA2, f"has no SODA3 endpoint for dataset {self.dataset_id} (HTTP {status})")
+            return self._ask(client, soql, timeout)
+        self._choose(SODA3, f"answers SODA3 queries of dataset {self.dataset_id}")
+        return answer
+
+    def _choose(self, api: str, reason: str) -> None:
+        """Settle ``auto`` on ``api``, saying so once."""
+        if self.api != AUTO or self._chosen_api is not None:
+            return
+        with self._choosing:
+            if self._chosen_api is None:
+                self._chosen_api = api
+                dg.get_dagster_logger().info(
+                    f"Socrata at {self.shown_url} {reason}: queries go through {API_NAMES[api]}"
+                )
 
     def call(self, attempt: Callable[[float], T], purpose: str) -> T:
         """Run one request (``attempt`` takes its timeout in seconds) within its budget, retrying what may pass.
@@ -309,22 +362,42 @@ class SocrataResource(dg.ConfigurableResource):
     def _explain_status(self, response: requests.Response, purpose: str) -> str:
         status = response.status_code
         message = _message_of(response)
+        said = f" ({message})" if message else ""
+        request = f"the {_api_of(response)} request" if _api_of(response) else "the request"
+        if status == 404 and _api_of(response) == API_NAMES[SODA3]:
+            return (
+                f"Socrata at {self.shown_url} answered HTTP 404 to the SODA3 query of dataset {self.dataset_id}"
+                f"{said}: the portal has no SODA3 for it, or no such dataset; SOCRATA_API=auto falls back to SODA2"
+            )
         if status == 404:
             return f"dataset {self.dataset_id!r} does not exist at {self.shown_url} ({message or 'not found'})"
         if status == 401:
-            return f"Socrata at {self.shown_url} refused the request (HTTP 401): check SOCRATA_APP_TOKEN" + (
-                f" ({message})" if message else ""
+            return (
+                f"Socrata at {self.shown_url} refused {request} for dataset {self.dataset_id} (HTTP 401) while "
+                f"{purpose}{said}: the portal wants an app token; set SOCRATA_APP_TOKEN (docs/operations.md says how)"
             )
         if status == 403:
+            cause = (
+                "SOCRATA_APP_TOKEN is not a valid app token here (or the portal throttles it); set a valid one"
+                if self.app_token
+                else "the portal refuses or throttles anonymous requests; set SOCRATA_APP_TOKEN"
+            )
             return (
-                f"Socrata at {self.shown_url} refused the request (HTTP 403) while {purpose}"
-                + (f" ({message})" if message else "")
-                + ": an invalid SOCRATA_APP_TOKEN, or a portal throttling anonymous requests; "
-                "set a valid app token and run again"
+                f"Socrata at {self.shown_url} refused {request} for dataset {self.dataset_id} (HTTP 403) while "
+                f"{purpose}{said}: {cause}"
             )
         if status == 400:
-            return f"Socrata rejected the query: {message or response.reason} (while {purpose})"
+            api = f" {_api_of(response)}" if _api_of(response) else ""
+            return f"Socrata rejected the{api} query: {message or response.reason} (while {purpose})"
         return f"Socrata at {self.shown_url} answered HTTP {status} while {purpose}: {message or response.reason}"
+
+
+def _api_of(response: requests.Response) -> str | None:
+    """Which query API a response answered (None for the metadata endpoint)."""
+    path = urlsplit(response.url or "").path
+    if path.startswith("/api/v3/"):
+        return API_NAMES[SODA3]
+    return API_NAMES[SODA2] if path.startswith("/resource/") else None
 
 
 class PageDecoder:
@@ -377,12 +450,11 @@ class UnexpectedAnswerError(Exception):
         self.what, self.advice = what, advice
 
 
-def _json_answer(client: Socrata, url: str, params: Mapping[str, Any], timeout: float) -> requests.Response:
-    """One GET through sodapy's session (its token); failures raised as sodapy raises them, a 202 as one to retry.
+def _checked(response: requests.Response) -> requests.Response:
+    """A JSON answer; failures raised as sodapy raises them, a 202 as one to retry, anything else odd as odd.
 
     Socrata answers 202 while it is still computing a query: its body (often ``[]``) is not the answer.
     """
-    response = client.session.get(url, params=params, timeout=timeout)
     if response.status_code == 202:
         raise requests.exceptions.HTTPError("202 Accepted: still computing", response=response)
     if response.status_code != 200:
@@ -394,9 +466,8 @@ def _json_answer(client: Socrata, url: str, params: Mapping[str, Any], timeout: 
     return response
 
 
-def _get_json(client: Socrata, url: str, params: Mapping[str, Any], timeout: float) -> Any:
-    """The decoded JSON of one answer (``UnexpectedAnswerError`` when it is not JSON at all)."""
-    response = _json_answer(client, url, params, timeout)
+def _decoded(response: requests.Response) -> Any:
+    """The decoded JSON of a checked answer (``UnexpectedAnswerError`` when it is not JSON at all)."""
     try:
         return response.json()
     except ValueError:

@@ -29,7 +29,8 @@ def portal() -> Iterator[ReplayServer]:
 
 
 def socrata(portal: ReplayServer, dataset_id: str = RECORDED_DATASET) -> SocrataResource:
-    return SocrataResource(url=portal.url, dataset_id=dataset_id, max_retries=0)
+    """Our client over the replayed portal, asking SODA2: the recordings are SODA2 answers."""
+    return SocrataResource(url=portal.url, dataset_id=dataset_id, max_retries=0, api="soda2")
 
 
 def recorded_metadata() -> dict:

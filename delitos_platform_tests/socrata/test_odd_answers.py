@@ -108,11 +108,11 @@ def test_a_throttling_403_with_retry_after_is_retried(portal):
     assert portal.faults.fired["403"] == 1
 
 
-def test_a_plain_403_says_token_or_throttling_in_one_sentence(portal):
+def test_a_plain_403_says_to_set_a_token_in_one_sentence(portal):
     portal.faults.inject("403", count=1)
     with pytest.raises(SocrataError) as raised:
         socrata_for(portal).count("cantidad > 0", "counting rows")
     assert _one_sentence(str(raised.value)) == (
-        f"Socrata at {portal.url} refused the request (HTTP 403) while counting rows (Forbidden): an invalid "
-        "SOCRATA_APP_TOKEN, or a portal throttling anonymous requests; set a valid app token and run again"
+        f"Socrata at {portal.url} refused the SODA3 request for dataset 4v6r-wu98 (HTTP 403) while counting rows "
+        "(Forbidden): the portal refuses or throttles anonymous requests; set SOCRATA_APP_TOKEN"
     )
