@@ -210,6 +210,10 @@ CASES: dict[str, tuple[Callable[[World], str], str]] = {
         "refused the request for dataset 4v6r-wu98 (HTTP 403) while reading the dataset's metadata (Invalid app_token "
         "specified): SOCRATA_APP_TOKEN is not a valid app token here (or the portal throttles it); set a valid one",
     ),
+    "unknown SOCRATA_API": (
+        lambda w: _raised(lambda: build_resources({"SOCRATA_API": "soda4"})),
+        "SOCRATA_API must be one of auto, soda3, soda2, not 'soda4'",
+    ),
     "unknown DELITOS_ENV": (
         lambda w: _raised(lambda: build_resources({"DELITOS_ENV": "staging"})),
         "DELITOS_ENV must be one of local, prod, not 'staging'",
