@@ -363,8 +363,9 @@ class SocrataResource(dg.ConfigurableResource):
         status = response.status_code
         message = _message_of(response)
         said = f" ({message})" if message else ""
-        request = f"the {_api_of(response)} request" if _api_of(response) else "the request"
-        if status == 404 and _api_of(response) == API_NAMES[SODA3]:
+        api = _api_of(response)
+        request = f"the {api} request" if api else "the request"
+        if status == 404 and api == API_NAMES[SODA3]:
             return (
                 f"Socrata at {self.shown_url} answered HTTP 404 to the SODA3 query of dataset {self.dataset_id}"
                 f"{said}: the portal has no SODA3 for it, or no such dataset; SOCRATA_API=auto falls back to SODA2"
@@ -387,8 +388,8 @@ class SocrataResource(dg.ConfigurableResource):
                 f"{purpose}{said}: {cause}"
             )
         if status == 400:
-            api = f" {_api_of(response)}" if _api_of(response) else ""
-            return f"Socrata rejected the{api} query: {message or response.reason} (while {purpose})"
+            query = f"the {api} query" if api else "the query"
+            return f"Socrata rejected {query}: {message or response.reason} (while {purpose})"
         return f"Socrata at {self.shown_url} answered HTTP {status} while {purpose}: {message or response.reason}"
 
 
