@@ -6,7 +6,14 @@ import dagster as dg
 
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
-from delitos_platform.lake.extract import AuditError, ContractDriftError, Extraction, MonthWritten, extract_to_lake
+from delitos_platform.lake.extract import (
+    AuditError,
+    ContractDriftError,
+    DuplicateIdsError,
+    Extraction,
+    MonthWritten,
+    extract_to_lake,
+)
 from delitos_platform.lake.provenance import source_refusal
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
@@ -18,6 +25,7 @@ from delitos_platform.warehouse.base import WarehouseResource
 LAKE_DELITOS = dg.AssetKey(["lake", "delitos"])
 SCHEMA_CHECK = "schema_matches_contract"
 QUARANTINE_CHECK = "no_rows_quarantined"
+IDS_CHECK = "row_ids_unique"
 
 
 @dg.asset(
@@ -37,6 +45,15 @@ QUARANTINE_CHECK = "no_rows_quarantined"
             asset=LAKE_DELITOS,
             blocking=True,
             description="The source's columns and types and every object's Parquet schema match the contract.",
+        ),
+        dg.AssetCheckSpec(
+            IDS_CHECK,
+            asset=LAKE_DELITOS,
+            blocking=True,
+            description=(
+                "Each :id the source served names one row: an id served twice is a fault of the source, held "
+                "(nothing published) until the source serves each :id once."
+            ),
         ),
         dg.AssetCheckSpec(
             QUARANTINE_CHECK,
@@ -73,6 +90,9 @@ def lake_delitos(
     except ContractDriftError as error:
         yield schema_check_result(error.drift)
         raise failed_checks(str(error), [SCHEMA_CHECK]) from None
+    except DuplicateIdsError as error:
+        yield ids_check_result(str(error))
+        raise failed_checks(str(error), [IDS_CHECK]) from None
     except AuditError as error:
         yield schema_check_result([str(error)])
         raise failed_checks(str(error), [SCHEMA_CHECK]) from None
@@ -88,7 +108,7 @@ def lake_delitos(
         context.add_asset_metadata(month_metadata(month), partition_key=month.month)
     yield dg.MaterializeResult(
         metadata=lake_metadata(extraction),
-        check_results=[schema_check_result([]), quarantine_check_result(extraction)],
+        check_results=[schema_check_result([]), ids_check_result(None), quarantine_check_result(extraction)],
     )
 
 
@@ -108,6 +128,15 @@ def schema_check_result(drift: list[str]) -> dg.AssetCheckResult:
             "differences": len(drift),
             "diff": dg.MetadataValue.md("\n".join(f"- {line}" for line in drift) or "none"),
         },
+    )
+
+
+def ids_check_result(fault: str | None) -> dg.AssetCheckResult:
+    """Fails, saying which ids and months, when the source served an ``:id`` on more than one row."""
+    return dg.AssetCheckResult(
+        check_name=IDS_CHECK,
+        passed=fault is None,
+        description=fault or "every :id the source served names one row",
     )
 
 
