@@ -149,9 +149,10 @@ def source_url(args: argparse.Namespace) -> str | None:
 
 def check_source(embedded: Embedded, url: str) -> None:
     """Refuse, in one sentence, a source other than the one the lake was built from."""
+    from delitos_platform.environment import socrata_resource
     from delitos_platform.lake.provenance import source_refusal
 
-    refusal = source_refusal(embedded.lake, url)
+    refusal = source_refusal(embedded.lake, url, socrata_resource().dataset_id)
     if refusal is not None:
         raise SettingsError(refusal)
 
@@ -168,11 +169,12 @@ def serving(snapshot: Path, url: str | None) -> Iterator[str]:
 
 def open_platform(embedded: Embedded, url: str) -> None:
     """Point this process's platform at the instance, data and source (what ``dagster dev`` children inherit)."""
+    from delitos_platform.environment import socrata_resource
     from delitos_platform.lake.provenance import record_source
 
     home = prepare_dagster_home(embedded.home)
     embedded.data_dir.mkdir(parents=True, exist_ok=True)
-    record_source(embedded.lake, url)
+    record_source(embedded.lake, url, socrata_resource().dataset_id)
     os.environ.update(
         {
             # One "planned" event per asset for the whole range instead of one per asset and month

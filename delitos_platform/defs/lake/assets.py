@@ -14,7 +14,7 @@ from delitos_platform.lake.extract import (
     MonthWritten,
     extract_to_lake,
 )
-from delitos_platform.lake.provenance import source_refusal
+from delitos_platform.lake.provenance import claim_dataset, source_refusal
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
@@ -76,7 +76,8 @@ def lake_delitos(
     first: one that cannot have it extracts nothing.
     """
     end_step_with_its_run()
-    refusal = source_refusal(lake, socrata.url)  # before any request: never the real API on the demo's data
+    # Before any request: never the real API on the demo's data, never another dataset on this one.
+    refusal = source_refusal(lake, socrata.url, socrata.dataset_id)
     if refusal is not None:
         raise dg.Failure(description=refusal, allow_retries=False)
     if run_writes_warehouse(context.instance, context.run):
@@ -98,6 +99,7 @@ def lake_delitos(
         raise failed_checks(str(error), [SCHEMA_CHECK]) from None
     except (SocrataError, LakeError, PartitionRangeError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
+    claim_dataset(lake, socrata.dataset_id)  # published: the lake now holds this dataset, and refuses any other
     context.log.info(
         f"{extraction.rows} rows and {extraction.quarantined} quarantined in {extraction.pages} pages, "
         f"{extraction.out_of_calendar} out of the calendar, {extraction.seconds:.1f} s"
