@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+import logging
+
 import dagster as dg
 import pytest
 
 from delitos_platform.defs.lake.assets import IDS_CHECK
+from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import data_key, quarantine_key
+from delitos_platform.partitions import range_tags
 from delitos_platform_tests.lake.helpers import failure_message
 from delitos_platform_tests.platform.helpers import (
+    ASSETS,
     check_evaluations,
     duckdb_resources,
     layer_identities,
@@ -62,3 +69,58 @@ def test_duplicate_ids_are_held_as_a_source_fault_and_the_history_recovers_once_
     assert dg.AssetKey(["gold", "revisiones_por_mes"]) in {
         event.asset_key for event in fixed.get_asset_materialization_events()
     }
+
+
+HOSTILE = "$\\FRAC{$ | 999 |\n| 00 | [x](javascript:alert(1))"
+
+
+def test_hostile_rows_cannot_rename_a_department_forge_a_figure_or_fail_the_run(tmp_path, snapshot_rows):
+    march = [row for row in snapshot_rows if row["fecha_hecho"].startswith("2019-03")]
+    template = {**march[0], "cod_depto": "68", "cod_muni": "68001", "municipio": "BUCARAMANGA"}
+    renaming = [{**template, "departamento": "ZZ RENOMBRADO"} for _ in range(10)]  # max() would pick it
+    hostile = [{**template, "cod_depto": "99", "cod_muni": "99001", "departamento": HOSTILE, "municipio": HOSTILE}]
+    with EmulatorServer(snapshot=_snapshot(tmp_path, [*march, *renaming, *hostile]), port=0) as server:
+        result = run_months(duckdb_resources(server, tmp_path), MONTH, MONTH)
+
+    assert result.success  # the name `$\FRAC{$` is drawn as text
+    database = tmp_path / "warehouse.duckdb"
+    names = "SELECT DISTINCT cod_depto, departamento FROM gold.{} WHERE cod_depto = '68'"
+    assert query(database, names.format("delitos_por_departamento")) == [("68", "SANTANDER")]
+    assert query(database, names.format("top_municipios")) == [("68", "SANTANDER")]
+    [page] = [
+        event.materialization.metadata["departments"].value
+        for event in result.get_asset_materialization_events()
+        if event.asset_key == dg.AssetKey(["gold", "delitos_por_departamento"])
+    ]
+    table = page.split("\n\n", 1)[1].splitlines()
+    assert len(table) == 2 + 2 and not any(line.startswith("| 00 |") for line in table)  # 68 and 99, nothing forged
+    assert "](javascript:" not in page
+
+
+def test_a_chart_that_cannot_be_drawn_is_a_warning_and_the_table_is_still_materialized(emulator, tmp_path, monkeypatch):
+    def broken(*_args: object) -> str:
+        raise RuntimeError("no fonts left")
+
+    monkeypatch.setattr("delitos_platform.defs.dbt.assets.departments_markdown", broken)  # a fault, not the subject
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        resources, tags = duckdb_resources(emulator, tmp_path), range_tags(MONTH, MONTH)
+        result = dg.materialize(ASSETS, resources=resources, tags=tags, instance=instance, raise_on_error=False)
+        logs = instance.all_logs(result.run_id)
+
+    assert result.success
+    [event] = [
+        event
+        for event in result.get_asset_materialization_events()
+        if event.asset_key == dg.AssetKey(["gold", "delitos_por_departamento"])
+    ]
+    assert event.materialization.metadata["chart"].value == "not drawn: RuntimeError: no fonts left"
+    warnings = [entry.user_message for entry in logs if entry.level == logging.WARNING]
+    assert any("departments_view could not be drawn (the table is built): RuntimeError" in line for line in warnings)
+
+
+def _snapshot(tmp_path, rows: list[dict[str, str]]):
+    path = tmp_path / "snapshot.json.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        json.dump(rows, handle)
+    return path

@@ -17,6 +17,7 @@ from delitos_platform.lake.extract import (
 from delitos_platform.lake.provenance import claim_dataset, source_refusal
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
+from delitos_platform.markdown import markdown_text
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
 from delitos_platform.queue import run_writes_warehouse
 from delitos_platform.socrata import SocrataError, SocrataResource
@@ -128,7 +129,7 @@ def schema_check_result(drift: list[str]) -> dg.AssetCheckResult:
         description="; ".join(drift[:10]) if drift else "source columns and every object match the contract",
         metadata={
             "differences": len(drift),
-            "diff": dg.MetadataValue.md("\n".join(f"- {line}" for line in drift) or "none"),
+            "diff": dg.MetadataValue.md("\n".join(f"- {markdown_text(line)}" for line in drift) or "none"),
         },
     )
 
