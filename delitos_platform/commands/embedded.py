@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -203,7 +202,7 @@ def run_in_warehouse(
 ) -> dg.ExecuteInProcessResult | None:
     """Take the warehouse, open the platform and run the main job over ``first`` → ``last``; ``None`` (having
     said so in one sentence on stderr, changed nothing) while another run holds the warehouse."""
-    from delitos_platform.commands.console import quiet_output, say
+    from delitos_platform.commands.console import complain, quiet_output, say
     from delitos_platform.locations import warehouse_path
     from delitos_platform.warehouse.lock import WarehouseBusyError, WarehouseLock
 
@@ -212,7 +211,7 @@ def run_in_warehouse(
     try:
         warehouse.claim(run_id)
     except WarehouseBusyError as busy:
-        print(f"{command}: {busy}", file=sys.stderr)
+        complain(f"{command}: {busy}")
         return None
     try:
         open_platform(embedded, url)
