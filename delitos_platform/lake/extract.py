@@ -203,8 +203,9 @@ def _extract(
         )
         months = [stager.publish_month(staged[month]) for month in window.month_keys()]
         stager.publish(out_of_calendar)
-    finally:
-        stager.discard_leftovers()
+    except BaseException:
+        stager.discard_leftovers(log)  # the failure the run reports is the one above, never this cleanup's
+        raise
     log.info(f"published {2 * len(months) + 1} audited objects in {time.perf_counter() - started:.2f} s")
     return Extraction(
         where=window.soql(),
@@ -243,10 +244,14 @@ class MonthStager:
             )
         return self._write(out_of_calendar_key(), _out_of_calendar_rows(raw), QUARANTINE_SCHEMA)
 
-    def discard_leftovers(self) -> None:
-        """Remove whatever is still in staging (everything, when the run failed before publishing)."""
+    def discard_leftovers(self, log: logging.Logger) -> None:
+        """Remove what a failed extraction left in staging; what cannot be removed now (the lake itself failing)
+        is said, and left for the next extraction's sweep: it must not hide the failure that stopped this one."""
         for staged in list(self._staged):
-            self.lake.discard(staged)
+            try:
+                self.lake.discard(staged)
+            except LakeError as error:
+                log.warning(f"{error}: left in staging, discarded by the next extraction")
         self._staged.clear()
 
     def _stage_sub_window(self, months: list[str], state: SourceState) -> list[StagedMonth]:
