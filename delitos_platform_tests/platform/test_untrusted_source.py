@@ -9,6 +9,7 @@ import logging
 import dagster as dg
 import pytest
 
+from delitos_platform.defs.bronze.assets import RECONCILED_CHECK
 from delitos_platform.defs.lake.assets import IDS_CHECK
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import data_key, quarantine_key
@@ -124,3 +125,22 @@ def _snapshot(tmp_path, rows: list[dict[str, str]]):
     with gzip.open(path, "wt", encoding="utf-8") as handle:
         json.dump(rows, handle)
     return path
+
+
+def test_a_months_rows_and_quarantine_left_at_two_source_versions_fail_reconciliation(fresh_emulator, tmp_path):
+    resources = duckdb_resources(fresh_emulator, tmp_path)
+    lake, lake_and_bronze = resources["lake"], [dg.AssetKey(["lake", "delitos"]), dg.AssetKey(["bronze", "delitos"])]
+    assert run_months(resources, MONTH, MONTH, lake_and_bronze).success
+    bronze = query(tmp_path / "warehouse.duckdb", "SELECT * FROM bronze.delitos ORDER BY row_id")
+    stale_quarantine = lake.read(quarantine_key(MONTH))
+    fresh_emulator.dataset.revise_month("2019-03", rows=2)  # same rows, new values: counts alone see nothing
+    assert run_months(resources, MONTH, MONTH, [dg.AssetKey(["lake", "delitos"])]).success
+    lake.write(quarantine_key(MONTH), stale_quarantine)  # as a kill between the two publishes leaves them
+
+    result = run_months(resources, MONTH, MONTH, [dg.AssetKey(["bronze", "delitos"])])
+
+    [evaluation] = check_evaluations(result, RECONCILED_CHECK)
+    assert not evaluation.passed
+    assert "its rows are of source version 93@" in evaluation.description
+    assert "a run stopped between their publishes; run the month again" in evaluation.description
+    assert query(tmp_path / "warehouse.duckdb", "SELECT * FROM bronze.delitos ORDER BY row_id") == bronze
