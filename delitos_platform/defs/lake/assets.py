@@ -89,6 +89,7 @@ def lake_delitos(
         extraction = extract_to_lake(
             socrata, lake, window, context.run_id, log=context.log, run_is_over=lambda run: run_is_over(context, run)
         )
+        claim_dataset(lake, socrata.dataset_id)  # published: the lake now holds this dataset, and refuses any other
     except ContractDriftError as error:
         yield schema_check_result(error.drift)
         raise failed_checks(str(error), [SCHEMA_CHECK]) from None
@@ -100,7 +101,6 @@ def lake_delitos(
         raise failed_checks(str(error), [SCHEMA_CHECK]) from None
     except (SocrataError, LakeError, PartitionRangeError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
-    claim_dataset(lake, socrata.dataset_id)  # published: the lake now holds this dataset, and refuses any other
     context.log.info(
         f"{extraction.rows} rows and {extraction.quarantined} quarantined in {extraction.pages} pages, "
         f"{extraction.out_of_calendar} out of the calendar, {extraction.seconds:.1f} s"
