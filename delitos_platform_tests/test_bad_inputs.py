@@ -212,7 +212,12 @@ CASES: dict[str, tuple[Callable[[World], str], str]] = {
     ),
     "bad app token (HTTP 403)": (
         _bad_token,
-        "refused the request (HTTP 403): check SOCRATA_APP_TOKEN (Invalid app_token specified)",
+        "refused the request for dataset 4v6r-wu98 (HTTP 403) while reading the dataset's metadata (Invalid app_token "
+        "specified): SOCRATA_APP_TOKEN is not a valid app token here (or the portal throttles it); set a valid one",
+    ),
+    "unknown SOCRATA_API": (
+        lambda w: _raised(lambda: build_resources({"SOCRATA_API": "soda4"})),
+        "SOCRATA_API must be one of auto, soda3, soda2, not 'soda4'",
     ),
     "unknown DELITOS_ENV": (
         lambda w: _raised(lambda: build_resources({"DELITOS_ENV": "staging"})),
@@ -243,7 +248,7 @@ CASES: dict[str, tuple[Callable[[World], str], str]] = {
     ),
     "delitos emulator --fault of no kind": (
         lambda w: w.delitos("emulator", "--snapshot", "snapshot.json", "--fault", "418:count=1"),
-        "unknown fault kind '418' (expected one of 429, 500, 503, slow, reset, truncate)",
+        "unknown fault kind '418' (expected one of 429, 500, 503, slow, reset, truncate, html, object, 202, 403)",
     ),
     "delitos emulator --fault count=x": (
         lambda w: w.delitos("emulator", "--fault", "429:count=x"),

@@ -30,10 +30,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from delitos_platform.contract import SOURCE_COLUMNS
+from delitos_platform.contract import SOURCE_COLUMNS, soda2_type
 
 TEXT, NUMBER, FLOATING = "text", "number", "floating_timestamp"
 COLUMN_TYPES = {TEXT: "VARCHAR", NUMBER: "DOUBLE", FLOATING: "TIMESTAMP"}
+# The emulator types columns as its answers' ``X-SODA2-Types`` name them; its metadata renames them.
+CONTRACT_TYPES = {name: soda2_type(kind) for name, kind in SOURCE_COLUMNS.items()}
 # The fixed creation/update time of every row of a freshly loaded file (deterministic ids and dates).
 LOAD_TIME = datetime(2026, 5, 1, tzinfo=UTC)
 FLOATING_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?)?")
@@ -88,7 +90,7 @@ def infer_types(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     for row in rows:
         for key in row:
             seen.setdefault(key, None)
-    types = {name: kind for name, kind in SOURCE_COLUMNS.items()}
+    types = dict(CONTRACT_TYPES)
     for name in seen:
         if name in types:
             continue
@@ -233,7 +235,7 @@ class Dataset:
 
     def _file_types(self, keys: Sequence[str]) -> dict[str, str]:
         """The contract's types, then extra keys typed as in :func:`infer_types`."""
-        types = dict(SOURCE_COLUMNS)
+        types = dict(CONTRACT_TYPES)
         for key in keys:
             if key in types:
                 continue

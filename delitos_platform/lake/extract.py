@@ -40,6 +40,7 @@ from delitos_platform.lake.versions import UPDATED_AT_METADATA, VERSION_METADATA
 from delitos_platform.partitions import Window, calendar, group_months, out_of_calendar_soql, pending_window
 from delitos_platform.row_ids import RowIds
 from delitos_platform.socrata import SocrataError, SocrataResource
+from delitos_platform.socrata.apis import API_NAMES
 from delitos_platform.socrata.versions import MonthVersion, month_versions, rows_updated_at
 
 # How many times months that changed while they were read are read again before the run gives up.
@@ -122,6 +123,7 @@ class Extraction:
     rows_updated_at: int
     out_of_calendar: int
     reread: list[str] = field(default_factory=list)
+    api: str = ""  # the query API it went through: SODA3 or SODA2
 
     @property
     def rows(self) -> int:
@@ -215,6 +217,7 @@ def _extract(
         rows_updated_at=state.rows_updated_at,
         out_of_calendar=out_of_calendar.ids.count,
         reread=reread,
+        api=API_NAMES.get(socrata.api_in_use or "", ""),
     )
 
 

@@ -162,7 +162,8 @@ def quarantine_check_result(extraction: Extraction) -> dg.AssetCheckResult:
 def lake_metadata(extraction: Extraction) -> dict[str, dg.MetadataValue]:
     """What every month of the run shares: the query, the dataset's version, and the run's totals (``run_*``)."""
     return {
-        "source_query": dg.MetadataValue.text(f"$where={extraction.where}&$order=:id (keyset on :id)"),
+        "source_query": dg.MetadataValue.text(f"WHERE {extraction.where} ORDER BY :id (keyset on :id)"),
+        "source_api": dg.MetadataValue.text(extraction.api),
         "source_rows_updated_at": dg.MetadataValue.int(extraction.rows_updated_at),
         "run_months": dg.MetadataValue.int(len(extraction.months)),
         "run_rows": dg.MetadataValue.int(extraction.rows),
