@@ -23,6 +23,7 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from delitos_platform import commands as cli
+from delitos_platform.contract import DATASET_ID
 from delitos_platform.defs.bronze.assets import bronze_delitos
 from delitos_platform.defs.dbt.assets import extra_environment
 from delitos_platform.defs.lake.assets import lake_delitos
@@ -94,7 +95,7 @@ ON_THE_WORLD = ("--data-dir", ".", "--dagster-home", "home")  # the world's lake
 
 
 def _demo_lake(world: World) -> None:
-    record_source(world.lake, world.emulator.url)
+    record_source(world.lake, world.emulator.url, DATASET_ID)
 
 
 def _warehouse_with_gold(world: World) -> None:
@@ -202,8 +203,12 @@ CASES: dict[str, tuple[Callable[[World], str], str]] = {
         "refused the connection twice while reading the dataset's metadata (dataset 4v6r-wu98); gave up after",
     ),
     "unknown dataset id": (
-        lambda w: w.lake_run(socrata_for(w.emulator, dataset_id="zzzz-9999")),
+        lambda w: w.lake_run(socrata_for(w.emulator, dataset_id="zzzz-9999"), LocalLake(root=str(w.root / "new"))),
         "dataset 'zzzz-9999' does not exist at http://127.0.0.1:",
+    ),
+    "another dataset on the lake": (
+        lambda w: w.lake_run(socrata_for(w.emulator, dataset_id="zzzz-9999")),
+        "holds Socrata dataset 4v6r-wu98, not zzzz-9999 (SOCRATA_DATASET): give another dataset a lake of its own",
     ),
     "bad app token (HTTP 403)": (
         _bad_token,

@@ -430,6 +430,28 @@ class Dataset:
             self._bump()
         return deleted
 
+    def duplicate_ids(self, month: str, rows: int = 1) -> str:
+        """A source fault: ``rows`` more rows of ``month`` (``YYYY-MM``) served under its first row's ``:id``.
+
+        Returns that id. Socrata promises each ``:id`` once; a portal that breaks it must not double a row.
+        """
+        where, params = self._month_filter(month)
+        with self._lock:
+            ids = [
+                r[0]
+                for r in self._con.execute(
+                    f"SELECT _id FROM data WHERE {where} ORDER BY _pos LIMIT ?", [*params, rows + 1]
+                ).fetchall()
+            ]
+            if len(ids) < rows + 1:
+                raise ValueError(f"{month} has fewer than {rows + 1} rows")
+            self._con.execute(
+                "UPDATE data SET _id = ?, _updated_at = ? WHERE _id IN (SELECT unnest(?::VARCHAR[]))",
+                [ids[0], self._stamp(), ids[1:]],
+            )
+            self._bump()
+        return ids[0]
+
     def replace_ids(self) -> None:
         """Re-publish wholesale: every row gets a new id and new dates; contents stay the same."""
         with self._lock:

@@ -140,6 +140,10 @@ class SourceChangedError(SocrataError):
     """The source kept changing while it was read: the run cannot say which version it holds."""
 
 
+class DuplicateIdsError(SocrataError):
+    """The source served one ``:id`` on several rows: a fault of the source, held until it is fixed."""
+
+
 class ContractDriftError(SocrataError):
     """The source's published columns no longer match the contract: nothing was fetched."""
 
@@ -201,8 +205,9 @@ def _extract(
         )
         months = [stager.publish_month(staged[month]) for month in window.month_keys()]
         stager.publish(out_of_calendar)
-    finally:
-        stager.discard_leftovers()
+    except BaseException:
+        stager.discard_leftovers(log)  # the failure the run reports is the one above, never this cleanup's
+        raise
     log.info(f"published {2 * len(months) + 1} audited objects in {time.perf_counter() - started:.2f} s")
     return Extraction(
         where=window.soql(),
@@ -242,10 +247,14 @@ class MonthStager:
             )
         return self._write(out_of_calendar_key(), _out_of_calendar_rows(raw), QUARANTINE_SCHEMA)
 
-    def discard_leftovers(self) -> None:
-        """Remove whatever is still in staging (everything, when the run failed before publishing)."""
+    def discard_leftovers(self, log: logging.Logger) -> None:
+        """Remove what a failed extraction left in staging; what cannot be removed now (the lake itself failing)
+        is said, and left for the next extraction's sweep: it must not hide the failure that stopped this one."""
         for staged in list(self._staged):
-            self.lake.discard(staged)
+            try:
+                self.lake.discard(staged)
+            except LakeError as error:
+                log.warning(f"{error}: left in staging, discarded by the next extraction")
         self._staged.clear()
 
     def _stage_sub_window(self, months: list[str], state: SourceState) -> list[StagedMonth]:
@@ -258,6 +267,7 @@ class MonthStager:
         rows = MonthGroups(pa.concat_tables([*kept, MEMORY_SCHEMA.empty_table()]))
         quarantined = MonthGroups(pa.concat_tables([*refused, QUARANTINE_SCHEMA.empty_table()]))
         _check_nothing_outside(window, rows, quarantined)
+        _check_ids_unique(rows, quarantined)
         return [self._stage_month(month, rows, quarantined, state) for month in months]
 
     def _fetch(self, where: str, purpose: str) -> Iterator[pa.Table]:
@@ -391,6 +401,28 @@ def _out_of_calendar_rows(raw: pa.Table) -> pa.Table:
 
     reasons = [reason(fecha) for fecha in raw["fecha_hecho"].to_pylist()]
     return quarantine_rows(raw, reasons).sort_by("row_id")
+
+
+def _check_ids_unique(*groups: MonthGroups) -> None:
+    """Each ``:id`` names one row: an id served twice would double a row in every layer and in the history."""
+    ids = pa.chunked_array([group.table["row_id"] for group in groups], pa.string())
+    counts = pc.value_counts(ids.drop_null())
+    doubled = counts.filter(pc.greater(counts.field("counts"), 1))
+    if not len(doubled):
+        return
+    worst = max(doubled.to_pylist(), key=lambda entry: (entry["counts"], entry["values"]))
+    months = sorted(
+        month
+        for group in groups
+        for month, (start, end) in group.spans.items()
+        if pc.any(pc.is_in(group.table["row_id"].take(group.order[start:end]), doubled.field("values"))).as_py()
+    )
+    held = "the month is" if len(months) == 1 else "these months are"
+    raise DuplicateIdsError(
+        f"the source served {len(doubled)} :id{'s' * (len(doubled) > 1)} more than once in {', '.join(months)} "
+        f"({worst['values']} on {worst['counts']} rows): a fault of the source; nothing was published, and "
+        f"{held} held until it serves each :id once"
+    )
 
 
 def _check_nothing_outside(window: Window, *groups: MonthGroups) -> None:

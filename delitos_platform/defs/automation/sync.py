@@ -36,7 +36,8 @@ def socrata_changes(
     A month counts as synced once its run succeeded: the months of a failed run are requested again at the
     next evaluation, even when the source did not change since.
     """
-    refusal = source_refusal(lake, socrata.url)  # before any request: never the real API on the demo's data
+    # Before any request: never the real API on the demo's data, never another dataset on this one.
+    refusal = source_refusal(lake, socrata.url, socrata.dataset_id)
     if refusal is not None:
         return dg.SensorResult(skip_reason=refusal)
     previous, failed = settle(context, SyncCursor.load(context.cursor))

@@ -6,10 +6,18 @@ import dagster as dg
 
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
-from delitos_platform.lake.extract import AuditError, ContractDriftError, Extraction, MonthWritten, extract_to_lake
-from delitos_platform.lake.provenance import source_refusal
+from delitos_platform.lake.extract import (
+    AuditError,
+    ContractDriftError,
+    DuplicateIdsError,
+    Extraction,
+    MonthWritten,
+    extract_to_lake,
+)
+from delitos_platform.lake.provenance import claim_dataset, source_refusal
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
+from delitos_platform.markdown import markdown_text
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
 from delitos_platform.queue import run_writes_warehouse
 from delitos_platform.socrata import SocrataError, SocrataResource
@@ -18,6 +26,7 @@ from delitos_platform.warehouse.base import WarehouseResource
 LAKE_DELITOS = dg.AssetKey(["lake", "delitos"])
 SCHEMA_CHECK = "schema_matches_contract"
 QUARANTINE_CHECK = "no_rows_quarantined"
+IDS_CHECK = "row_ids_unique"
 
 
 @dg.asset(
@@ -37,6 +46,15 @@ QUARANTINE_CHECK = "no_rows_quarantined"
             asset=LAKE_DELITOS,
             blocking=True,
             description="The source's columns and types and every object's Parquet schema match the contract.",
+        ),
+        dg.AssetCheckSpec(
+            IDS_CHECK,
+            asset=LAKE_DELITOS,
+            blocking=True,
+            description=(
+                "Each :id the source served names one row: an id served twice is a fault of the source, held "
+                "(nothing published) until the source serves each :id once."
+            ),
         ),
         dg.AssetCheckSpec(
             QUARANTINE_CHECK,
@@ -59,7 +77,8 @@ def lake_delitos(
     first: one that cannot have it extracts nothing.
     """
     end_step_with_its_run()
-    refusal = source_refusal(lake, socrata.url)  # before any request: never the real API on the demo's data
+    # Before any request: never the real API on the demo's data, never another dataset on this one.
+    refusal = source_refusal(lake, socrata.url, socrata.dataset_id)
     if refusal is not None:
         raise dg.Failure(description=refusal, allow_retries=False)
     if run_writes_warehouse(context.instance, context.run):
@@ -70,9 +89,13 @@ def lake_delitos(
         extraction = extract_to_lake(
             socrata, lake, window, context.run_id, log=context.log, run_is_over=lambda run: run_is_over(context, run)
         )
+        claim_dataset(lake, socrata.dataset_id)  # published: the lake now holds this dataset, and refuses any other
     except ContractDriftError as error:
         yield schema_check_result(error.drift)
         raise failed_checks(str(error), [SCHEMA_CHECK]) from None
+    except DuplicateIdsError as error:
+        yield ids_check_result(str(error))
+        raise failed_checks(str(error), [IDS_CHECK]) from None
     except AuditError as error:
         yield schema_check_result([str(error)])
         raise failed_checks(str(error), [SCHEMA_CHECK]) from None
@@ -88,7 +111,7 @@ def lake_delitos(
         context.add_asset_metadata(month_metadata(month), partition_key=month.month)
     yield dg.MaterializeResult(
         metadata=lake_metadata(extraction),
-        check_results=[schema_check_result([]), quarantine_check_result(extraction)],
+        check_results=[schema_check_result([]), ids_check_result(None), quarantine_check_result(extraction)],
     )
 
 
@@ -106,8 +129,17 @@ def schema_check_result(drift: list[str]) -> dg.AssetCheckResult:
         description="; ".join(drift[:10]) if drift else "source columns and every object match the contract",
         metadata={
             "differences": len(drift),
-            "diff": dg.MetadataValue.md("\n".join(f"- {line}" for line in drift) or "none"),
+            "diff": dg.MetadataValue.md("\n".join(f"- {markdown_text(line)}" for line in drift) or "none"),
         },
+    )
+
+
+def ids_check_result(fault: str | None) -> dg.AssetCheckResult:
+    """Fails, saying which ids and months, when the source served an ``:id`` on more than one row."""
+    return dg.AssetCheckResult(
+        check_name=IDS_CHECK,
+        passed=fault is None,
+        description=fault or "every :id the source served names one row",
     )
 
 
