@@ -65,6 +65,12 @@ def delitos(env: dict[str, str], *argv: str, timeout: float = 240) -> subprocess
     )
 
 
+def readme_gold_queries() -> list[str]:
+    """Every ``delitos sql "…"`` query the README shows an analyst."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    return re.findall(r'delitos sql "([^"]+)"', readme)
+
+
 def run_id_in(stdout: str) -> str:
     """The run id the command's last lines name."""
     found = re.search(r"^Run ([0-9a-f-]{36}) succeeded", stdout, flags=re.MULTILINE)
@@ -113,6 +119,13 @@ def test_demo_then_the_ui_then_a_backfill_share_one_instance_and_never_leave_loo
     assert len(demo.stdout.splitlines()) <= DEMO_LINES, demo.stdout
     assert all(f"✓ {step} in " in demo.stdout for step in STEPS), demo.stdout
     demo_run = run_id_in(demo.stdout)
+
+    queries = readme_gold_queries()
+    assert len(queries) >= 2 and all("gold." in query for query in queries), queries
+    for query in queries:  # confined to the warehouse (no files, no extensions), gold still answers
+        answer = delitos(env, "sql", query, "--data-dir", str(tmp_path / "data"), timeout=60)
+        assert answer.returncode == 0 and answer.stderr == "", (query, answer.stderr)
+        assert not answer.stdout.rstrip().endswith("(0 rows)"), (query, answer.stdout)
 
     port = free_port()
     graphql = GraphQL(f"http://127.0.0.1:{port}")
