@@ -165,9 +165,9 @@ def test_a_failed_demo_names_the_step_its_sentence_the_run_and_where_to_look_wit
     assert "Traceback" not in out + done.stderr and "Error:" not in out + done.stderr, out + done.stderr
     assert len(lines) <= 12, out
     [failed] = [line for line in lines if line.startswith("Run ")]
-    run_id = failed.split()[1]
     assert "failed after" in failed and "at step lake__delitos: the source no longer matches the contract" in failed
     assert "new column 'zona'" in failed
     assert lines[-1].startswith("Look at it: delitos dev --dagster-home ")
-    assert lines[-1].endswith(f"http://127.0.0.1:3000/runs/{run_id}")
+    # No UI runs on this instance: the hint names none (the README flow sees the one that runs named).
+    assert "http://" not in lines[-1] and lines[-1].endswith("this starts one and prints its address"), lines[-1]
     assert "  ✗ lake__delitos failed after" in out
