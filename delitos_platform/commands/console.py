@@ -98,7 +98,8 @@ class _Step:
     started: float
     materialized: Counter[str] = field(default_factory=Counter)  # partitioned assets: months; others: 1
     partitioned: set[str] = field(default_factory=set)
-    checks: Counter[str] = field(default_factory=Counter)
+    # Each check's verdict, its worst over its evaluations (a partitioned check has one per month).
+    checks: dict[str, str] = field(default_factory=dict)
 
 
 class ProgressHandler(logging.Handler):
@@ -130,7 +131,9 @@ class ProgressHandler(logging.Handler):
             if materialization.partition is not None:
                 self.steps[step_key].partitioned.add(key)
         elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION and step_key in self.steps:
-            self.steps[step_key].checks[_verdict(event.asset_check_evaluation_data)] += 1
+            evaluation = event.asset_check_evaluation_data
+            checks, key = self.steps[step_key].checks, evaluation.asset_check_key.to_user_string()
+            checks[key] = max(checks.get(key, "passed"), _verdict(evaluation), key=VERDICTS.index)
         elif kind == dg.DagsterEventType.STEP_SUCCESS:
             step = self.steps.get(step_key, _Step(record.created))
             seconds = event.event_specific_data.duration_ms / 1000
@@ -155,6 +158,9 @@ def failure_sentence(data: Any) -> str:
     return _first_line(data.error.message) if data.error else "no reason recorded"
 
 
+VERDICTS = ("passed", "warned", "failed")  # from best to worst
+
+
 def _verdict(evaluation: Any) -> str:
     if evaluation.passed:
         return "passed"
@@ -170,7 +176,8 @@ def _figures(step: _Step) -> str:
     ]
     whole = sorted(key for key in step.materialized if key not in step.partitioned)
     assets = " + ".join([*partitioned, *(whole if len(whole) <= 2 else [f"{len(whole)} tables"])])
-    checks = ", ".join(f"{count} {verdict}" for verdict, count in sorted(step.checks.items()))
+    verdicts = Counter(step.checks.values())
+    checks = ", ".join(f"{count} {verdict}" for verdict, count in sorted(verdicts.items()))
     return "; ".join(part for part in (assets, checks and f"checks {checks}") if part) or "done"
 
 

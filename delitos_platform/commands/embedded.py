@@ -31,7 +31,6 @@ if TYPE_CHECKING:  # the platform is imported when a run starts, not when `delit
     from delitos_platform.lake.storage import LocalLake
 
 DEFAULT_HOME = REPO_ROOT / ".dagster_home"
-UI_URL = "http://127.0.0.1:3000"
 
 
 class SettingsError(ValueError):
@@ -308,6 +307,16 @@ def run_main_job(run_id: str, first: str, last: str, verbose: bool) -> dg.Execut
         )
 
 
+def where_to_look(result: dg.ExecuteInProcessResult, embedded: Embedded) -> str:
+    """The run's page in the UI that runs on this instance; else how to start one (which prints its address)."""
+    from delitos_platform.commands.ui import running_ui
+
+    url = running_ui(embedded.home, result.run_id)
+    if url is not None:
+        return f"{url}/runs/{result.run_id}"
+    return f"{embedded.ui_hint()}    # no UI runs on this instance: this starts one and prints its address"
+
+
 def failure_lines(result: dg.ExecuteInProcessResult, embedded: Embedded, started: float) -> list[str]:
     """One sentence, the failing step, and where to look."""
     from delitos_platform.commands.console import elapsed, failure_sentence
@@ -319,7 +328,7 @@ def failure_lines(result: dg.ExecuteInProcessResult, embedded: Embedded, started
         what = "before any step ran (see the run's events)"
     return [
         f"Run {result.run_id} failed after {elapsed(started)} {what}",
-        f"Look at it: {embedded.ui_hint()}  # then {UI_URL}/runs/{result.run_id}",
+        f"Look at it: {where_to_look(result, embedded)}",
     ]
 
 
@@ -329,7 +338,7 @@ def success_lines(result: dg.ExecuteInProcessResult, embedded: Embedded, started
 
     return [
         f"Run {result.run_id} succeeded in {elapsed(started)}. See it in the UI:",
-        f"  {embedded.ui_hint()}    # then open {UI_URL}",
+        f"  {where_to_look(result, embedded)}",
     ]
 
 

@@ -1,8 +1,11 @@
 """``delitos sql``: one query of the environment's warehouse, printed as a table a person reads (or CSV).
 
 Locally the DuckDB file is opened read-only: it works while no run writes it (DuckDB takes one writer, and a
-writer's lock keeps readers of other processes out). In production the query goes to Snowflake, with the
-settings the platform uses (``SNOWFLAKE_*``). A query the database refuses is its one sentence, no traceback.
+writer's lock keeps readers of other processes out). The query is confined to the warehouse: DuckDB's external
+access is off and its configuration locked, so no statement writes or reads a file (``COPY``, ``read_csv``,
+``EXPORT``), attaches another database or installs or loads an extension. In production the query goes to
+Snowflake, with the settings the platform uses (``SNOWFLAKE_*``), as the reader role of docs/snowflake.md. A
+query the database refuses is one sentence, no traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +27,23 @@ EXAMPLES = """examples:
   delitos sql "select mes, casos, casos_12m from gold.tendencia_mensual order by mes desc limit 12" --format csv
   DELITOS_ENV=prod delitos sql "select * from GOLD.RESUMEN_GENERAL"       # Snowflake, with the SNOWFLAKE_* settings
 """
+
+
+# The warehouse's tables and nothing else: no file system, no network, no extension, and no ``SET`` undoing it.
+CONFINED_TO_THE_WAREHOUSE = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+# What a statement refused by that confinement tried, by its DuckDB statement type (anything else read a file).
+REFUSED_ACTIONS = {
+    "COPY": "copying to or from a file",
+    "EXPORT": "exporting to files",
+    "ATTACH": "attaching another database",
+    "LOAD": "installing or loading an extension",
+    "SET": "changing DuckDB's settings",
+}
 
 
 class QueryError(ValueError):
@@ -71,7 +91,7 @@ def query_duckdb(path: Path, query: str) -> tuple[list[str], list[tuple[Any, ...
     if not path.is_file():
         raise QueryError(f"there is no warehouse at {path} yet: run `delitos demo` first (or give --data-dir)")
     try:
-        connection = duckdb.connect(str(path), read_only=True)
+        connection = duckdb.connect(str(path), read_only=True, config=CONFINED_TO_THE_WAREHOUSE)
     except duckdb.IOException as error:
         if "lock" in str(error).lower():
             raise QueryError(
@@ -84,9 +104,18 @@ def query_duckdb(path: Path, query: str) -> tuple[list[str], list[tuple[Any, ...
         columns = [column[0] for column in cursor.description or []]
         return columns, cursor.fetchall() if columns else []
     except duckdb.Error as error:
+        if isinstance(error, duckdb.PermissionException) or "configuration has been locked" in str(error):
+            action = refused_action(connection, query)
+            raise QueryError(f"{action} is refused (a query reads the warehouse's tables only)") from None
         raise QueryError(f"DuckDB refused the query: {_sentence(error)}") from None
     finally:
         connection.close()
+
+
+def refused_action(connection: Any, query: str) -> str:
+    """What a statement refused by ``CONFINED_TO_THE_WAREHOUSE`` tried to do, in words."""
+    kinds = [statement.type.name for statement in connection.extract_statements(query)]
+    return next((REFUSED_ACTIONS[kind] for kind in kinds if kind in REFUSED_ACTIONS), "reading a file")
 
 
 def query_snowflake(query: str, environ: Mapping[str, str] = os.environ) -> tuple[list[str], list[tuple[Any, ...]]]:

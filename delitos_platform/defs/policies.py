@@ -52,3 +52,12 @@ def _ended(context: dg.AssetExecutionContext, run_id: str) -> bool:
     """A run of this instance that has ended (whose main process may live on, e.g. a Python session)."""
     run = context.instance.get_run_by_id(run_id)
     return run is not None and run.is_finished
+
+
+# Dagster's standard entry for a table's rows: the asset page shows it, and plots it per partition.
+ROW_COUNT_METADATA = "dagster/row_count"
+
+
+def row_count(rows: int) -> dict[str, dg.MetadataValue]:
+    """The ``dagster/row_count`` entry of a materialization (of a whole table, or of one month of it)."""
+    return {ROW_COUNT_METADATA: dg.MetadataValue.int(int(rows))}

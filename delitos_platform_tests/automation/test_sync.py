@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from delitos_platform.defs.automation.schedules import newest_months
+from delitos_platform.defs.automation.schedules import SOURCE_PUBLISHES_ON_DAY, newest_months
 from delitos_platform.defs.automation.sync import REASON_TAG, socrata_changes
 from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED_CHECK
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
@@ -182,8 +182,17 @@ def test_a_wholesale_replacement_is_reported_and_a_full_resync_is_exact(synced, 
     assert bronze_ids == set(fresh_emulator.dataset.dump())
 
 
+def test_the_monthly_schedule_runs_after_the_source_publishes_the_month_before():
+    """The source publishes around the 16th with the previous month: a run before that reads nothing new."""
+    _minute, _hour, day_of_month, month, day_of_week = newest_months.cron_schedule.split()
+
+    assert (month, day_of_week) == ("*", "*")
+    assert int(day_of_month) > SOURCE_PUBLISHES_ON_DAY
+    assert newest_months.execution_timezone == "America/Bogota"
+
+
 def test_the_monthly_schedule_brings_in_the_two_newest_months_in_one_run():
-    when = datetime(2026, 12, 5, 6, 0, tzinfo=ZoneInfo("America/Bogota"))
+    when = datetime(2026, 12, 17, 6, 0, tzinfo=ZoneInfo("America/Bogota"))
 
     request = newest_months(dg.build_schedule_context(scheduled_execution_time=when))
 

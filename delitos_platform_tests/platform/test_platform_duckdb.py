@@ -51,6 +51,31 @@ def _recount_por_mes(rows: list[dict[str, str]]) -> list[tuple]:
     return sorted((mes, articulo, casos[(mes, articulo)], registros[(mes, articulo)]) for mes, articulo in casos)
 
 
+def assert_every_page_says_its_rows_lineage_and_checks(
+    result: dg.ExecuteInProcessResult, database: Path, snapshot_rows: list[dict[str, str]]
+) -> None:
+    """``dagster/row_count`` on each month of bronze and silver and on every gold table; gold's columns traced
+    back to silver and bronze; silver's row-level tests one evaluation per month, the whole-table ones once."""
+    events = result.get_asset_materialization_events()
+    expected = {month: rows_per_month(snapshot_rows)[month] for month in MONTHS}
+    for layer in (BRONZE_DELITOS, SILVER):
+        per_month = {e.partition: e.materialization.metadata for e in events if e.asset_key == layer}
+        assert {month: meta["dagster/row_count"].value for month, meta in per_month.items()} == expected, layer
+    for event in (e for e in events if e.asset_key.path[0] == "gold"):
+        [(rows,)] = query(database, f"SELECT count(*) FROM gold.{event.asset_key.path[1]}")
+        assert event.materialization.metadata["dagster/row_count"].value == rows, event.asset_key
+    [trend] = [e.materialization.metadata for e in events if e.asset_key == dg.AssetKey(["gold", "tendencia_mensual"])]
+    lineage = trend["dagster/column_lineage"].value
+    assert {dep.asset_key for dep in lineage.deps_by_column["casos"]} == {SILVER}
+    for stg in (e.materialization.metadata["dagster/column_lineage"].value for e in events if e.asset_key == SILVER):
+        assert {dep.asset_key for dep in stg.deps_by_column["cantidad"]} == {BRONZE_DELITOS}  # back to bronze
+    row_level = check_evaluations(result, "not_null_stg_delitos_row_id")
+    assert sorted(evaluation.partition for evaluation in row_level) == MONTHS
+    assert all(evaluation.passed for evaluation in row_level)
+    [whole_table] = check_evaluations(result, "unique_stg_delitos_row_id")
+    assert whole_table.partition is None and whole_table.passed
+
+
 def test_every_layer_reconciles_and_a_second_run_changes_nothing(emulator, tmp_path, snapshot_rows):
     database = tmp_path / "warehouse.duckdb"
     resources = duckdb_resources(emulator, tmp_path)
@@ -70,6 +95,7 @@ def test_every_layer_reconciles_and_a_second_run_changes_nothing(emulator, tmp_p
         _recount_por_mes(snapshot_rows)
     )
     assert query(database, "SELECT DISTINCT _run_id FROM bronze.delitos") == [(first.run_id,)]
+    assert_every_page_says_its_rows_lineage_and_checks(first, database, snapshot_rows)
     for layer in (dg.AssetKey(["lake", "delitos"]), BRONZE_DELITOS):  # each month says its own rows, once
         events = [event for event in first.get_asset_materialization_events() if event.asset_key == layer]
         assert sorted(event.partition for event in events) == MONTHS

@@ -41,6 +41,27 @@ query {
 }
 """
 
+# What a gold asset's page reads of its latest materialization: the row count and the column lineage tab.
+LATEST_MATERIALIZATION = """
+query ($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    __typename
+    ... on AssetNode {
+      assetMaterializations(limit: 1) {
+        runId
+        metadataEntries {
+          label
+          ... on IntMetadataEntry { intValue }
+          ... on TableColumnLineageMetadataEntry {
+            lineage { columnName columnDeps { assetKey { path } columnName } }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
 
 def months(first: str, last: str) -> list[str]:
     """Partition keys from ``first`` to ``last`` included."""
@@ -141,3 +162,27 @@ def test_graphql_backfill_is_marked_completed(platform: Platform, main_job_backf
     backfill = wait_until(finished, 60.0, f"backfill {main_job_backfill.backfill_id} to be marked done", interval=1.0)
     assert backfill["status"] in {"COMPLETED", "COMPLETED_SUCCESS"}, backfill
     assert len(backfill["runs"]) == 1
+
+
+def test_a_gold_page_reads_its_row_count_and_its_column_lineage_back_to_silver(
+    platform: Platform, main_job_backfill: LaunchedBackfill
+) -> None:
+    """``gold/tendencia_mensual`` as the UI reads it: ``dagster/row_count`` = the table's rows, and the column
+    ``casos`` traced to ``silver/stg_delitos.cantidad`` (whose own page traces it to ``bronze/delitos``)."""
+    key = {"path": ["gold", "tendencia_mensual"]}
+    node = expect_type(platform.graphql(LATEST_MATERIALIZATION, key=key)["assetNodeOrError"], "AssetNode")
+    [latest] = node["assetMaterializations"]
+    entries = {entry["label"]: entry for entry in latest["metadataEntries"]}
+    with duckdb.connect(str(platform.warehouse), read_only=True) as warehouse:
+        [(rows,)] = warehouse.execute("SELECT count(*) FROM gold.tendencia_mensual").fetchall()
+    assert entries["dagster/row_count"]["intValue"] == rows > 0
+    lineage = {entry["columnName"]: entry["columnDeps"] for entry in entries["dagster/column_lineage"]["lineage"]}
+    assert {"assetKey": {"path": ["silver", "stg_delitos"]}, "columnName": "cantidad"} in lineage["casos"]
+
+    silver = {"path": ["silver", "stg_delitos"]}
+    node = expect_type(platform.graphql(LATEST_MATERIALIZATION, key=silver)["assetNodeOrError"], "AssetNode")
+    [latest] = node["assetMaterializations"]
+    entries = {entry["label"]: entry for entry in latest["metadataEntries"]}
+    lineage = {entry["columnName"]: entry["columnDeps"] for entry in entries["dagster/column_lineage"]["lineage"]}
+    assert lineage["cantidad"] == [{"assetKey": {"path": ["bronze", "delitos"]}, "columnName": "cantidad"}]
+    assert entries["dagster/row_count"]["intValue"] > 0  # the month's rows

@@ -49,6 +49,8 @@ WORKSPACE = """
 query { workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
   locationOrLoadError { __typename ... on PythonError { message } } } } } }
 """
+# What a warning looks like in the terminal: Python's (``SupersessionWarning: …``) and Dagster's log lines.
+WARNING_LINE = re.compile(r"Warning\b|\bWARNING\b")
 SETTINGS = ("DAGSTER_HOME", "SOCRATA_URL", "DELITOS_ENV", "DELITOS_DATA_DIR", "DELITOS_WAREHOUSE_PATH")
 
 
@@ -63,6 +65,12 @@ def delitos(env: dict[str, str], *argv: str, timeout: float = 240) -> subprocess
         timeout=timeout,
         check=False,
     )
+
+
+def readme_gold_queries() -> list[str]:
+    """Every ``delitos sql "…"`` query the README shows an analyst."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    return re.findall(r'delitos sql "([^"]+)"', readme)
 
 
 def run_id_in(stdout: str) -> str:
@@ -113,6 +121,14 @@ def test_demo_then_the_ui_then_a_backfill_share_one_instance_and_never_leave_loo
     assert len(demo.stdout.splitlines()) <= DEMO_LINES, demo.stdout
     assert all(f"✓ {step} in " in demo.stdout for step in STEPS), demo.stdout
     demo_run = run_id_in(demo.stdout)
+    assert "http://" not in demo.stdout.splitlines()[-1], demo.stdout  # no UI runs yet: the hint names none
+
+    queries = readme_gold_queries()
+    assert len(queries) >= 2 and all("gold." in query for query in queries), queries
+    for query in queries:  # confined to the warehouse (no files, no extensions), gold still answers
+        answer = delitos(env, "sql", query, "--data-dir", str(tmp_path / "data"), timeout=60)
+        assert answer.returncode == 0 and answer.stderr == "", (query, answer.stderr)
+        assert not answer.stdout.rstrip().endswith("(0 rows)"), (query, answer.stdout)
 
     port = free_port()
     graphql = GraphQL(f"http://127.0.0.1:{port}")
@@ -134,12 +150,17 @@ def test_demo_then_the_ui_then_a_backfill_share_one_instance_and_never_leave_loo
         assert backfill.stderr == "" and "Source: our emulator at http://127.0.0.1:" in backfill.stdout
         backfill_run = run_id_in(backfill.stdout)
         assert runs(graphql).get(backfill_run) == "SUCCESS"
+        # The hint names the UI that runs on this instance, on the port it was given.
+        assert backfill.stdout.splitlines()[-1].strip() == f"http://127.0.0.1:{port}/runs/{backfill_run}", backfill
         marks.append(("backfill", time.monotonic()))
 
         # Looked at after the backfill: the daemon evaluated the sensor meanwhile, as it started.
         tick = wait_until(lambda: first_tick(graphql, dev), 90, "the source sensor's first tick", interval=1.0)
         # Our emulator holds what the demo synced: nothing changed, nothing requested, no error.
         assert tick["error"] is None and tick["runIds"] == [] and tick["status"] == "SKIPPED", tick
+        # By now every service started and the daemon ran its first pass (where Dagster warns of a missing cursor).
+        started = (tmp_path / "dev.log").read_text(errors="replace")
+        assert not [line for line in started.splitlines() if WARNING_LINE.search(line)], started
         marks.append(("sensor tick", time.monotonic()))
 
         assert dev.popen is not None

@@ -5,8 +5,10 @@ import dagster as dg
 from delitos_platform.defs.jobs import main_job
 from delitos_platform.partitions import monthly_partitions, range_tags
 
-# 06:00 in Bogotá on the 5th: datos.gov.co publishes the previous month in its first days.
-NEWEST_MONTHS_CRON = "0 6 5 * *"
+# The source publishes around the 16th of each month, with the month before: 06:00 in Bogotá on the 17th runs
+# the day after, when that month is in (a run on the 5th read a month not published yet). See docs/operations.md.
+SOURCE_PUBLISHES_ON_DAY = 16
+NEWEST_MONTHS_CRON = f"0 6 {SOURCE_PUBLISHES_ON_DAY + 1} * *"
 TIMEZONE = "America/Bogota"
 
 
@@ -17,8 +19,9 @@ TIMEZONE = "America/Bogota"
     execution_timezone=TIMEZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description=(
-        "Monthly, 06:00 America/Bogota on the 5th: the two newest complete months in ONE run (the month just "
-        "published and the one before, the one most often revised). Older revisions are the sensor's job."
+        f"Monthly, 06:00 America/Bogota on the {SOURCE_PUBLISHES_ON_DAY + 1}th, the day after the source's usual "
+        "publication: the two newest complete months in ONE run (the month just published and the one before, the "
+        "one most often revised). Older revisions, and a publication late or early, are the sensor's job."
     ),
 )
 def newest_months(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 import dagster as dg
 
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse, row_count
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
@@ -92,7 +92,8 @@ def bronze_delitos(
     # One materialization per month, each with the result's metadata: a month's rows go to its partition alone.
     rows_by_month = load.rows_by_month
     for month in months:
-        context.add_asset_metadata({"rows": dg.MetadataValue.int(rows_by_month.get(month, 0))}, partition_key=month)
+        rows = rows_by_month.get(month, 0)
+        context.add_asset_metadata({"rows": dg.MetadataValue.int(rows), **row_count(rows)}, partition_key=month)
     yield dg.MaterializeResult(metadata=bronze_metadata(load, len(months)), check_results=checks)
 
 

@@ -30,6 +30,7 @@ from delitos_platform.charts import (
     revisions_markdown,
     trend_markdown,
 )
+from delitos_platform.defs.dbt.observability import recorded_per_month, windowed_check, with_column_lineage
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, hold_warehouse
 from delitos_platform.lifeline import end_step_with_its_run, guarded
 from delitos_platform.partitions import Window, monthly_partitions
@@ -106,6 +107,13 @@ class DelitosDbtTranslator(DagsterDbtTranslator):
             partitions_def=monthly_partitions if layer == "silver" else None,
         )
 
+    def get_asset_check_spec(
+        self, asset_spec: dg.AssetSpec, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetCheckSpec | None:
+        """dagster-dbt's check, partitioned by month where the dbt test checks the run's window."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        return windowed_check(spec, self.get_resource_props(manifest, unique_id))
+
 
 def window_environment(window: Window) -> dict[str, str]:
     """The run's window for dbt, half-open ``[start, end)`` as ISO dates (read by the ``delitos_window`` macro).
@@ -140,7 +148,7 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     partitioned = context.has_partition_key_range
     window = window_environment(Window.from_time_window(context.partition_time_window)) if partitioned else {}
     events = list(run_dbt(dbt, ["build"], context, window))
-    for event in events:
+    for event in recorded_per_month(context, warehouse, events):
         key = _asset_key_of(context, event)
         view = GOLD_VIEWS.get(key) if key else None
         yield event.with_metadata({**(event.metadata or {}), **drawn(context, view, warehouse)}) if view else event
@@ -206,7 +214,7 @@ def run_dbt(
     with extra_environment({**INDIRECT_SELECTION, **(environment or {})}):
         invocation = dbt.cli(args, context=context, raise_on_error=False)
     with guarded(invocation.process):  # dbt is interrupted if this step dies before it ends
-        yield from invocation.stream()
+        yield from with_column_lineage(invocation.stream(), invocation.manifest, Path(invocation.target_path))
     error = invocation.get_error()
     if error is not None:
         summary = failed_nodes_summary(_run_results(invocation), invocation.manifest) or dbt_errors(str(error))
