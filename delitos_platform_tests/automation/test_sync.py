@@ -12,6 +12,7 @@ from delitos_platform.defs.automation.schedules import newest_months
 from delitos_platform.defs.automation.sync import REASON_TAG, socrata_changes
 from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED_CHECK
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
+from delitos_platform.defs.policies import ACCEPT_DROP_TAG, VOLUME_CHECK
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import LocalLake
 from delitos_platform.partitions import Window, tagged_range
@@ -153,17 +154,23 @@ def test_adjacent_revisions_share_a_run_and_a_new_month_gets_its_own(synced, fre
     assert ranges(result) == [("2008-06-01", "2008-06-01"), ("2019-03-01", "2019-04-01")]
 
 
-def test_a_deleted_month_is_resynced_empty(synced, fresh_emulator, tmp_path):
+def test_a_deleted_month_is_held_then_resynced_empty_once_the_drop_is_accepted(synced, fresh_emulator, tmp_path):
     resources, cursor = synced
+    database = tmp_path / "warehouse.duckdb"
     fresh_emulator.dataset.delete_month("2019-03")
 
     result = evaluate(resources, cursor)
 
     assert ranges(result) == [("2019-03-01", "2019-03-01")]
-    assert run_request(resources, result.run_requests[0]).success
-    assert query(tmp_path / "warehouse.duckdb", "SELECT count(*) FROM bronze.delitos WHERE mes = '2019-03-01'") == [
-        (0,)
-    ]
+    [request] = result.run_requests
+    held = run_request(resources, request)
+    assert not held.success
+    [volume] = check_evaluations(held, VOLUME_CHECK)
+    assert not volume.passed and "2019-03: 93 → 0 rows" in volume.description
+    assert query(database, "SELECT count(*) FROM bronze.delitos WHERE mes = '2019-03-01'") == [(93,)]
+    accepted = {**request.tags, ACCEPT_DROP_TAG: "true"}
+    assert run_request(resources, dg.RunRequest(run_key="accepted", tags=accepted)).success
+    assert query(database, "SELECT count(*) FROM bronze.delitos WHERE mes = '2019-03-01'") == [(0,)]
 
 
 def test_a_wholesale_replacement_is_reported_and_a_full_resync_is_exact(synced, fresh_emulator, tmp_path):

@@ -4,9 +4,24 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse
+from delitos_platform.defs.policies import (
+    MONTHLY_FRESHNESS,
+    VOLUME_CHECK,
+    drop_accepted,
+    drop_metadata,
+    failed_checks,
+    hold_warehouse,
+    volume_check_result,
+)
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
-from delitos_platform.lake.extract import AuditError, ContractDriftError, Extraction, MonthWritten, extract_to_lake
+from delitos_platform.lake.extract import (
+    AuditError,
+    ContractDriftError,
+    Extraction,
+    MonthWritten,
+    VolumeHeldError,
+    extract_to_lake,
+)
 from delitos_platform.lake.provenance import source_refusal
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
@@ -39,6 +54,15 @@ QUARANTINE_CHECK = "no_rows_quarantined"
             description="The source's columns and types and every object's Parquet schema match the contract.",
         ),
         dg.AssetCheckSpec(
+            VOLUME_CHECK,
+            asset=LAKE_DELITOS,
+            blocking=True,
+            description=(
+                "No month of the run falls sharply against what the lake publishes, and the window loses no more "
+                "than a tenth of its rows (thresholds: DELITOS_HOLD_*); a held run publishes nothing."
+            ),
+        ),
+        dg.AssetCheckSpec(
             QUARANTINE_CHECK,
             asset=LAKE_DELITOS,
             description="Rows the contract refused (kept in quarantine with the reason, counted): a warning.",
@@ -67,8 +91,15 @@ def lake_delitos(
     try:
         window = Window.from_time_window(context.partition_time_window)
         context.log.info(f"Extracting [{window.start}, {window.end}) from {socrata.shown_url} into the lake")
+        accept = drop_accepted(context)
         extraction = extract_to_lake(
-            socrata, lake, window, context.run_id, log=context.log, run_is_over=lambda run: run_is_over(context, run)
+            socrata,
+            lake,
+            window,
+            context.run_id,
+            log=context.log,
+            run_is_over=lambda run: run_is_over(context, run),
+            accept_drop=accept,
         )
     except ContractDriftError as error:
         yield schema_check_result(error.drift)
@@ -76,6 +107,10 @@ def lake_delitos(
     except AuditError as error:
         yield schema_check_result([str(error)])
         raise failed_checks(str(error), [SCHEMA_CHECK]) from None
+    except VolumeHeldError as error:
+        yield schema_check_result([])
+        yield volume_check_result(error.verdict, accepted=False, held_at=error.held_at)
+        raise failed_checks(str(error), [VOLUME_CHECK]) from None
     except (SocrataError, LakeError, PartitionRangeError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     context.log.info(
@@ -88,7 +123,11 @@ def lake_delitos(
         context.add_asset_metadata(month_metadata(month), partition_key=month.month)
     yield dg.MaterializeResult(
         metadata=lake_metadata(extraction),
-        check_results=[schema_check_result([]), quarantine_check_result(extraction)],
+        check_results=[
+            schema_check_result([]),
+            volume_check_result(extraction.volume, accepted=extraction.drop_accepted),
+            quarantine_check_result(extraction),
+        ],
     )
 
 
@@ -139,6 +178,7 @@ def lake_metadata(extraction: Extraction) -> dict[str, dg.MetadataValue]:
         "run_pages": dg.MetadataValue.int(extraction.pages),
         "run_months_read_again": dg.MetadataValue.int(len(extraction.reread)),
         "run_seconds": dg.MetadataValue.float(round(extraction.seconds, 3)),
+        **drop_metadata(extraction.volume, extraction.drop_accepted),
     }
 
 
