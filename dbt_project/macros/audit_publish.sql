@@ -10,7 +10,7 @@
       (`delitos_audited_view`) is created at publication instead, over the published names.
     - dbt's `build` order tests each model before anything downstream of it is built; a failed test skips them.
     - `on-run-end` (`delitos_publish_audited`) swaps in every staged relation whose model succeeded and whose every
-      test passed (DuckDB: all of them in ONE transaction; Snowflake: each by one atomic CREATE OR REPLACE … CLONE),
+      test passed (all of them in ONE transaction: DuckDB renames, Snowflake deletes and inserts),
       and drops the others: a failed test leaves the previous table published. Then it (re)creates the audited
       views whose audited models were all published; a view over a kept model stays as it was.
 #}
@@ -71,7 +71,8 @@
     {%- endcall %}
     {{ run_hooks(post_hooks) }}
     {% do adapter.commit() %}
-    {{ return({'relations': [target]}) }}
+    {#- The staged relation is what exists now (dbt's relation cache must not believe the published one does). -#}
+    {{ return({'relations': [staged]}) }}
 {% endmaterialization %}
 
 {% materialization delitos_audited_incremental, default %}
@@ -95,7 +96,8 @@
     {% endif %}
     {{ run_hooks(post_hooks) }}
     {% do adapter.commit() %}
-    {{ return({'relations': [target]}) }}
+    {#- The staged relation is what exists now (dbt's relation cache must not believe the published one does). -#}
+    {{ return({'relations': [staged]}) }}
 {% endmaterialization %}
 
 {#- Nothing at build time: the view is created over the published tables once they are published. -#}
@@ -186,14 +188,34 @@
     {%- endcall %}
 {% endmacro %}
 
-{#- Snowflake: DDL commits on its own, so each table is replaced by one atomic statement, then its stage dropped. -#}
+{#- Snowflake: DDL commits on its own, so the tables are published by DML in ONE transaction (delete, insert from
+    the staged table: the published table keeps its definition, grants and constraints), then the staged tables are
+    dropped. A table seen for the first time, or whose columns changed with its contract, is created from its
+    staged table instead (zero-copy clone). -#}
 {% macro snowflake__delitos_swap_in(relations) %}
+    {% set dml = [] %}
     {% for relation in relations %}
+        {% set staged = delitos_staged(relation) %}
+        {% set columns = adapter.get_columns_in_relation(staged) | map(attribute='name') | list %}
+        {% set existing = adapter.get_relation(database=relation.database, schema=relation.schema,
+                                               identifier=relation.identifier) %}
+        {% if existing is not none and (adapter.get_columns_in_relation(existing) | map(attribute='name') | list) == columns %}
+            {% set names = get_quoted_csv(columns) %}
+            {% do dml.append('delete from ' ~ relation) %}
+            {% do dml.append('insert into ' ~ relation ~ ' (' ~ names ~ ') select ' ~ names ~ ' from ' ~ staged) %}
+        {% else %}
+            {% do adapter.drop_relation(relation) %}
+            {% call statement('delitos_publish_audited', auto_begin=False) -%}
+                create table {{ relation }} clone {{ staged }}
+            {%- endcall %}
+        {% endif %}
+    {% endfor %}
+    {% if dml %}
         {% call statement('delitos_publish_audited', auto_begin=False) -%}
-            create or replace table {{ relation }} clone {{ delitos_staged(relation) }}
+            {{ snowflake_dml_explicit_transaction(dml | join(';\n')) }}
         {%- endcall %}
-        {% call statement('delitos_publish_audited', auto_begin=False) -%}
-            drop table if exists {{ delitos_staged(relation) }}
-        {%- endcall %}
+    {% endif %}
+    {% for relation in relations %}
+        {% do adapter.drop_relation(delitos_staged(relation)) %}
     {% endfor %}
 {% endmacro %}
