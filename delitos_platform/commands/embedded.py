@@ -197,7 +197,14 @@ def prepare_dagster_home(home: Path) -> Path:
 
 
 def run_in_warehouse(
-    command: str, embedded: Embedded, url: str, *, first: str, last: str, verbose: bool
+    command: str,
+    embedded: Embedded,
+    url: str,
+    *,
+    first: str,
+    last: str,
+    verbose: bool,
+    tags: Mapping[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult | None:
     """Take the warehouse, open the platform and run the main job over ``first`` → ``last``; ``None`` (having
     said so in one sentence on stderr, changed nothing) while another run holds the warehouse."""
@@ -216,7 +223,7 @@ def run_in_warehouse(
         open_platform(embedded, url)
         say(f"Source: {'our emulator at ' + url if is_emulator(url) else url}")
         with quiet_output(verbose):
-            return run_main_job(run_id, first, last, verbose)
+            return run_main_job(run_id, first, last, verbose, tags)
     finally:
         warehouse.release(run_id)
 
@@ -228,8 +235,11 @@ def is_emulator(url: str) -> bool:
     return is_loopback(url)
 
 
-def run_main_job(run_id: str, first: str, last: str, verbose: bool) -> dg.ExecuteInProcessResult:
-    """The main job over ``first`` → ``last`` (partition keys) as one run recorded in the instance, with progress."""
+def run_main_job(
+    run_id: str, first: str, last: str, verbose: bool, tags: Mapping[str, str] | None = None
+) -> dg.ExecuteInProcessResult:
+    """The main job over ``first`` → ``last`` (partition keys) as one run recorded in the instance, with progress;
+    ``tags``: the run's own, beside its range (e.g. an accepted volume drop)."""
     import dagster as dg
 
     from delitos_platform.commands.console import run_config, say, with_progress
@@ -245,7 +255,7 @@ def run_main_job(run_id: str, first: str, last: str, verbose: bool) -> dg.Execut
     with dg.DagsterInstance.get() as instance:
         return job.execute_in_process(
             instance=instance,
-            tags=range_tags(first, last),
+            tags={**(tags or {}), **range_tags(first, last)},
             run_config=run_config(verbose),
             raise_on_error=False,
             run_id=run_id,

@@ -44,7 +44,7 @@ from delitos_platform.partitions import Window, calendar, group_months, out_of_c
 from delitos_platform.row_ids import RowIds
 from delitos_platform.socrata import SocrataError, SocrataResource
 from delitos_platform.socrata.versions import MonthVersion, month_versions, rows_updated_at
-from delitos_platform.volume import VolumeVerdict
+from delitos_platform.volume import HOW_TO_ACCEPT, VolumeVerdict
 
 # How many times months that changed while they were read are read again before the run gives up.
 REREADS = 2
@@ -161,7 +161,9 @@ class VolumeHeldError(LakeError):
 
     def __init__(self, verdict: VolumeVerdict, held_at: str) -> None:
         self.verdict, self.held_at = verdict, held_at
-        super().__init__(f"the lake held the run's months, nothing was published: {verdict.describe()}")
+        super().__init__(
+            f"the lake held the run's months, nothing was published: {verdict.describe()}; {HOW_TO_ACCEPT}"
+        )
 
 
 def extract_to_lake(
