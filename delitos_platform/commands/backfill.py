@@ -60,7 +60,7 @@ def check_range(first: str, last: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the backfill; 0 when every step succeeded, 1 when a step failed or another run holds the warehouse."""
     from delitos_platform.commands.console import say
-    from delitos_platform.defs.policies import ACCEPT_DROP_TAG
+    from delitos_platform.defs.volume_guard import ACCEPT_DROP_TAG
 
     embedded = platform.check_embedded("delitos backfill", args)
     check_range(args.first, args.last)

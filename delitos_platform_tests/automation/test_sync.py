@@ -12,7 +12,7 @@ from delitos_platform.defs.automation.schedules import newest_months
 from delitos_platform.defs.automation.sync import REASON_TAG, socrata_changes
 from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED_CHECK
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
-from delitos_platform.defs.policies import ACCEPT_DROP_TAG, VOLUME_CHECK
+from delitos_platform.defs.volume_guard import ACCEPT_DROP_TAG, VOLUME_CHECK
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import LocalLake
 from delitos_platform.partitions import Window, tagged_range

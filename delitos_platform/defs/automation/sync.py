@@ -3,8 +3,8 @@
 import dagster as dg
 
 from delitos_platform.defs.jobs import main_job
-from delitos_platform.defs.policies import VOLUME_CHECK
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
+from delitos_platform.defs.volume_guard import VOLUME_CHECK
 from delitos_platform.lake.provenance import source_refusal
 from delitos_platform.lake.storage import LakeResource
 from delitos_platform.partitions import monthly_partitions, range_tags, tagged_range

@@ -6,15 +6,8 @@ from collections.abc import Iterator, Mapping
 import dagster as dg
 
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
-from delitos_platform.defs.policies import (
-    MONTHLY_FRESHNESS,
-    VOLUME_CHECK,
-    drop_accepted,
-    drop_metadata,
-    failed_checks,
-    hold_warehouse,
-    volume_check_result,
-)
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse
+from delitos_platform.defs.volume_guard import VOLUME_CHECK, drop_accepted, drop_metadata, volume_check_result
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions

@@ -4,16 +4,9 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from delitos_platform.defs.policies import (
-    MONTHLY_FRESHNESS,
-    VOLUME_CHECK,
-    drop_accepted,
-    drop_metadata,
-    failed_checks,
-    hold_warehouse,
-    volume_check_result,
-)
+from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
+from delitos_platform.defs.volume_guard import VOLUME_CHECK, drop_accepted, drop_metadata, volume_check_result
 from delitos_platform.lake.extract import (
     AuditError,
     ContractDriftError,
