@@ -142,15 +142,14 @@ def versions_held_by_lake(
             continue
         try:
             version = lake.object_version(data_key(month))
+            if version is not None:  # the month's tag holds its count: nothing more to read
+                held[month] = None if version.month_tag.startswith("0@") else version.month_tag
+                continue
             rows, quarantined = lake_counts(lake, month)
         except LakeError:
             continue  # unreadable: nothing is known of it, and the run that rewrites it will say so
-        if version is not None:
-            held[month] = None if version.month_tag.startswith("0@") else version.month_tag
-        elif month in source and rows + quarantined == source[month].rows:
-            held[month] = source[month].tag()
-        else:
-            held[month] = f"{rows + quarantined}@unknown"
+        fetched = rows + quarantined
+        held[month] = source[month].tag() if month in source and fetched == source[month].rows else f"{fetched}@"
     return held
 
 
