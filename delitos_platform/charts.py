@@ -1,16 +1,20 @@
 """What the UI shows on the gold assets: charts drawn from the gold tables, as PNG images inside Markdown.
 
 The Dagster UI renders a base64 ``data:`` image inside Markdown metadata. matplotlib is imported inside the
-functions that draw, so importing this module (and the definitions) stays fast.
+functions that draw, so importing this module (and the definitions) stays fast. Names come from the source: they
+are drawn as written (mathtext off: ``$\\FRAC{$`` is text, not a formula that fails) and escaped in the tables.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+from delitos_platform.markdown import markdown_text
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -59,6 +63,26 @@ REVISIONS_HOW_TO_READ = (
 )
 
 
+Params = ParamSpec("Params")
+Drawn = TypeVar("Drawn")
+
+
+def literal_text(draw: Callable[Params, Drawn]) -> Callable[Params, Drawn]:
+    """Draw with mathtext off: every label, tick and title is shown as the text it is.
+
+    Tick labels are made when the figure is saved, so the whole drawing runs under the setting.
+    """
+
+    @functools.wraps(draw)
+    def drawing(*args: Params.args, **kwargs: Params.kwargs) -> Drawn:
+        from matplotlib import rc_context
+
+        with rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return drawing
+
+
 def png_markdown(figure: Figure, alt: str) -> str:
     """``figure`` as a PNG embedded in Markdown (``![alt](data:image/png;base64,...)``), which the UI renders."""
     buffer = io.BytesIO()
@@ -85,6 +109,7 @@ def _thousands() -> FuncFormatter:
     return FuncFormatter(lambda value, _position: f"{value:,.0f}")
 
 
+@literal_text
 def trend_markdown(rows: Sequence[tuple[date, int, int]]) -> str:
     """Cases per month and the 12-month rolling sum, every month (rows: mes, casos, casos_12m; any order)."""
     if not rows:
@@ -109,6 +134,7 @@ def trend_markdown(rows: Sequence[tuple[date, int, int]]) -> str:
     return f"{png_markdown(figure, f'Cases per month and last 12 months, {first} to {last}')}\n\n{latest}"
 
 
+@literal_text
 def articles_markdown(rows: Sequence[tuple[str, str, int]]) -> str:
     """Cases by article of Law 1273/2009, most first (rows: articulo, categoria, casos)."""
     if not rows:
@@ -121,10 +147,14 @@ def articles_markdown(rows: Sequence[tuple[str, str, int]]) -> str:
     axis.set_xlabel("cases, all months")
     figure.suptitle("Cybercrime cases by article of Law 1273 of 2009")
     table = ["| article | category | cases |", "|---|---|---:|"]
-    table += [f"| {articulo} | {categoria} | {casos:,} |" for articulo, categoria, casos in ordered]
+    table += [
+        f"| {markdown_text(articulo)} | {markdown_text(categoria)} | {casos:,} |"
+        for articulo, categoria, casos in ordered
+    ]
     return f"{png_markdown(figure, 'Cases by article of Law 1273 of 2009')}\n\n" + "\n".join(table)
 
 
+@literal_text
 def departments_markdown(rows: Sequence[tuple[str, str, int, int]], year: int | None) -> str:
     """Departments of the latest year by cases, most first (rows: cod_depto, departamento, casos, registros)."""
     if not rows:
@@ -140,7 +170,10 @@ def departments_markdown(rows: Sequence[tuple[str, str, int, int]], year: int | 
     axis.set_xlabel(f"cases in {year}")
     figure.suptitle(f"Departments with most cybercrime cases in {year}")
     table = ["| code | department | cases | reports |", "|---|---|---:|---:|"]
-    table += [f"| {code} | {name} | {casos:,} | {registros:,} |" for code, name, casos, registros in ordered]
+    table += [
+        f"| {markdown_text(code)} | {markdown_text(name)} | {casos:,} | {registros:,} |"
+        for code, name, casos, registros in ordered
+    ]
     return f"{png_markdown(figure, f'Departments by cases in {year}')}\n\n" + "\n".join(table)
 
 
@@ -167,6 +200,7 @@ def _most_first(row: tuple) -> tuple:
     return (-row[2], row[0])
 
 
+@literal_text
 def revisions_markdown(rows: Sequence[tuple[date, int, int]]) -> str:
     """First-published vs current cases of the last months as a PNG bar chart, with how to read it.
 

@@ -12,9 +12,24 @@ DATASET_ID = "4v6r-wu98"
 SOCRATA_DOMAIN = "https://www.datos.gov.co"
 ATTRIBUTION = "Source: Policía Nacional de Colombia, datos.gov.co dataset 4v6r-wu98, CC BY-SA 4.0"
 
-# The source's columns as Socrata publishes them: fieldName -> dataTypeName.
+# Socrata names a column's type twice, and the two names differ for timestamps: the dataset's metadata
+# (`/api/views/{id}.json`, `dataTypeName` and `renderTypeName`) says `calendar_date` where the SODA2 answer's
+# `X-SODA2-Types` header says `floating_timestamp`. Metadata name -> header name, for the types a dataset of this
+# family can have; docs/operations.md says which pairs a recorded portal answer confirms.
+SODA2_TYPES: dict[str, str] = {
+    "calendar_date": "floating_timestamp",
+    "date": "fixed_timestamp",
+    "text": "text",
+    "number": "number",
+    "checkbox": "checkbox",
+    "url": "url",
+    "point": "point",
+    "location": "location",
+}
+
+# The source's columns as its metadata types them: fieldName -> dataTypeName.
 SOURCE_COLUMNS: dict[str, str] = {
-    "fecha_hecho": "floating_timestamp",
+    "fecha_hecho": "calendar_date",
     "cod_depto": "text",
     "departamento": "text",
     "cod_muni": "text",
@@ -22,6 +37,17 @@ SOURCE_COLUMNS: dict[str, str] = {
     "descripcion_conducta": "text",
     "cantidad": "number",
 }
+
+
+def soda2_type(metadata_type: str) -> str:
+    """The name ``X-SODA2-Types`` gives a column the metadata types ``metadata_type`` (unknown names kept)."""
+    return SODA2_TYPES.get(metadata_type, metadata_type)
+
+
+def metadata_type(soda2: str) -> str:
+    """The ``dataTypeName`` the metadata gives a column that ``X-SODA2-Types`` names ``soda2``."""
+    return next((name for name, header in SODA2_TYPES.items() if header == soda2), soda2)
+
 
 # Articles 269A–269J of Law 1273 of 2009 (there is no 269H): code -> short category name.
 ARTICLES: dict[str, str] = {

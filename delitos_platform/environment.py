@@ -20,6 +20,7 @@ from delitos_platform.contract import DATASET_ID, SOCRATA_DOMAIN
 from delitos_platform.lake.storage import LocalLake, S3Lake
 from delitos_platform.locations import data_dir, warehouse_path
 from delitos_platform.socrata import SocrataResource
+from delitos_platform.socrata.apis import APIS, AUTO
 from delitos_platform.transform import DBT_EXECUTABLE, DelitosDbtCliResource, delitos_dbt_project
 from delitos_platform.warehouse.base import WarehouseResource
 from delitos_platform.warehouse.duckdb import DEFAULT_WAIT_SECONDS, DuckDBWarehouse
@@ -81,12 +82,21 @@ def hold_settings(environ: Mapping[str, str] = os.environ) -> dict[str, float | 
     return settings
 
 
+def socrata_api(environ: Mapping[str, str] = os.environ) -> str:
+    """``SOCRATA_API``, checked: ``auto`` (SODA3, or SODA2 where the portal has no SODA3) unless set."""
+    api = environ.get("SOCRATA_API", AUTO).strip().lower() or AUTO
+    if api not in APIS:
+        raise ValueError(f"SOCRATA_API must be one of {', '.join(APIS)}, not {api!r}")
+    return api
+
+
 def socrata_resource(environ: Mapping[str, str] = os.environ) -> SocrataResource:
     """The source: the real API unless ``SOCRATA_URL`` points elsewhere (our emulator, offline)."""
     return SocrataResource(
         url=environ.get("SOCRATA_URL") or SOCRATA_DOMAIN,
         dataset_id=environ.get("SOCRATA_DATASET") or DATASET_ID,
         app_token=dg.EnvVar("SOCRATA_APP_TOKEN") if environ.get("SOCRATA_APP_TOKEN") else None,
+        api=socrata_api(environ),
     )
 
 

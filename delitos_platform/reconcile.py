@@ -23,11 +23,13 @@ ROWS_AT_ONCE = 50_000
 
 @dataclass(frozen=True)
 class LakeMonth:
-    """What the lake holds for one month: the row ids of its rows, its quarantined rows, rule offenders."""
+    """What the lake holds for one month: the row ids of its rows, its quarantined rows, rule offenders, and the
+    source versions its two objects were read at (``(rows, quarantine)``, set only when they differ)."""
 
     ids: RowIds
     quarantined: int
     offenders: dict[str, int]
+    torn: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,13 @@ class MonthCounts:
     lake: RowIds
     quarantined: int
     bronze: RowIds
+    torn: tuple[str, str] | None = None
 
     @property
     def reconciles(self) -> bool:
-        """Nothing lost, nothing doubled: the source's rows are all in the lake, and bronze holds exactly them."""
-        return self.source == self.lake.count + self.quarantined and self.bronze == self.lake
+        """Nothing lost, nothing doubled: the source's rows are all in the lake, and bronze holds exactly them;
+        the month's rows and quarantine are of one source version (one unit, as the extraction publishes them)."""
+        return self.source == self.lake.count + self.quarantined and self.bronze == self.lake and not self.torn
 
     def describe(self) -> str:
         """The month's figures, as the check's message shows them."""
@@ -53,6 +57,12 @@ class MonthCounts:
         )
         if self.bronze.count == self.lake.count and self.bronze != self.lake:
             text += " (other row ids than the lake's)"
+        if self.torn:
+            rows, quarantine = self.torn
+            text += (
+                f" (its rows are of source version {rows} and its quarantine of {quarantine}: a run stopped between "
+                "their publishes; run the month again)"
+            )
         return text
 
 
@@ -92,9 +102,22 @@ def _check_months(lake: LakeResource, tables: Mapping[str, pa.Table]) -> list[tu
             f"{month[:7]}: nothing was loaded"
         )
     return [
-        (month, LakeMonth(RowIds.of(tables[month]["row_id"]), lake.parquet_rows(quarantine_key(month)), found))
+        (
+            month,
+            LakeMonth(
+                RowIds.of(tables[month]["row_id"]), lake.parquet_rows(quarantine_key(month)), found, _torn(lake, month)
+            ),
+        )
         for month, found in offenders.items()
     ]
+
+
+def _torn(lake: LakeResource, month: str) -> tuple[str, str] | None:
+    """The versions of a month's two objects when they differ (a kill between their publishes), else ``None``."""
+    rows, quarantine = (lake.object_version(key(month)) for key in (data_key, quarantine_key))
+    tags = tuple(version.month_tag if version else "none recorded" for version in (rows, quarantine))
+    # The month's own tag (count@max(:updated_at)): rowsUpdatedAt also moves when only other months changed.
+    return None if tags[0] == tags[1] else tags
 
 
 def reconcile(
@@ -105,7 +128,14 @@ def reconcile(
 ) -> list[MonthCounts]:
     """The figures of every month on every layer."""
     return [
-        MonthCounts(month, source.get(month, 0), lake[month].ids, lake[month].quarantined, bronze.get(month, NO_ROWS))
+        MonthCounts(
+            month,
+            source.get(month, 0),
+            lake[month].ids,
+            lake[month].quarantined,
+            bronze.get(month, NO_ROWS),
+            lake[month].torn,
+        )
         for month in months
     ]
 

@@ -23,6 +23,7 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from delitos_platform import commands as cli
+from delitos_platform.contract import DATASET_ID
 from delitos_platform.defs.bronze.assets import bronze_delitos
 from delitos_platform.defs.dbt.assets import extra_environment
 from delitos_platform.defs.lake.assets import lake_delitos
@@ -94,7 +95,7 @@ ON_THE_WORLD = ("--data-dir", ".", "--dagster-home", "home")  # the world's lake
 
 
 def _demo_lake(world: World) -> None:
-    record_source(world.lake, world.emulator.url)
+    record_source(world.lake, world.emulator.url, DATASET_ID)
 
 
 def _warehouse_with_gold(world: World) -> None:
@@ -202,12 +203,21 @@ CASES: dict[str, tuple[Callable[[World], str], str]] = {
         "refused the connection twice while reading the dataset's metadata (dataset 4v6r-wu98); gave up after",
     ),
     "unknown dataset id": (
-        lambda w: w.lake_run(socrata_for(w.emulator, dataset_id="zzzz-9999")),
+        lambda w: w.lake_run(socrata_for(w.emulator, dataset_id="zzzz-9999"), LocalLake(root=str(w.root / "new"))),
         "dataset 'zzzz-9999' does not exist at http://127.0.0.1:",
+    ),
+    "another dataset on the lake": (
+        lambda w: w.lake_run(socrata_for(w.emulator, dataset_id="zzzz-9999")),
+        "holds Socrata dataset 4v6r-wu98, not zzzz-9999 (SOCRATA_DATASET): give another dataset a lake of its own",
     ),
     "bad app token (HTTP 403)": (
         _bad_token,
-        "refused the request (HTTP 403): check SOCRATA_APP_TOKEN (Invalid app_token specified)",
+        "refused the request for dataset 4v6r-wu98 (HTTP 403) while reading the dataset's metadata (Invalid app_token "
+        "specified): SOCRATA_APP_TOKEN is not a valid app token here (or the portal throttles it); set a valid one",
+    ),
+    "unknown SOCRATA_API": (
+        lambda w: _raised(lambda: build_resources({"SOCRATA_API": "soda4"})),
+        "SOCRATA_API must be one of auto, soda3, soda2, not 'soda4'",
     ),
     "unknown DELITOS_ENV": (
         lambda w: _raised(lambda: build_resources({"DELITOS_ENV": "staging"})),
@@ -238,7 +248,7 @@ CASES: dict[str, tuple[Callable[[World], str], str]] = {
     ),
     "delitos emulator --fault of no kind": (
         lambda w: w.delitos("emulator", "--snapshot", "snapshot.json", "--fault", "418:count=1"),
-        "unknown fault kind '418' (expected one of 429, 500, 503, slow, reset, truncate)",
+        "unknown fault kind '418' (expected one of 429, 500, 503, slow, reset, truncate, html, object, 202, 403)",
     ),
     "delitos emulator --fault count=x": (
         lambda w: w.delitos("emulator", "--fault", "429:count=x"),

@@ -105,3 +105,17 @@ def test_no_rows_give_a_sentence_not_a_chart(draw, sentence):
 
     assert markdown == sentence
     assert "data:image" not in markdown
+
+
+def test_hostile_names_are_drawn_as_written_and_escaped_in_the_table():
+    forged = "$\\FRAC{$ | 999 |\n| 00 | [x](javascript:alert(1)) <b>"
+    rows = [("68", "SANTANDER", 357, 300), ("99", forged, 10, 10)]
+
+    markdown = departments_markdown(rows, 2019)
+
+    assert_readable_png(embedded_png(markdown)[1])  # mathtext off: the name is text, not a formula that fails
+    table = markdown.split("\n\n", 1)[1].splitlines()
+    assert len(table) == 2 + len(rows)  # no forged row
+    assert table[-1] == (
+        "| 99 | \\$\\\\FRAC\\{\\$ \\| 999 \\| \\| 00 \\| \\[x\\]\\(javascript:alert\\(1\\)\\) \\<b\\> | 10 | 10 |"
+    )

@@ -145,3 +145,12 @@ def test_a_failed_demo_names_the_step_its_sentence_the_run_and_where_to_look_wit
     assert lines[-1].startswith("Look at it: delitos dev --dagster-home ")
     assert lines[-1].endswith(f"http://127.0.0.1:3000/runs/{run_id}")
     assert "  ✗ lake__delitos failed after" in out
+
+
+def test_a_password_in_a_source_url_is_never_printed(capsys, tmp_path: Path):
+    code, out, err = delitos(
+        capsys, "backfill", "--source", "ftp://ops:sentinel-pw-4e1@example.org", "--from", "2019-03", "--to", "2019-03"
+    )
+
+    assert code == 2 and out == ""
+    assert "sentinel-pw-4e1" not in err and "ftp://***@example.org" in err, err

@@ -77,6 +77,7 @@ def test_the_main_job_runs_every_asset():
 # The checks that must stop the next layer: (asset the check sits on, the layer it stops).
 GATES = {
     ("lake/delitos", "schema_matches_contract"): "bronze/delitos",
+    ("lake/delitos", "row_ids_unique"): "bronze/delitos",
     ("bronze/delitos", "reconciled_with_source"): "silver/stg_delitos",
     ("bronze/delitos", "values_valid"): "silver/stg_delitos",
 }

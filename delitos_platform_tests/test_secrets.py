@@ -53,9 +53,15 @@ class HeaderRecorder:
 
         class Forward(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                self._forward(None)
+
+            def do_POST(self) -> None:  # SODA3 queries
+                self._forward(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+            def _forward(self, body: bytes | None) -> None:
                 recorder.app_tokens.append(self.headers.get("X-App-Token"))
                 headers = {name: value for name, value in self.headers.items() if name.lower() not in HOP_BY_HOP}
-                request = urllib.request.Request(recorder.upstream + self.path, headers=headers)
+                request = urllib.request.Request(recorder.upstream + self.path, data=body, headers=headers)
                 try:
                     with urllib.request.urlopen(request, timeout=30) as response:
                         self._answer(response.status, response.headers.items(), response.read())

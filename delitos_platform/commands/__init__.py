@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -74,5 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         if getattr(args, "verbose", False):
             raise
-        print(f"delitos {args.command}: {error}", file=sys.stderr)
+        from delitos_platform.commands.console import complain
+
+        complain(f"delitos {args.command}: {error}")
         return 2

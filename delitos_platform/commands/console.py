@@ -34,8 +34,21 @@ def terminal() -> TextIO:
 
 
 def say(line: str) -> None:
-    """One line for the person at the terminal, at once."""
-    print(line, file=terminal(), flush=True)
+    """One line for the person at the terminal, at once, its secrets masked."""
+    print(masked(line), file=terminal(), flush=True)
+
+
+def complain(line: str) -> None:
+    """One sentence on stderr (a failure), its secrets masked."""
+    print(masked(line), file=sys.stderr, flush=True)
+
+
+def masked(text: str) -> str:
+    """``text`` as it may be printed: credentials in URLs (``SOCRATA_URL``, ``--source``) and the value of every
+    secret-looking environment variable become ``***``, as in alerts."""
+    from delitos_platform.alert_channels import redact, secret_values
+
+    return redact(text, secret_values(os.environ))
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
+import socket
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -149,9 +149,10 @@ def source_url(args: argparse.Namespace) -> str | None:
 
 def check_source(embedded: Embedded, url: str) -> None:
     """Refuse, in one sentence, a source other than the one the lake was built from."""
+    from delitos_platform.environment import socrata_resource
     from delitos_platform.lake.provenance import source_refusal
 
-    refusal = source_refusal(embedded.lake, url)
+    refusal = source_refusal(embedded.lake, url, socrata_resource().dataset_id)
     if refusal is not None:
         raise SettingsError(refusal)
 
@@ -168,11 +169,12 @@ def serving(snapshot: Path, url: str | None) -> Iterator[str]:
 
 def open_platform(embedded: Embedded, url: str) -> None:
     """Point this process's platform at the instance, data and source (what ``dagster dev`` children inherit)."""
+    from delitos_platform.environment import socrata_resource
     from delitos_platform.lake.provenance import record_source
 
     home = prepare_dagster_home(embedded.home)
     embedded.data_dir.mkdir(parents=True, exist_ok=True)
-    record_source(embedded.lake, url)
+    record_source(embedded.lake, url, socrata_resource().dataset_id)
     os.environ.update(
         {
             # One "planned" event per asset for the whole range instead of one per asset and month
@@ -208,7 +210,7 @@ def run_in_warehouse(
 ) -> dg.ExecuteInProcessResult | None:
     """Take the warehouse, open the platform and run the main job over ``first`` → ``last``; ``None`` (having
     said so in one sentence on stderr, changed nothing) while another run holds the warehouse."""
-    from delitos_platform.commands.console import quiet_output, say
+    from delitos_platform.commands.console import complain, quiet_output, say
     from delitos_platform.locations import warehouse_path
     from delitos_platform.warehouse.lock import WarehouseBusyError, WarehouseLock
 
@@ -217,15 +219,67 @@ def run_in_warehouse(
     try:
         warehouse.claim(run_id)
     except WarehouseBusyError as busy:
-        print(f"{command}: {busy}", file=sys.stderr)
+        complain(f"{command}: {busy}")
         return None
     try:
         open_platform(embedded, url)
         say(f"Source: {'our emulator at ' + url if is_emulator(url) else url}")
         with quiet_output(verbose):
             return run_main_job(run_id, first, last, verbose, tags)
+    except Exception as error:
+        reason = instance_database_failure(error)
+        if reason is None or verbose:
+            raise
+        complain(
+            f"{command}: the Dagster instance's database cannot be reached ({reason}), so run {run_id} stopped "
+            "where it was; once the database is back, the next delitos demo or backfill marks it failed"
+        )
+        return None
     finally:
         warehouse.release(run_id)
+
+
+# Tags of the runs a delitos command runs in its own process: which machine and process, so that a run whose
+# process is gone (the instance's database lost under it, the process killed) can be told from one that goes on.
+HOST_TAG, PROCESS_TAG = "delitos/cli_host", "delitos/cli_pid"
+UNFINISHED = ("NOT_STARTED", "STARTING", "STARTED")
+
+
+def instance_database_failure(error: BaseException) -> str | None:
+    """Why the instance's database failed, when ``error`` (or what caused it) is that; else ``None``."""
+    from sqlalchemy.exc import DBAPIError
+
+    while error is not None:
+        if isinstance(error, DBAPIError) or type(error).__name__ == "DagsterPostgresException":
+            return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def mark_orphans_failed(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the unfinished runs this machine's delitos commands left when their process ended (a lost
+    instance database, a kill): run monitoring watches the runs the daemon launched, not these. Returns their ids.
+    """
+    import dagster as dg
+
+    statuses = [dg.DagsterRunStatus[status] for status in UNFINISHED]
+    runs = instance.get_runs(dg.RunsFilter(statuses=statuses, tags={HOST_TAG: socket.gethostname()}))
+    orphans = [run for run in runs if not _process_alive(int(run.tags.get(PROCESS_TAG, "0")))]
+    for run in orphans:
+        instance.report_run_failed(run, message="the delitos command running it ended before the run did")
+    return [run.run_id for run in orphans]
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0 or pid == os.getpid():
+        return pid == os.getpid()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def is_emulator(url: str) -> bool:
@@ -253,9 +307,16 @@ def run_main_job(
     say(f"Running delitos_main_job over {months} months ({first[:7]} → {last[:7]}) in one run {run_id}")
     job = with_progress(defs()).resolve_job_def("delitos_main_job")
     with dg.DagsterInstance.get() as instance:
+        for orphan in mark_orphans_failed(instance):
+            say(f"Marked run {orphan} failed: the delitos command running it ended before it did")
         return job.execute_in_process(
             instance=instance,
-            tags={**(tags or {}), **range_tags(first, last)},
+            tags={
+                **(tags or {}),
+                **range_tags(first, last),
+                HOST_TAG: socket.gethostname(),
+                PROCESS_TAG: str(os.getpid()),
+            },
             run_config=run_config(verbose),
             raise_on_error=False,
             run_id=run_id,

@@ -12,12 +12,14 @@ from types import FrameType
 
 from delitos_platform.contract import DATASET_ID
 from delitos_platform.emulator.faults import parse_fault
-from delitos_platform.emulator.server import DEFAULT_SNAPSHOT, EmulatorServer
+from delitos_platform.emulator.server import DEFAULT_SNAPSHOT, SODA2, SODA3, EmulatorServer
 
 EMULATOR_EXAMPLES = """examples:
   delitos emulator --port 8000          # then: SOCRATA_URL=http://127.0.0.1:8000 dagster dev
   delitos emulator --admin --fault 429:count=3,retry_after=2
+  delitos emulator --api soda3 --app-token secret --require-token
 """
+APIS_SERVED = (SODA2, SODA3)
 SYNTHESIZE_EXAMPLES = """examples:
   delitos synthesize --rows 492000 --seed 7 --output national.json.gz
   delitos emulator --snapshot national.json.gz
@@ -44,6 +46,14 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="inject a fault, e.g. 429:count=3,retry_after=2 or reset:probability=0.1 (repeatable)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of probabilistic faults")
+    parser.add_argument(
+        "--api",
+        choices=(*APIS_SERVED, "both"),
+        default="both",
+        help="the query APIs the portal has: soda2 (GET /resource/), soda3 (POST /api/v3/…/query.json) or both",
+    )
+    parser.add_argument("--app-token", default=None, help="the one valid app token (others are refused: 403)")
+    parser.add_argument("--require-token", action="store_true", help="refuse SODA3 queries without an app token (401)")
     parser.epilog = EMULATOR_EXAMPLES
 
 
@@ -62,7 +72,15 @@ def run_emulator(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT; returns 0 on a clean stop."""
     faults = [parse_fault(spec) for spec in args.fault]  # bad specs fail before loading anything
     server = EmulatorServer(
-        args.snapshot, host=args.host, port=args.port, dataset_id=args.dataset, admin=args.admin, seed=args.seed
+        args.snapshot,
+        host=args.host,
+        port=args.port,
+        dataset_id=args.dataset,
+        admin=args.admin,
+        seed=args.seed,
+        apis=APIS_SERVED if args.api == "both" else (args.api,),
+        app_token=args.app_token,
+        require_token=args.require_token,
     )
     for kind, options in faults:
         server.faults.inject(kind, **options)

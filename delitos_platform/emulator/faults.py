@@ -1,4 +1,9 @@
-"""Faults the emulator injects on purpose: throttling, server errors, slowness, resets, truncation."""
+"""Faults the emulator injects on purpose: throttling, server errors, slowness, resets, truncation, odd answers.
+
+Odd answers are what portals are seen to send with a status that looks fine: a 200 HTML maintenance page, a 200
+JSON object where rows or metadata were asked for, a 202 while a query is still being computed, and a 403 that
+throttles (with ``Retry-After``) or refuses.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("429", "500", "503", "slow", "reset", "truncate")
-DEFAULT_PATHS = ("/resource/",)
+KINDS = ("429", "500", "503", "slow", "reset", "truncate", "html", "object", "202", "403")
+# Faults strike the query endpoints, SODA2 and SODA3 alike, unless told which paths.
+DEFAULT_PATHS = ("/resource/", "/api/v3/")
 
 
 @dataclass
@@ -26,6 +32,11 @@ class Fault:
     def retry_after(self) -> int:
         """Seconds announced in ``Retry-After`` by a 429."""
         return int(self.options.get("retry_after", 1))
+
+    @property
+    def announces_retry_after(self) -> bool:
+        """Whether the answer carries ``Retry-After`` (429 and 503 always; a 403 only when asked to)."""
+        return self.kind in ("429", "503") or (self.kind == "403" and "retry_after" in self.options)
 
     @property
     def delay(self) -> float:

@@ -13,7 +13,8 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,29 +23,71 @@ from urllib.parse import parse_qsl, urlsplit
 
 import duckdb
 
-from delitos_platform.contract import ATTRIBUTION, DATASET_ID
+from delitos_platform.contract import ATTRIBUTION, DATASET_ID, metadata_type
 from delitos_platform.emulator.faults import Fault, Faults
-from delitos_platform.emulator.snapshot import Dataset
-from delitos_platform.emulator.soql import SoqlError, compile_query
+from delitos_platform.emulator.snapshot import LOAD_TIME, Dataset
+from delitos_platform.emulator.soql import CompiledQuery, SoqlError, compile_query, compile_soda3
 
 DEFAULT_SNAPSHOT = Path(__file__).parent / "data" / "santander_4v6r-wu98.json.gz"
-JSON_TYPE = "application/json;charset=utf-8"
+# The portal's own spellings, as recorded: rows say ``;charset``, the metadata and errors ``; charset``.
+ROWS_TYPE = "application/json;charset=utf-8"
+JSON_TYPE = "application/json; charset=utf-8"
+SODA2, SODA3 = "soda2", "soda3"
 _RESOURCE = re.compile(r"^/resource/([^/.]+)(?:\.json)?$")
+_QUERY_V3 = re.compile(r"^/api/v3/views/([^/.]+)/query\.json$")
 _VIEW = re.compile(r"^/api/views/([^/.]+)(?:\.json)?$")
+_NO_CACHE = {"Cache-Control": "private, no-cache, must-revalidate"}
+_NOT_FOUND_HEADERS = {"X-Error-Code": "not_found", "X-Error-Message": "Not found"}
 _FAULT_BODIES = {
     "429": (429, {"code": "too_many_requests", "error": True, "message": "Too many requests, slow down"}),
     "500": (500, {"code": "internal_error", "error": True, "message": "Internal error"}),
     "503": (503, {"code": "service_unavailable", "error": True, "message": "Service temporarily unavailable"}),
+    "403": (403, {"code": "forbidden", "error": True, "message": "Forbidden"}),
+    "object": (200, {"code": "unexpected", "error": False, "message": "Query accepted"}),
 }
+# A portal's maintenance page, served with a 200 as some portals do while they are being upgraded.
+MAINTENANCE_PAGE = (
+    b"<!DOCTYPE html><html><head><title>Portal en mantenimiento</title></head>"
+    b"<body><h1>Estamos realizando tareas de mantenimiento</h1></body></html>"
+)
 
 
-def _missing(dataset_id: str) -> dict[str, Any]:
-    return {
-        "code": "dataset.missing",
-        "error": True,
-        "message": f"Not found: dataset {dataset_id} does not exist",
-        "data": {},
-    }
+def _missing(dataset_id: str, code: str = "dataset.missing") -> dict[str, Any]:
+    """The portal's 404 body: ``dataset.missing`` from ``/resource/``, ``not_found`` from ``/api/views/``."""
+    return {"code": code, "error": True, "message": "Not found", "data": {"id": dataset_id}}
+
+
+def _soda2_error(code: str, message: str) -> dict[str, Any]:
+    return {"code": code, "error": True, "message": message, "data": {}}
+
+
+def _v3_error(code: str, message: str) -> dict[str, Any]:
+    """A SODA3 error body (its shape is our reading of the v3 answers: ``errorCode`` rather than ``code``)."""
+    return {"errorCode": code, "message": message, "data": {}}
+
+
+def _v3_request(request: Any) -> tuple[str, tuple[int, int] | None, bool]:
+    """The query text, the page and ``includeSynthetic`` of a SODA3 request body (a SoqlError when malformed)."""
+    if not isinstance(request, dict) or not isinstance(request.get("query"), str):
+        raise SoqlError("The request body must be a JSON object with a query", "query.body.invalid")
+    page = request.get("page")
+    if page is None:
+        return request["query"], None, bool(request.get("includeSynthetic", False))
+    try:
+        numbers = (int(page["pageNumber"]), int(page["pageSize"]))
+    except (TypeError, KeyError, ValueError):
+        raise SoqlError("page must be an object with pageNumber and pageSize", "query.page.invalid") from None
+    return request["query"], numbers, bool(request.get("includeSynthetic", False))
+
+
+def portal_json(document: Any) -> bytes:
+    """A JSON document laid out as the portal writes metadata and errors (two-space indent, ``"key" : value``)."""
+    return (json.dumps(document, ensure_ascii=False, indent=2, separators=(",", " : ")) + "\n").encode()
+
+
+def compact_json(value: Any) -> str:
+    """JSON without spaces, as in the portal's ``X-SODA2-Fields`` and ``X-SODA2-Types`` headers."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class EmulatorServer:
@@ -60,12 +103,22 @@ class EmulatorServer:
         admin: bool = False,
         seed: int = 0,
         on_disk: bool | None = None,
+        apis: Iterable[str] = (SODA2, SODA3),
+        app_token: str | None = None,
+        require_token: bool = False,
     ):
         """Load ``snapshot`` (a .json/.json.gz file, or the rows themselves); raises ValueError if malformed.
 
         ``on_disk``: hold the rows in a temporary database file rather than in memory; by default only a
-        large snapshot file is (see :meth:`Dataset.from_file`).
+        large snapshot file is (see :meth:`Dataset.from_file`). ``apis``: which query APIs the portal has
+        (SODA2 ``GET /resource/…``, SODA3 ``POST /api/v3/views/…/query.json``); the other answers 404.
+        ``app_token``: the one valid app token (any other is refused, 403); ``require_token``: SODA3 queries
+        without a token are refused (401), as Socrata's documentation says v3 requests must carry one.
         """
+        self.apis = frozenset(apis)
+        if not self.apis or not self.apis <= {SODA2, SODA3}:
+            raise ValueError(f"apis must be some of {SODA2} and {SODA3}, not {sorted(self.apis)}")
+        self.app_token, self.require_token = app_token, require_token
         if isinstance(snapshot, str | Path):
             self.dataset = Dataset.from_file(snapshot, dataset_id, on_disk=on_disk)
         else:
@@ -128,30 +181,57 @@ class EmulatorServer:
             self.requests_served += 1
 
     def metadata(self) -> dict[str, Any]:
-        """The ``/api/views/{id}.json`` document."""
+        """The ``/api/views/{id}.json`` document, shaped as the portal's (column types as its metadata names them).
+
+        The portal's column statistics (``cachedContents``, ``width``) are left out: no client of ours reads them.
+        """
         dataset = self.dataset
         columns = [
             {
-                "id": index + 1,
+                "id": 1000 + position,
                 "name": column.field_name,
+                "dataTypeName": metadata_type(column.data_type),
+                "description": "",
                 "fieldName": column.field_name,
-                "dataTypeName": column.data_type,
-                "renderTypeName": column.data_type,
-                "position": index + 1,
+                "position": position,
+                "renderTypeName": metadata_type(column.data_type),
+                "tableColumnId": 2000 + position,
+                "format": {},
             }
-            for index, column in enumerate(dataset.columns)
+            for position, column in enumerate(dataset.columns, start=1)
         ]
         return {
             "id": dataset.dataset_id,
             "name": dataset.name,
             "assetType": "dataset",
-            "displayType": "table",
             "attribution": ATTRIBUTION,
             "attributionLink": f"https://www.datos.gov.co/d/{dataset.dataset_id}",
-            "license": {"name": "Creative Commons Attribution | Share Alike 4.0 International"},
+            "averageRating": 0,
+            "category": "Seguridad y Defensa",
+            "createdAt": int(LOAD_TIME.timestamp()),
+            "description": "Delitos informáticos reportados por la Policía Nacional (emulated)",
+            "displayType": "table",
+            "downloadCount": 0,
+            "hideFromCatalog": False,
+            "hideFromDataJson": False,
+            "licenseId": "CC_BY_SA_40",
+            "locale": "",
+            "newBackend": True,
+            "numberOfComments": 0,
+            "provenance": "official",
+            "publicationAppendEnabled": False,
+            "publicationDate": int(LOAD_TIME.timestamp()),
+            "publicationStage": "published",
             "rowsUpdatedAt": dataset.rows_updated_at,
+            "totalTimesRated": 0,
+            "viewCount": 0,
             "viewLastModified": dataset.rows_updated_at,
+            "viewType": "tabular",
             "columns": columns,
+            "license": {"name": "Creative Commons Attribution | Share Alike 4.0 International"},
+            "rights": ["read"],
+            "tags": [],
+            "flags": ["default"],
         }
 
 
@@ -162,6 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "soda-emulator/1.0"
     timeout = 60  # drop idle keep-alive connections so their threads end
     emulator: EmulatorServer
+    _body: bytes = b""
 
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: tests and benchmarks make thousands of requests."""
@@ -180,21 +261,28 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path = parts.path
         try:
+            # Read first, whatever answers: a body left unread would be taken for the connection's next request.
+            self._body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if path.startswith("/admin/"):
                 self._admin(method, path)
                 return
-            resource, view = _RESOURCE.match(path), _VIEW.match(path)
-            if method != "GET" or not (resource or view):
+            resource, view, query_v3 = _RESOURCE.match(path), _VIEW.match(path), _QUERY_V3.match(path)
+            if not (resource or view or query_v3) or method != ("POST" if query_v3 else "GET"):
                 self._json(404, {"code": "not_found", "error": True, "message": f"Not found: {path}"})
                 return
             self.emulator.count_request()
             fault = self.emulator.faults.pick(path)
             if fault is not None and self._fault_answers(fault):
                 return
-            if resource:
-                self._resource(resource.group(1), parse_qsl(parts.query, keep_blank_values=True), fault)
+            params = parse_qsl(parts.query, keep_blank_values=True)
+            if view:
+                self._view(view.group(1), fault)
+            elif self._refused(SODA3 if query_v3 else SODA2, dict(params)):
+                return
+            elif resource:
+                self._resource(resource.group(1), params, fault)
             else:
-                self._view(view.group(1), fault)  # type: ignore[union-attr]
+                self._query_v3(query_v3.group(1), fault)  # type: ignore[union-attr]
         except (ConnectionError, TimeoutError):
             self.close_connection = True
 
@@ -202,8 +290,14 @@ class _Handler(BaseHTTPRequestHandler):
         """Apply a fault; True when it replaced the response (``slow`` and ``truncate`` do not)."""
         if fault.kind in _FAULT_BODIES:
             status, body = _FAULT_BODIES[fault.kind]
-            headers = {"Retry-After": str(fault.retry_after)} if fault.kind in ("429", "503") else {}
+            headers = {"Retry-After": str(fault.retry_after)} if fault.announces_retry_after else {}
             self._json(status, body, headers)
+            return True
+        if fault.kind == "html":
+            self._send(200, MAINTENANCE_PAGE, {}, None, "text/html; charset=utf-8")
+            return True
+        if fault.kind == "202":
+            self._send(202, b"[]\n", {}, None, ROWS_TYPE)
             return True
         if fault.kind == "slow":
             time.sleep(fault.delay)
@@ -220,44 +314,87 @@ class _Handler(BaseHTTPRequestHandler):
     def _resource(self, dataset_id: str, query: list[tuple[str, str]], fault: Fault | None) -> None:
         dataset = self.emulator.dataset
         if dataset_id != dataset.dataset_id:
-            self._json(404, _missing(dataset_id))
+            self._json(404, _missing(dataset_id), _NO_CACHE)
             return
         params = dict(query)
         version, updated = dataset.version, dataset.rows_updated_at
         etag = '"' + hashlib.md5(f"{version}|{sorted(params.items())}".encode()).hexdigest() + '"'
-        headers = {"Last-Modified": formatdate(updated, usegmt=True), "ETag": etag}
+        modified = formatdate(updated, usegmt=True)
+        headers = {
+            "Last-Modified": modified,
+            "ETag": etag,
+            "X-SODA2-Truth-Last-Modified": modified,
+            "X-SODA2-Secondary-Last-Modified": modified,
+            "X-SODA2-Data-Out-Of-Date": "false",
+        }
         if self.headers.get("If-None-Match") == etag and fault is None:
             self._send(304, b"", headers, None)
             return
         try:
             compiled = compile_query(params, list(dataset.columns))
-            rows = dataset.cursor().execute(compiled.sql, compiled.params).fetchall()
         except SoqlError as error:
             self._json(400, error.body())
             return
+        headers["X-SODA2-Fields"] = compact_json(compiled.fields)
+        headers["X-SODA2-Types"] = compact_json(compiled.types)
+        self._rows(compiled, headers, fault)
+
+    def _refused(self, api: str, params: Mapping[str, str]) -> bool:
+        """Answer for a portal without this API, or a request without a valid token; True when it answered."""
+        emulator = self.emulator
+        error = _v3_error if api == SODA3 else _soda2_error
+        if api not in emulator.apis:
+            self._json(404, error("not_found", "Not found"))
+            return True
+        token = self.headers.get("X-App-Token") or params.get("$$app_token")
+        if token and emulator.app_token is not None and token != emulator.app_token:
+            self._json(403, error("authentication_required", "Invalid app_token specified"))
+            return True
+        if api == SODA3 and emulator.require_token and not token:
+            self._json(401, error("authentication_required", "You must be logged in or provide an app token"))
+            return True
+        return False
+
+    def _query_v3(self, dataset_id: str, fault: Fault | None) -> None:
+        """``POST /api/v3/views/{id}/query.json``: ``{"query": …, "page": {…}, "includeSynthetic": …}``."""
+        dataset = self.emulator.dataset
+        if dataset_id != dataset.dataset_id:
+            self._json(404, _v3_error("not_found", f"Not found: view {dataset_id}"), _NO_CACHE)
+            return
+        try:
+            request = json.loads(self._body or b"null")
+            query, page, synthetic = _v3_request(request)
+            compiled = compile_soda3(query, list(dataset.columns), page, synthetic)
+        except SoqlError as error:
+            self._json(400, error.body())
+            return
+        self._rows(compiled, {"Last-Modified": formatdate(dataset.rows_updated_at, usegmt=True)}, fault)
+
+    def _rows(self, compiled: CompiledQuery, headers: dict[str, str], fault: Fault | None) -> None:
+        """Run a compiled query and send its rows as the portal frames them (a query error is a 400)."""
+        try:
+            rows = self.emulator.dataset.cursor().execute(compiled.sql, compiled.params).fetchall()
         except duckdb.Error as error:
             # A query that compiles but fails in the engine (e.g. an overflow) is still the client's fault.
             first = str(error).splitlines()[0]
             self._json(400, SoqlError(f"Query failed: {first}", "query.execution.failed").body())
             return
-        body = ("[" + ",\n".join(row[0] for row in rows) + "]\n").encode()
-        headers["X-SODA2-Fields"] = json.dumps(compiled.fields)
-        headers["X-SODA2-Types"] = json.dumps(compiled.types)
-        self._send(200, body, headers, fault)
+        # The portal starts every row but the first on a new line with its comma: ``[{…}\n,{…}]\n``.
+        body = ("[" + "\n,".join(row[0] for row in rows) + "]\n").encode()
+        self._send(200, body, headers, fault, ROWS_TYPE)
 
     def _view(self, dataset_id: str, fault: Fault | None) -> None:
         if dataset_id != self.emulator.dataset.dataset_id:
-            self._json(404, _missing(dataset_id))
+            self._json(404, _missing(dataset_id, "not_found"), {**_NO_CACHE, **_NOT_FOUND_HEADERS})
             return
-        self._send(200, json.dumps(self.emulator.metadata(), ensure_ascii=False).encode(), {}, fault)
+        self._send(200, portal_json(self.emulator.metadata()), {}, fault)
 
     def _admin(self, method: str, path: str) -> None:
         if not self.emulator.admin:
             self._json(404, {"code": "not_found", "error": True, "message": f"Not found: {path}"})
             return
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            payload = json.loads(self.rfile.read(length) or b"{}") if length else {}
+            payload = json.loads(self._body or b"{}")
             if not isinstance(payload, dict):
                 raise ValueError("the body must be a JSON object")
             result = _admin_action(self.emulator, method, path, payload)
@@ -272,11 +409,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ output
     def _json(self, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> None:
-        self._send(status, json.dumps(body, ensure_ascii=False).encode(), headers or {}, None)
+        self._send(status, portal_json(body), headers or {}, None)
 
-    def _send(self, status: int, body: bytes, headers: Mapping[str, str], fault: Fault | None) -> None:
+    def _send(
+        self, status: int, body: bytes, headers: Mapping[str, str], fault: Fault | None, content_type: str = JSON_TYPE
+    ) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", JSON_TYPE)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("X-Socrata-RequestId", uuid.uuid4().hex)
         self.send_header("Content-Length", str(len(body)))
         for name, value in headers.items():
             self.send_header(name, value)

@@ -30,10 +30,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from delitos_platform.contract import SOURCE_COLUMNS
+from delitos_platform.contract import SOURCE_COLUMNS, soda2_type
 
 TEXT, NUMBER, FLOATING = "text", "number", "floating_timestamp"
 COLUMN_TYPES = {TEXT: "VARCHAR", NUMBER: "DOUBLE", FLOATING: "TIMESTAMP"}
+# The emulator types columns as its answers' ``X-SODA2-Types`` name them; its metadata renames them.
+CONTRACT_TYPES = {name: soda2_type(kind) for name, kind in SOURCE_COLUMNS.items()}
 # The fixed creation/update time of every row of a freshly loaded file (deterministic ids and dates).
 LOAD_TIME = datetime(2026, 5, 1, tzinfo=UTC)
 FLOATING_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?)?")
@@ -88,7 +90,7 @@ def infer_types(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     for row in rows:
         for key in row:
             seen.setdefault(key, None)
-    types = {name: kind for name, kind in SOURCE_COLUMNS.items()}
+    types = dict(CONTRACT_TYPES)
     for name in seen:
         if name in types:
             continue
@@ -233,7 +235,7 @@ class Dataset:
 
     def _file_types(self, keys: Sequence[str]) -> dict[str, str]:
         """The contract's types, then extra keys typed as in :func:`infer_types`."""
-        types = dict(SOURCE_COLUMNS)
+        types = dict(CONTRACT_TYPES)
         for key in keys:
             if key in types:
                 continue
@@ -427,6 +429,28 @@ class Dataset:
             deleted = before - len(self)
             self._bump()
         return deleted
+
+    def duplicate_ids(self, month: str, rows: int = 1) -> str:
+        """A source fault: ``rows`` more rows of ``month`` (``YYYY-MM``) served under its first row's ``:id``.
+
+        Returns that id. Socrata promises each ``:id`` once; a portal that breaks it must not double a row.
+        """
+        where, params = self._month_filter(month)
+        with self._lock:
+            ids = [
+                r[0]
+                for r in self._con.execute(
+                    f"SELECT _id FROM data WHERE {where} ORDER BY _pos LIMIT ?", [*params, rows + 1]
+                ).fetchall()
+            ]
+            if len(ids) < rows + 1:
+                raise ValueError(f"{month} has fewer than {rows + 1} rows")
+            self._con.execute(
+                "UPDATE data SET _id = ?, _updated_at = ? WHERE _id IN (SELECT unnest(?::VARCHAR[]))",
+                [ids[0], self._stamp(), ids[1:]],
+            )
+            self._bump()
+        return ids[0]
 
     def replace_ids(self) -> None:
         """Re-publish wholesale: every row gets a new id and new dates; contents stay the same."""

@@ -513,6 +513,7 @@ class Clauses:
     limit: int = DEFAULT_LIMIT
     offset: int = 0
     exclude_system: bool = True
+    limited: bool = False  # the request said how many rows (else DEFAULT_LIMIT)
 
 
 def _int_param(params: Mapping[str, str], name: str, default: int) -> int:
@@ -585,6 +586,7 @@ def _read_parameters(params: Mapping[str, str], clauses: Clauses) -> None:
         clauses.order = list(parse(params["$order"], "start_order", "$order").children)
     clauses.limit = _int_param(params, "$limit", DEFAULT_LIMIT)
     clauses.offset = _int_param(params, "$offset", 0)
+    clauses.limited = "$limit" in params
 
 
 def _equals(name: str, value: str) -> Tree:
@@ -613,11 +615,36 @@ def _read_query(text: str, clauses: Clauses) -> None:
         else:
             number = _int_param({"$query": str(value)}, "$query", 0)
             setattr(clauses, "limit" if child.data == "query_limit" else "offset", number)
+            clauses.limited = clauses.limited or child.data == "query_limit"
 
 
 def compile_query(params: Mapping[str, str], columns: Sequence[Column]) -> CompiledQuery:
     """Compile a request's SoQL parameters into one SQL statement over table ``data``."""
     clauses = read_clauses(params, columns)
+    return _Planner(clauses, columns).plan()
+
+
+def compile_soda3(
+    query: str, columns: Sequence[Column], page: tuple[int, int] | None = None, include_synthetic: bool = False
+) -> CompiledQuery:
+    """Compile a SODA3 query (the body of ``POST /api/v3/views/{id}/query.json``) into one SQL statement.
+
+    ``page`` is ``(pageNumber, pageSize)``, ``pageNumber`` counted from 1: the page of the query's own answer (its
+    ``ORDER BY``, its ``LIMIT`` and ``OFFSET``) that those numbers name. ``include_synthetic`` puts the system
+    fields in ``*``.
+    """
+    clauses = read_clauses({"$query": query}, columns)
+    clauses.exclude_system = not include_synthetic
+    if page is not None:
+        number, size = page
+        if number < 1 or not 1 <= size <= MAX_LIMIT:
+            raise SoqlError(
+                f"page must have pageNumber >= 1 and pageSize from 1 to {MAX_LIMIT}, not {number} and {size}",
+                "query.page.invalid",
+            )
+        skipped = (number - 1) * size
+        remaining = max(0, clauses.limit - skipped) if clauses.limited else size
+        clauses.offset, clauses.limit = clauses.offset + skipped, min(size, remaining)
     return _Planner(clauses, columns).plan()
 
 

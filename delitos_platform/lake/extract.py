@@ -43,6 +43,7 @@ from delitos_platform.lake.versions import UPDATED_AT_METADATA, VERSION_METADATA
 from delitos_platform.partitions import Window, calendar, group_months, out_of_calendar_soql, pending_window
 from delitos_platform.row_ids import RowIds
 from delitos_platform.socrata import SocrataError, SocrataResource
+from delitos_platform.socrata.apis import API_NAMES
 from delitos_platform.socrata.versions import MonthVersion, month_versions, rows_updated_at
 from delitos_platform.volume import HOW_TO_ACCEPT, VolumeVerdict
 
@@ -128,6 +129,7 @@ class Extraction:
     volume: VolumeVerdict
     drop_accepted: bool = False
     reread: list[str] = field(default_factory=list)
+    api: str = ""  # the query API it went through: SODA3 or SODA2
 
     @property
     def rows(self) -> int:
@@ -142,6 +144,10 @@ class Extraction:
 
 class SourceChangedError(SocrataError):
     """The source kept changing while it was read: the run cannot say which version it holds."""
+
+
+class DuplicateIdsError(SocrataError):
+    """The source served one ``:id`` on several rows: a fault of the source, held until it is fixed."""
 
 
 class ContractDriftError(SocrataError):
@@ -229,8 +235,9 @@ def _extract(
             log.warning(f"publishing a drop the run accepted: {volume.describe()}")
         months = [stager.publish_month(staged[month]) for month in window.month_keys()]
         stager.publish(out_of_calendar)
-    finally:
-        stager.discard_leftovers()
+    except BaseException:
+        stager.discard_leftovers(log)  # the failure the run reports is the one above, never this cleanup's
+        raise
     log.info(f"published {2 * len(months) + 1} audited objects in {time.perf_counter() - started:.2f} s")
     return Extraction(
         where=window.soql(),
@@ -242,6 +249,7 @@ def _extract(
         volume=volume,
         drop_accepted=not volume.plausible,
         reread=reread,
+        api=API_NAMES.get(socrata.api_in_use or "", ""),
     )
 
 
@@ -280,10 +288,14 @@ class MonthStager:
             )
         return self._write(out_of_calendar_key(), _out_of_calendar_rows(raw), QUARANTINE_SCHEMA)
 
-    def discard_leftovers(self) -> None:
-        """Remove whatever is still in staging (everything, when the run failed before publishing)."""
+    def discard_leftovers(self, log: logging.Logger) -> None:
+        """Remove what a failed extraction left in staging; what cannot be removed now (the lake itself failing)
+        is said, and left for the next extraction's sweep: it must not hide the failure that stopped this one."""
         for staged in list(self._staged):
-            self.lake.discard(staged)
+            try:
+                self.lake.discard(staged)
+            except LakeError as error:
+                log.warning(f"{error}: left in staging, discarded by the next extraction")
         self._staged.clear()
 
     def _stage_sub_window(self, months: list[str], state: SourceState) -> list[StagedMonth]:
@@ -296,6 +308,7 @@ class MonthStager:
         rows = MonthGroups(pa.concat_tables([*kept, MEMORY_SCHEMA.empty_table()]))
         quarantined = MonthGroups(pa.concat_tables([*refused, QUARANTINE_SCHEMA.empty_table()]))
         _check_nothing_outside(window, rows, quarantined)
+        _check_ids_unique(rows, quarantined)
         return [self._stage_month(month, rows, quarantined, state) for month in months]
 
     def _fetch(self, where: str, purpose: str) -> Iterator[pa.Table]:
@@ -435,6 +448,28 @@ def _out_of_calendar_rows(raw: pa.Table) -> pa.Table:
 
     reasons = [reason(fecha) for fecha in raw["fecha_hecho"].to_pylist()]
     return quarantine_rows(raw, reasons).sort_by("row_id")
+
+
+def _check_ids_unique(*groups: MonthGroups) -> None:
+    """Each ``:id`` names one row: an id served twice would double a row in every layer and in the history."""
+    ids = pa.chunked_array([group.table["row_id"] for group in groups], pa.string())
+    counts = pc.value_counts(ids.drop_null())
+    doubled = counts.filter(pc.greater(counts.field("counts"), 1))
+    if not len(doubled):
+        return
+    worst = max(doubled.to_pylist(), key=lambda entry: (entry["counts"], entry["values"]))
+    months = sorted(
+        month
+        for group in groups
+        for month, (start, end) in group.spans.items()
+        if pc.any(pc.is_in(group.table["row_id"].take(group.order[start:end]), doubled.field("values"))).as_py()
+    )
+    held = "the month is" if len(months) == 1 else "these months are"
+    raise DuplicateIdsError(
+        f"the source served {len(doubled)} :id{'s' * (len(doubled) > 1)} more than once in {', '.join(months)} "
+        f"({worst['values']} on {worst['counts']} rows): a fault of the source; nothing was published, and "
+        f"{held} held until it serves each :id once"
+    )
 
 
 def _check_nothing_outside(window: Window, *groups: MonthGroups) -> None:

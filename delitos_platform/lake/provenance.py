@@ -1,8 +1,10 @@
-"""Which source a local lake was built from: our emulator on loopback, or a Socrata domain.
+"""Which source and dataset a lake was built from: our emulator on loopback or a Socrata domain, and its id.
 
-``delitos demo`` (and ``delitos dev``, ``delitos backfill``) record it in the lake as ``source.json``. A sensor
-tick or a run whose configured source is another one is refused before any request: comparing the real national
-dataset with the demo's Santander rows would request a run for every month of the country.
+``delitos demo`` (and ``delitos dev``, ``delitos backfill``) record both in the lake as ``source.json``; the lake
+asset records the dataset id on its first publish into any lake (S3 too) that does not say it yet, an older
+``source.json`` included. A sensor tick or a run whose configured source or dataset is another one is refused
+before any request: comparing the real national dataset with the demo's Santander rows would request a run for
+every month of the country, and another dataset's rows would replace every layer's.
 """
 
 from __future__ import annotations
@@ -25,23 +27,50 @@ def source_name(url: str) -> str:
     return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl().rstrip("/")
 
 
-def record_source(lake: LocalLake, url: str) -> None:
-    """Write which source the lake is (about to be) built from."""
-    lake.write(SOURCE_KEY, json.dumps({"source": source_name(url)}).encode())
+def record_source(lake: LakeResource, url: str, dataset: str) -> None:
+    """Write which source and dataset the lake is (about to be) built from."""
+    _write(lake, {"source": source_name(url), "dataset": dataset})
+
+
+def claim_dataset(lake: LakeResource, dataset: str) -> None:
+    """Record ``dataset`` in a lake that does not say which dataset it holds yet (a recorded source kept)."""
+    record = _recorded(lake)
+    if "dataset" not in record:
+        _write(lake, {**record, "dataset": dataset})
+
+
+def _write(lake: LakeResource, record: dict[str, str]) -> None:
+    lake.write(SOURCE_KEY, json.dumps(record, sort_keys=True).encode())
+
+
+def _recorded(lake: LakeResource) -> dict[str, str]:
+    if not lake.exists(SOURCE_KEY):
+        return {}
+    try:
+        record = json.loads(lake.read(SOURCE_KEY))
+    except ValueError:
+        return {}  # an unreadable marker protects nothing, and must not stop the platform
+    return {key: str(value) for key, value in record.items()} if isinstance(record, dict) else {}
 
 
 def recorded_source(lake: LakeResource) -> str | None:
     """The source a local lake recorded, if it recorded one (S3 lakes are production's: always the real API)."""
-    if not isinstance(lake, LocalLake) or not lake.exists(SOURCE_KEY):
-        return None
-    try:
-        return str(json.loads(lake.read(SOURCE_KEY))["source"])
-    except (ValueError, KeyError, TypeError):
-        return None  # an unreadable marker protects nothing, and must not stop the platform
+    return _recorded(lake).get("source") if isinstance(lake, LocalLake) else None
 
 
-def source_refusal(lake: LakeResource, url: str) -> str | None:
-    """One sentence when ``url`` is not the source the lake was built from, else ``None``."""
+def recorded_dataset(lake: LakeResource) -> str | None:
+    """The dataset id a lake recorded (``None`` in a new lake, or one recorded before lakes said it)."""
+    return _recorded(lake).get("dataset")
+
+
+def source_refusal(lake: LakeResource, url: str, dataset: str) -> str | None:
+    """One sentence when ``url`` or ``dataset`` is not the source the lake was built from, else ``None``."""
+    held = recorded_dataset(lake)
+    if held is not None and held != dataset:
+        return (
+            f"the lake {lake.uri('')} holds Socrata dataset {held}, not {dataset} (SOCRATA_DATASET): give another "
+            "dataset a lake of its own (DELITOS_DATA_DIR, or DELITOS_LAKE_PREFIX on S3)"
+        )
     recorded = recorded_source(lake)
     if recorded is None or recorded == source_name(url):
         return None

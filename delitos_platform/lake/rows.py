@@ -54,6 +54,21 @@ def _parse_day(raw: pa.Table) -> pa.ChunkedArray:
     return pc.if_else(looks_right, day, None).cast(pa.date32())
 
 
+# A date or timestamp that ends in ``Z`` or an offset. Socrata sends a floating_timestamp without one (its docs and
+# every recorded response); a zoned value is a fixed_timestamp, whose day depends on a zone nobody recorded: refused
+# for that reason, never shifted to a day of our choosing.
+ZONED_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)$"
+
+
+def _has_time_zone(raw: pa.Table) -> pa.ChunkedArray:
+    return pc.match_substring_regex(raw["fecha_hecho"], ZONED_TIMESTAMP).fill_null(False)
+
+
+def _not_a_date(raw: pa.Table) -> pa.ChunkedArray:
+    """No day, for another reason than a time zone (that one is said on its own)."""
+    return pc.and_(pc.is_null(raw["day"]), pc.invert(_has_time_zone(raw)))
+
+
 def _muni_outside_depto(raw: pa.Table) -> pa.ChunkedArray:
     prefix = pc.utf8_slice_codeunits(raw["cod_muni"], 0, 2)
     return pc.not_equal(prefix, raw["cod_depto"]).fill_null(True)
@@ -61,7 +76,8 @@ def _muni_outside_depto(raw: pa.Table) -> pa.ChunkedArray:
 
 RULES: list[Rule] = [
     (":id is missing", lambda raw: pc.is_null(raw["row_id"])),
-    ("fecha_hecho is missing or not a date", lambda raw: pc.is_null(raw["day"])),
+    ("fecha_hecho has a time zone (Socrata's floating_timestamp has none: its day cannot be known)", _has_time_zone),
+    ("fecha_hecho is missing or not a date", _not_a_date),
     ("cod_depto is not 2 digits", _fails_pattern("cod_depto", r"^\d{2}$")),
     ("departamento is empty", _is_blank("departamento")),
     ("cod_muni is not 5 digits", _fails_pattern("cod_muni", r"^\d{5}$")),

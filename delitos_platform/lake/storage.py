@@ -398,7 +398,8 @@ class S3Lake(LakeResource):
                 Bucket=self.bucket, Key=self.object_key(key), CopySource=source, **self.encryption()
             ),
         )
-        self.discard(staged)
+        with suppress(LakeError):  # published: a staged copy left behind goes with the next sweep
+            self.discard(staged)
         return self.uri(key)
 
     def discard(self, staged: str) -> None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import re
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from html import unescape
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -21,18 +24,38 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import requests
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from requests.adapters import HTTPAdapter
 from sodapy import Socrata
 from sodapy import utils as sodapy_utils
 
 from delitos_platform.contract import DATASET_ID, SOCRATA_DOMAIN
+from delitos_platform.socrata.apis import (
+    API_NAMES,
+    APIS,
+    AUTO,
+    NO_SODA3_STATUSES,
+    SODA2,
+    SODA3,
+    soda2_params,
+    soda2_path,
+    soda3_body,
+    soda3_path,
+)
 
 T = TypeVar("T")
 
 # Socrata's ceiling for one page; the row key ``:id`` is the only stable order.
 MAX_PAGE_SIZE = 50_000
-RETRIED_STATUSES = (429, 500, 502, 503, 504)
+# Answers worth another attempt (a 403 only with Retry-After: some portals throttle with it), and their words.
+RETRIED_STATUSES = (202, 429, 500, 502, 503, 504)
+_RETRIED_AS = {
+    202: "was still computing the answer (HTTP 202)",
+    403: "throttled requests (HTTP 403 with Retry-After)",
+    429: "throttled requests (HTTP 429)",
+}
+AGAIN = "run again later"
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 def is_loopback(url: str) -> bool:
@@ -132,6 +155,14 @@ class SocrataResource(dg.ConfigurableResource):
     concurrent_requests: int = Field(
         default=2, ge=1, le=8, description="Sub-windows of a window paged at once (each by keyset, in order)."
     )
+    api: str = Field(
+        default=AUTO,
+        pattern=f"^({'|'.join(APIS)})$",
+        description="The query API: auto (SODA3, or SODA2 where the portal has no SODA3), soda3 or soda2.",
+    )
+    # Under ``auto``, the API the first query found; one choice per resource (a run), shared by its threads.
+    _chosen_api: str | None = PrivateAttr(default=None)
+    _choosing: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
     def shown_url(self) -> str:
@@ -162,9 +193,19 @@ class SocrataResource(dg.ConfigurableResource):
             client.close()
 
     def metadata(self, purpose: str = "reading the dataset's metadata") -> dict[str, Any]:
-        """The dataset's metadata (``/api/views/{id}.json``): name, ``rowsUpdatedAt``, columns."""
+        """The dataset's metadata (``/api/views/{id}.json``): name, ``rowsUpdatedAt``, columns.
+
+        Anything else the portal may send with a 200 (an HTML page, an array, an object without columns) is one
+        sentence saying what came, never taken for a dataset whose columns all vanished.
+        """
+        path = sodapy_utils.format_old_api_request(dataid=self.dataset_id, content_type="json")
         with self.client() as client:
-            return self.call(_timed(client, lambda: client.get_metadata(self.dataset_id)), purpose)
+            url = client.uri_prefix + client.domain + path
+
+            def read(timeout: float) -> dict[str, Any]:
+                return _metadata_of(_decoded(_checked(client.session.get(url, timeout=timeout))))
+
+            return self.call(read, purpose)
 
     def query(self, purpose: str = "querying rows", **soql: Any) -> list[dict[str, str]]:
         """One SoQL request (``select=``, ``where=``, ``group=``, ``order=``, ``limit=``, ...).
@@ -172,7 +213,7 @@ class SocrataResource(dg.ConfigurableResource):
         ``purpose`` says in a few words what the request is for ("counting rows of 2019-03"); failures name it.
         """
         with self.client() as client:
-            return self.call(_timed(client, lambda: client.get(self.dataset_id, **soql)), purpose)
+            return self.call(lambda timeout: _rows_of(_decoded(self._ask(client, soql, timeout))), purpose)
 
     def count(self, where: str, purpose: str = "counting rows") -> int:
         """``count(*)`` of the rows matching ``where``, asked of the source."""
@@ -193,24 +234,56 @@ class SocrataResource(dg.ConfigurableResource):
             raise ValueError("keyset paging needs :id among the selected fields")
         decoder = PageDecoder(select)
         with self.client() as client:
-            url = (
-                client.uri_prefix
-                + client.domain
-                + sodapy_utils.format_new_api_request(dataid=self.dataset_id, content_type="json")
-            )
             last_id: str | None = None
             while True:
-                params = {"$select": ", ".join(select), "$where": _after(where, last_id), "$order": ":id"}
-                params["$limit"] = self.page_size
+                soql = {"select": ", ".join(select), "where": _after(where, last_id), "order": ":id"}
+                soql["limit"] = self.page_size
 
-                def page_of(timeout: float, params: dict[str, Any] = params) -> pa.Table:
-                    return decoder.decode(_get_json_bytes(client, url, params, timeout))
+                def page_of(timeout: float, soql: dict[str, Any] = soql) -> pa.Table:
+                    return decoder.decode(self._ask(client, soql, timeout).content)
 
                 page = self.call(page_of, purpose)
                 yield page
                 if page.num_rows < self.page_size:
                     return
                 last_id = pc.max(page["row_id"]).as_py()
+
+    @property
+    def api_in_use(self) -> str | None:
+        """``soda3`` or ``soda2``: the API queries go through (under ``auto``, None until the first query)."""
+        return self._chosen_api if self.api == AUTO else self.api
+
+    def _ask(self, client: Socrata, soql: Mapping[str, Any], timeout: float) -> requests.Response:
+        """One query in the API in use, its answer checked; under ``auto`` the first query finds which API.
+
+        ``auto`` asks SODA3 first and falls back to SODA2 only when the portal has no SODA3 for the dataset.
+        """
+        base = client.uri_prefix + client.domain
+        if self.api_in_use == SODA2:
+            url = base + soda2_path(self.dataset_id)
+            return _checked(client.session.get(url, params=soda2_params(soql), timeout=timeout))
+        url = base + soda3_path(self.dataset_id)
+        try:
+            answer = _checked(client.session.post(url, json=soda3_body(soql), timeout=timeout))
+        except requests.exceptions.HTTPError as error:
+            status = error.response.status_code if error.response is not None else None
+            if self.api != AUTO or self._chosen_api is not None or status not in NO_SODA3_STATUSES:
+                raise
+            self._choose(SODA2, f"has no SODA3 endpoint for dataset {self.dataset_id} (HTTP {status})")
+            return self._ask(client, soql, timeout)
+        self._choose(SODA3, f"answers SODA3 queries of dataset {self.dataset_id}")
+        return answer
+
+    def _choose(self, api: str, reason: str) -> None:
+        """Settle ``auto`` on ``api``, saying so once."""
+        if self.api != AUTO or self._chosen_api is not None:
+            return
+        with self._choosing:
+            if self._chosen_api is None:
+                self._chosen_api = api
+                dg.get_dagster_logger().info(
+                    f"Socrata at {self.shown_url} {reason}: queries go through {API_NAMES[api]}"
+                )
 
     def call(self, attempt: Callable[[float], T], purpose: str) -> T:
         """Run one request (``attempt`` takes its timeout in seconds) within its budget, retrying what may pass.
@@ -226,6 +299,11 @@ class SocrataResource(dg.ConfigurableResource):
                 return attempt(min(self.timeout_seconds, deadline - time.monotonic()))
             except requests.exceptions.RequestException as error:
                 failure = self.transient(error, purpose)
+            except UnexpectedAnswerError as odd:
+                raise SocrataError(
+                    f"Socrata at {self.shown_url} answered {odd.what} while {purpose} (dataset {self.dataset_id})"
+                    + (f": {odd.advice}" if odd.advice else "")
+                ) from None
             happened[failure.what] += 1
             if number == attempts:
                 break
@@ -246,11 +324,9 @@ class SocrataResource(dg.ConfigurableResource):
         """What a failed attempt tells: a ``Transient`` worth retrying, or a ``SocrataError`` raised at once."""
         response = getattr(error, "response", None)
         if isinstance(error, requests.exceptions.HTTPError) and response is not None:
-            status = response.status_code
-            if status == 429:
-                return Transient("throttled requests (HTTP 429)", _retry_after(response))
-            if status in RETRIED_STATUSES:
-                return Transient(f"answered HTTP {status}", _retry_after(response))
+            status, retry_after = response.status_code, _retry_after(response)
+            if status in RETRIED_STATUSES or (status == 403 and retry_after is not None):
+                return Transient(_RETRIED_AS.get(status, f"answered HTTP {status}"), retry_after)
             raise SocrataError(self._explain_status(response, purpose)) from None
         if isinstance(error, requests.exceptions.Timeout):
             return Transient(f"timed out after {self.timeout_seconds:g} s")
@@ -286,15 +362,43 @@ class SocrataResource(dg.ConfigurableResource):
     def _explain_status(self, response: requests.Response, purpose: str) -> str:
         status = response.status_code
         message = _message_of(response)
+        said = f" ({message})" if message else ""
+        api = _api_of(response)
+        request = f"the {api} request" if api else "the request"
+        if status == 404 and api == API_NAMES[SODA3]:
+            return (
+                f"Socrata at {self.shown_url} answered HTTP 404 to the SODA3 query of dataset {self.dataset_id}"
+                f"{said}: the portal has no SODA3 for it, or no such dataset; SOCRATA_API=auto falls back to SODA2"
+            )
         if status == 404:
             return f"dataset {self.dataset_id!r} does not exist at {self.shown_url} ({message or 'not found'})"
-        if status in (401, 403):
-            return f"Socrata at {self.shown_url} refused the request (HTTP {status}): check SOCRATA_APP_TOKEN" + (
-                f" ({message})" if message else ""
+        if status == 401:
+            return (
+                f"Socrata at {self.shown_url} refused {request} for dataset {self.dataset_id} (HTTP 401) while "
+                f"{purpose}{said}: the portal wants an app token; set SOCRATA_APP_TOKEN (docs/operations.md says how)"
+            )
+        if status == 403:
+            cause = (
+                "SOCRATA_APP_TOKEN is not a valid app token here (or the portal throttles it); set a valid one"
+                if self.app_token
+                else "the portal refuses or throttles anonymous requests; set SOCRATA_APP_TOKEN"
+            )
+            return (
+                f"Socrata at {self.shown_url} refused {request} for dataset {self.dataset_id} (HTTP 403) while "
+                f"{purpose}{said}: {cause}"
             )
         if status == 400:
-            return f"Socrata rejected the query: {message or response.reason} (while {purpose})"
+            query = f"the {api} query" if api else "the query"
+            return f"Socrata rejected {query}: {message or response.reason} (while {purpose})"
         return f"Socrata at {self.shown_url} answered HTTP {status} while {purpose}: {message or response.reason}"
+
+
+def _api_of(response: requests.Response) -> str | None:
+    """Which query API a response answered (None for the metadata endpoint)."""
+    path = urlsplit(response.url or "").path
+    if path.startswith("/api/v3/"):
+        return API_NAMES[SODA3]
+    return API_NAMES[SODA2] if path.startswith("/resource/") else None
 
 
 class PageDecoder:
@@ -309,10 +413,15 @@ class PageDecoder:
         self._duckdb = duckdb.connect(config={"threads": 1})
 
     def decode(self, body: bytes) -> pa.Table:
-        """The page's rows (in no particular order), or a ``SocrataError`` if it is not a JSON array.
+        """The page's rows (in no particular order), or an ``UnexpectedAnswerError`` if it is not a JSON array.
 
         Safe to call from several threads at once: each call reads through a cursor of its own.
         """
+        if not body.lstrip().startswith(b"["):  # an object or a scalar: say which, as for any other answer
+            try:
+                _rows_of(json.loads(body))
+            except ValueError:
+                raise UnexpectedAnswerError("a page that is not JSON (HTTP 200)", AGAIN) from None
         # DuckDB reads a file far more frugally than a Python file object.
         with tempfile.NamedTemporaryFile(suffix=".json") as page, self._duckdb.cursor() as reader:
             page.write(body)
@@ -322,7 +431,7 @@ class PageDecoder:
                 table = relation.to_arrow_table()
             except duckdb.Error as error:
                 reason = _short(str(error))
-                raise SocrataError(f"Socrata sent a page that is not a JSON array of rows: {reason}") from None
+                raise UnexpectedAnswerError(f"a page that is not a JSON array of rows ({reason})", AGAIN) from None
         return table.rename_columns(self.names)
 
 
@@ -334,25 +443,71 @@ def _after(where: str, last_id: str | None) -> str:
     return f"({where}) AND :id > '{quoted}'"
 
 
-def _timed(client: Socrata, request: Callable[[], T]) -> Callable[[float], T]:
-    """A sodapy request as an attempt of ``call``: the client's timeout set to the attempt's."""
+class UnexpectedAnswerError(Exception):
+    """A 200 answer that is not what was asked for: ``what`` came instead, and what to do about it."""
 
-    def attempt(timeout: float) -> T:
-        client.timeout = timeout
-        return request()
-
-    return attempt
+    def __init__(self, what: str, advice: str = "") -> None:
+        super().__init__(what)
+        self.what, self.advice = what, advice
 
 
-def _get_json_bytes(client: Socrata, url: str, params: dict[str, Any], timeout: float) -> bytes:
-    """One GET through sodapy's session (its token) with sodapy's own error reporting."""
-    response = client.session.get(url, params=params, timeout=timeout)
-    if response.status_code not in (200, 202):
+def _checked(response: requests.Response) -> requests.Response:
+    """A JSON answer; failures raised as sodapy raises them, a 202 as one to retry, anything else odd as odd.
+
+    Socrata answers 202 while it is still computing a query: its body (often ``[]``) is not the answer.
+    """
+    if response.status_code == 202:
+        raise requests.exceptions.HTTPError("202 Accepted: still computing", response=response)
+    if response.status_code != 200:
         sodapy_utils.raise_for_status(response)
+        raise UnexpectedAnswerError(f"HTTP {response.status_code} {response.reason}")
     content_type = response.headers.get("content-type", "")
     if not content_type.lower().startswith("application/json"):
-        raise SocrataError(f"Socrata answered {content_type or 'no content type'} instead of JSON")
-    return response.content
+        raise UnexpectedAnswerError(*_not_json(response, content_type))
+    return response
+
+
+def _decoded(response: requests.Response) -> Any:
+    """The decoded JSON of a checked answer (``UnexpectedAnswerError`` when it is not JSON at all)."""
+    try:
+        return response.json()
+    except ValueError:
+        raise UnexpectedAnswerError("a body that is not JSON although it said so (HTTP 200)", AGAIN) from None
+
+
+def _not_json(response: requests.Response, content_type: str) -> tuple[str, str]:
+    """What a non-JSON 200 was, in words (an HTML page by its title), and what to do."""
+    kind = content_type.split(";", maxsplit=1)[0].strip() or "no content type"
+    if "html" not in kind:
+        return f"{kind} instead of JSON (HTTP 200)", AGAIN
+    title = _TITLE.search(response.text[:20_000])
+    titled = f" titled {_short(unescape(title.group(1)), 80)!r}" if title else ""
+    return f"an HTML page{titled} instead of JSON (HTTP 200)", "the portal may be down for maintenance; run again later"
+
+
+def _rows_of(answer: Any) -> list[dict[str, str]]:
+    """A SODA answer of rows: a JSON array of objects."""
+    if isinstance(answer, list) and all(isinstance(row, dict) for row in answer):
+        return answer
+    return _odd_json(answer, "an array of rows")
+
+
+def _metadata_of(answer: Any) -> dict[str, Any]:
+    """A dataset's metadata: a JSON object with its columns and ``rowsUpdatedAt``."""
+    if (
+        isinstance(answer, dict)
+        and isinstance(answer.get("columns"), list)
+        and isinstance(answer.get("rowsUpdatedAt"), int)
+    ):
+        return answer
+    return _odd_json(answer, "the dataset's metadata (an object with columns and rowsUpdatedAt)")
+
+
+def _odd_json(answer: Any, expected: str) -> Any:
+    kind = {dict: "a JSON object", list: "a JSON array"}.get(type(answer), f"a JSON {type(answer).__name__}")
+    message = answer.get("message") if isinstance(answer, dict) else None
+    said = f" saying {_short(str(message), 120)!r}" if message else ""
+    raise UnexpectedAnswerError(f"{kind}{said} instead of {expected} (HTTP 200)", AGAIN)
 
 
 def _message_of(response: requests.Response) -> str | None:

@@ -7,8 +7,11 @@ assertion is on the bytes a channel really received.
 from __future__ import annotations
 
 import socket
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -23,6 +26,7 @@ from delitos_platform.alert_channels import (
     alert_resources,
     redact,
 )
+from delitos_platform.alert_outbox import OUTBOX_FILE, AlertOutbox
 from delitos_platform.defs.automation.alerts import failed_check_alerts, run_failure_alerts
 from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED_CHECK
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
@@ -72,13 +76,28 @@ def alerts(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> AlertsResourc
     )
 
 
+# The sensors live in a code location; the runs these tests start (as `delitos backfill` and `dagster job execute`
+# do) have no origin in it.
+REPOSITORY = "__repository__"
+
+
 def evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, alerts: AlertsResource, cursor: str | None):
     """One tick of a sensor the way the daemon runs it (its cursor logic included), with Dagster's test context."""
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": alerts}) as context:
+    return evaluate_tick(sensor, instance, alerts, cursor).cursor
+
+
+def evaluate_tick(
+    sensor: dg.SensorDefinition, instance: dg.DagsterInstance, alerts: AlertsResource, cursor: str | None
+) -> Any:
+    """One tick of a sensor as its code location's daemon runs it: its whole result."""
+    resources = {"alerts": alerts}
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources, repository_name=REPOSITORY) as (
+        context
+    ):
         result = sensor.evaluate_tick(context)
     errors = [reaction.error for reaction in result.dagster_run_reactions or [] if reaction.error]
     assert not errors, errors
-    return result.cursor
+    return result
 
 
 def start_sensors(instance: dg.DagsterInstance, alerts: AlertsResource) -> dict[str, str | None]:
@@ -265,3 +284,65 @@ def test_channels_are_configured_only_when_their_settings_are_complete():
 )
 def test_anything_that_looks_like_a_secret_is_redacted(text, expected):
     assert redact(text, [TOKEN]) == expected
+
+
+def _failed_lake_run(instance: dg.DagsterInstance, tmp_path: Path) -> dg.ExecuteInProcessResult:
+    """A lake run that fails (the source is unreachable), started in this process as the CLI starts one."""
+    socrata = SocrataResource(url=f"http://127.0.0.1:{closed_port()}", max_retries=0)
+    resources = {"socrata": socrata, "lake": LocalLake(root=str(tmp_path / "lake")), "warehouse": WarehouseResource()}
+    failed = dg.materialize(
+        ASSETS[:2], resources=resources, partition_key=MONTH, instance=instance, raise_on_error=False
+    )
+    assert not failed.success
+    return failed
+
+
+def test_an_alert_the_webhook_refuses_is_kept_and_sent_again_with_backoff_until_delivered(
+    instance, alerts, receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr("delitos_platform.alert_outbox.FIRST_RETRY_SECONDS", 1.0)  # 30 s in production
+    cursors = start_sensors(instance, alerts)
+    receiver.status = 500
+    failed = _failed_lake_run(instance, tmp_path)
+
+    tick_all(instance, alerts, cursors)
+    assert len(receiver.posted_to("/hooks/")) == len(receiver.posted_to("/slack/")) == 1  # refused, both
+    checks = evaluate_tick(failed_check_alerts, instance, alerts, cursors["failed_check_alerts"])
+    assert checks.skip_message.endswith(
+        "0 alert deliveries made, 0 failed and will be retried; 2 waiting in the outbox"
+    )  # not due yet: the next try waits for its backoff
+    assert len(receiver.requests) == 2
+
+    receiver.status = 200
+    time.sleep(1.1)
+    checks = evaluate_tick(failed_check_alerts, instance, alerts, cursors["failed_check_alerts"])
+
+    assert checks.skip_message.endswith(
+        "2 alert deliveries made, 0 failed and will be retried; 0 waiting in the outbox"
+    )
+    [_, hook], [_, slack] = receiver.posted_to("/hooks/"), receiver.posted_to("/slack/")
+    assert hook.json()["run_id"] == failed.run_id and hook.json()["title"] == "Run failed: __ephemeral_asset_job__"
+    assert slack.json()["text"] == hook.json()["text"]
+    assert_no_secret(hook, slack)
+
+    tick_all(instance, alerts, cursors)
+    assert len(receiver.requests) == 4  # delivered once each: never again
+
+
+def test_an_unreachable_webhook_loses_no_alert_and_the_outbox_outlives_the_process(instance, receiver, tmp_path: Path):
+    unreachable = AlertsResource(
+        webserver_url=WEBSERVER, webhook=WebhookAlertChannel(url=f"http://127.0.0.1:{closed_port()}/hooks/x")
+    )
+    cursors = start_sensors(instance, unreachable)
+    failed = _failed_lake_run(instance, tmp_path)
+
+    tick_all(instance, unreachable, cursors)
+
+    outbox = Path(instance.root_directory) / OUTBOX_FILE
+    with sqlite3.connect(outbox) as connection:
+        [(key, channel, attempts, error)] = connection.execute(
+            "SELECT key, channel, attempts, last_error FROM outbox"
+        ).fetchall()
+    assert (key, channel, attempts) == (f"run-failure:{failed.run_id}", "webhook", 1)
+    assert error.startswith("cannot reach the alert webhook at http://127.0.0.1:")
+    assert AlertOutbox(outbox).waiting() == 1  # another process (the next daemon) finds it there

@@ -24,7 +24,7 @@ def test_server_errors_have_json_bodies(own_soda: EmulatorServer, kind: str) -> 
     own_soda.faults.inject(kind, count=1)
     response = resource(own_soda)
     assert response.status_code == int(kind)
-    assert response.headers["Content-Type"] == "application/json;charset=utf-8"
+    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
     assert response.json()["error"] is True
     assert resource(own_soda).status_code == 200
 

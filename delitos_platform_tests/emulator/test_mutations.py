@@ -152,3 +152,14 @@ def test_a_row_added_while_a_slow_page_is_served_is_visible_to_the_next_page(own
     assert added[0] in served and doomed[":id"] not in served
     assert {"cantidad": "77", ":id": added[0]} in rest
     assert len(served) == len(own_soda.dataset) - 1  # everything but the first page, each row once
+
+
+def test_duplicate_ids_serves_rows_of_a_month_under_one_id(own_soda: EmulatorServer) -> None:
+    before, stamp = _dump(own_soda), _rows_updated_at(own_soda)
+
+    doubled = own_soda.dataset.duplicate_ids("2024-01", rows=2)
+
+    ids = [row[":id"] for row in resource(own_soda, {"$select": ":id", "$order": ":id", "$limit": 50000}).json()]
+    assert len(ids) == len(before) and ids.count(doubled) == 3
+    assert len(set(ids)) == len(before) - 2
+    assert _rows_updated_at(own_soda) > stamp

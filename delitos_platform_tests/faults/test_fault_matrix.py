@@ -290,7 +290,7 @@ HTTP_FAULTS = {
 def test_http_fault(platform, case):
     fault = dict(HTTP_FAULTS[case])
     kind = fault.pop("kind")
-    platform.server.faults.inject(kind, paths=["/resource/", "/api/views/"], **fault)
+    platform.server.faults.inject(kind, paths=["/resource/", "/api/v3/", "/api/views/"], **fault)
 
     result = platform.run(page_size=PAGE_SIZE)
 

@@ -76,7 +76,7 @@ def test_a_dropped_column_is_refused_before_any_row_is_fetched(fresh_emulator, l
 
 def test_a_soql_error_quotes_socrata(emulator, local_lake):
     socrata = socrata_for(emulator)
-    with pytest.raises(SocrataError, match=r"^Socrata rejected the query: .*no_such_column"):
+    with pytest.raises(SocrataError, match=r"^Socrata rejected the SODA3 query: .*no_such_column"):
         socrata.query(select="no_such_column")
 
 

@@ -78,6 +78,7 @@ def test_a_month_lands_in_the_lake_exactly_as_the_source_has_it(emulator, local_
     assert "fecha_hecho >= '2019-03-01T00:00:00.000' AND fecha_hecho < '2019-04-01T00:00:00.000'" in str(
         metadata["source_query"]
     )
+    assert metadata["source_api"] == "SODA3"  # the emulator, like datos.gov.co, has both APIs: auto takes SODA3
 
 
 def test_rerunning_a_month_writes_byte_identical_objects(emulator, local_lake):

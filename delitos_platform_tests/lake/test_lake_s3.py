@@ -5,8 +5,11 @@ from __future__ import annotations
 import boto3
 import pytest
 from dagster_aws.s3 import S3Resource
+from moto.server import ThreadedMotoServer
 
-from delitos_platform.lake.storage import LocalLake, S3Lake, data_key, quarantine_key
+from delitos_platform.lake.extract import extract_to_lake
+from delitos_platform.lake.storage import LakeError, LocalLake, S3Lake, data_key, quarantine_key
+from delitos_platform.partitions import Window
 from delitos_platform_tests.conftest import socrata_for
 from delitos_platform_tests.lake.helpers import failure_message, materialize_lake
 
@@ -59,3 +62,31 @@ def test_a_missing_bucket_is_one_sentence_and_nothing_is_fetched(fresh_emulator,
 
     assert failure_message(result) == "cannot reach S3 bucket 'no-such-bucket': the bucket does not exist"
     assert fresh_emulator.requests_served == served
+
+
+def test_an_s3_outage_while_publishing_is_named_as_the_publish_that_failed(emulator, s3_endpoint):
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    _client(endpoint).create_bucket(Bucket="lake")
+    outage: list[bool] = []
+
+    class S3GoesDown(S3Lake):
+        """A real outage at a precise moment: the endpoint stops as the first object is published."""
+
+        def publish(self, staged: str, key: str) -> str:
+            if not outage:
+                outage.append(True)
+                server.stop()
+            return super().publish(staged, key)
+
+    lake = S3GoesDown(s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1", max_attempts=1), bucket="lake")
+    try:
+        with pytest.raises(LakeError) as failure:
+            extract_to_lake(socrata_for(emulator), lake, Window.for_month(MONTH), "run-outage")
+    finally:
+        if not outage:
+            server.stop()
+
+    assert str(failure.value).startswith("cannot publish to S3 bucket 'lake': the S3 endpoint is unreachable")

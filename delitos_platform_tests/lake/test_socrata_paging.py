@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pyarrow as pa
+import pytest
 
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.rows import SOURCE_FIELDS
@@ -13,6 +14,12 @@ from delitos_platform_tests.conftest import socrata_for
 
 YEAR_2019 = Window(date(2019, 1, 1), date(2020, 1, 1))
 PAGE = 97
+
+
+@pytest.fixture(params=["soda3", "soda2"])
+def api(request: pytest.FixtureRequest) -> str:
+    """Each paging guarantee holds on both query APIs."""
+    return request.param
 
 
 def _row_ids(pages: list[pa.Table]) -> list[str]:
@@ -24,20 +31,20 @@ def _source_ids(server: EmulatorServer, window: Window) -> list[str]:
     return [row[":id"] for row in rows]
 
 
-def test_pages_arrive_in_id_order_each_row_once(emulator):
+def test_pages_arrive_in_id_order_each_row_once(emulator, api):
     expected = _source_ids(emulator, YEAR_2019)
     assert len(expected) > 10 * PAGE  # enough rows for many pages
 
-    pages = list(socrata_for(emulator, page_size=PAGE).pages(SOURCE_FIELDS, YEAR_2019.soql()))
+    pages = list(socrata_for(emulator, page_size=PAGE, api=api).pages(SOURCE_FIELDS, YEAR_2019.soql()))
 
     assert _row_ids(pages) == expected
     assert [page.num_rows for page in pages[:-1]] == [PAGE] * (len(pages) - 1)
     assert pages[-1].num_rows < PAGE
 
 
-def test_a_row_deleted_while_paging_loses_no_live_row(fresh_emulator):
+def test_a_row_deleted_while_paging_loses_no_live_row(fresh_emulator, api):
     expected = _source_ids(fresh_emulator, YEAR_2019)
-    pages = socrata_for(fresh_emulator, page_size=PAGE).pages(SOURCE_FIELDS, YEAR_2019.soql())
+    pages = socrata_for(fresh_emulator, page_size=PAGE, api=api).pages(SOURCE_FIELDS, YEAR_2019.soql())
     fetched = [next(pages)]
     # A row of the page already fetched disappears: offset paging would then skip the next page's first row.
     deleted = fetched[0]["row_id"][5].as_py()
@@ -48,8 +55,8 @@ def test_a_row_deleted_while_paging_loses_no_live_row(fresh_emulator):
     assert _row_ids(fetched) == expected  # the deleted row was read before it went; no live row is missing
 
 
-def test_a_row_added_while_paging_doubles_no_row(fresh_emulator, snapshot_rows):
-    pages = socrata_for(fresh_emulator, page_size=PAGE).pages(SOURCE_FIELDS, YEAR_2019.soql())
+def test_a_row_added_while_paging_doubles_no_row(fresh_emulator, snapshot_rows, api):
+    pages = socrata_for(fresh_emulator, page_size=PAGE, api=api).pages(SOURCE_FIELDS, YEAR_2019.soql())
     fetched = [next(pages)]
     last_seen = fetched[0]["row_id"][-1].as_py()
     # Rows land on both sides of the page boundary; offset paging would read a row of the first page again.

@@ -49,11 +49,17 @@ def duckdb_resources(server: EmulatorServer, data_dir: Path, **dbt: Any) -> dict
 
 
 def run_months(
-    resources: dict[str, Any], first: str, last: str, selection: list[dg.AssetKey] | None = None
+    resources: dict[str, Any],
+    first: str,
+    last: str,
+    selection: list[dg.AssetKey] | None = None,
+    instance: dg.DagsterInstance | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Materialize the chain (or ``selection``) for ``first`` → ``last`` as ONE run."""
+    """Materialize the chain (or ``selection``) for ``first`` → ``last`` as ONE run (in ``instance`` when given)."""
     tags = range_tags(first, last)
-    return dg.materialize(ASSETS, resources=resources, tags=tags, selection=selection, raise_on_error=False)
+    return dg.materialize(
+        ASSETS, resources=resources, tags=tags, selection=selection, instance=instance, raise_on_error=False
+    )
 
 
 def query(database: Path, sql: str) -> list[tuple]:

@@ -3,11 +3,9 @@ with delitos as (
     select * from {{ ref('stg_delitos') }}
 ),
 
--- A department's name can be spelt differently across rows; report one, deterministically.
+-- A department's name can be spelt differently across rows: the spelling most rows use (macros/names.sql).
 department_names as (
-    select cod_depto, max(departamento) as departamento
-    from delitos
-    group by cod_depto
+    {{ delitos_spelling_by_code('delitos', 'cod_depto', 'departamento') }}
 )
 
 select

@@ -3,15 +3,14 @@ with delitos as (
     select * from {{ ref('stg_delitos') }}
 ),
 
--- One name per code (a name can be spelt differently across rows), chosen deterministically.
+-- One name per code (a name can be spelt differently across rows): the spelling most rows use, by the same
+-- rule as gold.delitos_por_departamento (macros/names.sql).
 municipality_names as (
-    select
-        cod_muni,
-        max(municipio) as municipio,
-        max(cod_depto) as cod_depto,
-        max(departamento) as departamento
-    from delitos
-    group by cod_muni
+    {{ delitos_spelling_by_code('delitos', 'cod_muni', 'municipio') }}
+),
+
+department_names as (
+    {{ delitos_spelling_by_code('delitos', 'cod_depto', 'departamento') }}
 ),
 
 cases_per_municipality_year as (
@@ -34,9 +33,11 @@ select
     cast(ranked.posicion as integer) as posicion,
     ranked.cod_muni,
     municipality_names.municipio,
-    municipality_names.cod_depto,
-    municipality_names.departamento,
+    department_names.cod_depto,
+    department_names.departamento,
     ranked.casos
 from ranked
 inner join municipality_names on ranked.cod_muni = municipality_names.cod_muni
+-- cod_muni starts with its cod_depto (the lake quarantines a row where it does not).
+inner join department_names on substr(ranked.cod_muni, 1, 2) = department_names.cod_depto
 where ranked.posicion <= 20

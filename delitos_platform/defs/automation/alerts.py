@@ -1,10 +1,15 @@
-"""Alerting sensors: a failed run and a failed asset check each reach the alert channels exactly once.
+"""Alerting sensors: every failed run and every failed asset check reaches each alert channel, once.
 
-``run_failure_alerts`` relies on Dagster's run-status cursor (the storage id of the last run-failure event it
-handled, kept by Dagster across ticks). ``failed_check_alerts`` keeps its own cursor: the storage id of the last
+``run_failure_alerts`` watches every run of the instance, whatever started it (the UI, a schedule, ``delitos
+backfill``, ``dagster job execute``): Dagster's run-status cursor (the storage id of the last run-failure event it
+handled) moves across ticks. ``failed_check_alerts`` keeps its own cursor: the storage id of the last
 ``ASSET_CHECK_EVALUATION`` event it read. Both start from "now" on their first tick, as Dagster's own run-status
-sensors do, so turning them on never replays history. Delivery is at most once: a channel that fails is reported on
-the tick and in the sensor's log, and the cursor still moves on, so the channels that did deliver never repeat.
+sensors do, so turning them on never replays history.
+
+Neither sends an alert itself: each puts it in the outbox (``alert_outbox.py``, in the instance's folder), keyed by
+what it is about, then delivers what is due. A channel that fails (HTTP 500, unreachable) is said on the tick and
+in the sensor's log, and the alert is kept and re-sent with backoff at the next ticks until it is delivered; a
+channel that did deliver never receives it again.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from delitos_platform.alert_channels import Alert, AlertDeliveryError, AlertsResource
+from delitos_platform.alert_channels import Alert, AlertsResource
+from delitos_platform.alert_outbox import AlertOutbox
 from delitos_platform.defs.policies import FAILED_CHECKS_METADATA
 from delitos_platform.partitions import tagged_range
 
@@ -27,17 +33,22 @@ BLOCKING_CHECK_ERROR = "DagsterAssetCheckFailedError"
     name="run_failure_alerts",
     minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts (webhook, Slack) on every failed run of this code location: assets, partitions, why, link.",
+    # Runs started outside this code location (the CLI, `dagster job execute`) have no origin in it: without this
+    # Dagster would show the sensor only the runs the UI, schedules and sensors launched.
+    monitor_all_code_locations=True,
+    description="Alerts (webhook, Slack) on every failed run of the instance: assets, partitions, why, link.",
 )
 def run_failure_alerts(context: dg.RunFailureSensorContext, alerts: AlertsResource) -> None:
-    """Send one alert for the failed run, unless a failed blocking check (alerted on its own) is the only cause."""
+    """Alert the failed run (through the outbox), unless a failed blocking check (alerted on its own) is the cause."""
     step_failures = context.get_step_failure_events()
+    run_id = context.dagster_run.run_id
     if step_failures and all(_failed_on_blocking_check(event) for event in step_failures):
-        context.log.info(f"Run {context.dagster_run.run_id} failed on blocking checks: alerted by failed_check_alerts")
+        context.log.info(f"Run {run_id} failed on blocking checks: alerted by failed_check_alerts")
         return
     alert = run_failure_alert(context.instance, context.dagster_run, context.failure_event, step_failures, alerts)
-    # Raised errors are recorded on the sensor's tick by Dagster; its cursor moves on regardless.
-    alerts.send(alert)
+    outbox = instance_outbox(context.instance)
+    outbox.add(f"run-failure:{run_id}", alert, list(alerts.channels()))
+    context.log.info(outbox.flush(alerts, context.log.error).describe())
 
 
 @dg.sensor(
@@ -59,20 +70,24 @@ def failed_check_alerts(context: dg.SensorEvaluationContext, alerts: AlertsResou
         dagster_event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION,
         limit=EVENTS_PER_TICK,
     )
-    sent, undelivered = 0, 0
-    for entry in entries.values():
+    outbox, failures = instance_outbox(context.instance), 0
+    for storage_id, entry in entries.items():
         evaluation = entry.dagster_event.asset_check_evaluation_data if entry.dagster_event else None
         if evaluation is None or evaluation.passed:
             continue
-        try:
-            alerts.send(check_failure_alert(context.instance, entry.run_id, evaluation, alerts))
-            sent += 1
-        except AlertDeliveryError as error:
-            undelivered += 1
-            context.log.error(f"Alert for check {evaluation.check_name} of run {entry.run_id} not delivered: {error}")
+        alert = check_failure_alert(context.instance, entry.run_id, evaluation, alerts)
+        outbox.add(f"check-failure:{storage_id}", alert, list(alerts.channels()))
+        failures += 1
+    # Every tick delivers what is due, the run failures' alerts too: nothing waits for another failure.
+    flushed = outbox.flush(alerts, context.log.error)
     cursor = max(entries, default=int(context.cursor))
-    summary = f"{len(entries)} check evaluations read, {sent} failures alerted, {undelivered} undelivered"
+    summary = f"{len(entries)} check evaluations read, {failures} failed; {flushed.describe()}"
     return dg.SensorResult(skip_reason=summary, cursor=str(cursor))
+
+
+def instance_outbox(instance: dg.DagsterInstance) -> AlertOutbox:
+    """The alert outbox kept in the instance's own folder (``$DAGSTER_HOME``), beside its history."""
+    return AlertOutbox.in_folder(instance.root_directory)
 
 
 def run_failure_alert(

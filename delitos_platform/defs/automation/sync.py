@@ -49,7 +49,8 @@ def socrata_changes(
     the next evaluation, even when the source did not change since, except those the volume guard held, which
     wait until the source's version of them changes (their alert was sent once, for that version).
     """
-    refusal = source_refusal(lake, socrata.url)  # before any request: never the real API on the demo's data
+    # Before any request: never the real API on the demo's data, never another dataset on this one.
+    refusal = source_refusal(lake, socrata.url, socrata.dataset_id)
     if refusal is not None:
         return dg.SensorResult(skip_reason=refusal)
     previous, failed = settle(context, SyncCursor.load(context.cursor))

@@ -10,14 +10,16 @@ from delitos_platform.defs.volume_guard import VOLUME_CHECK, drop_accepted, drop
 from delitos_platform.lake.extract import (
     AuditError,
     ContractDriftError,
+    DuplicateIdsError,
     Extraction,
     MonthWritten,
     VolumeHeldError,
     extract_to_lake,
 )
-from delitos_platform.lake.provenance import source_refusal
+from delitos_platform.lake.provenance import claim_dataset, source_refusal
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
+from delitos_platform.markdown import markdown_text
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
 from delitos_platform.queue import run_writes_warehouse
 from delitos_platform.socrata import SocrataError, SocrataResource
@@ -26,6 +28,7 @@ from delitos_platform.warehouse.base import WarehouseResource
 LAKE_DELITOS = dg.AssetKey(["lake", "delitos"])
 SCHEMA_CHECK = "schema_matches_contract"
 QUARANTINE_CHECK = "no_rows_quarantined"
+IDS_CHECK = "row_ids_unique"
 
 
 @dg.asset(
@@ -45,6 +48,15 @@ QUARANTINE_CHECK = "no_rows_quarantined"
             asset=LAKE_DELITOS,
             blocking=True,
             description="The source's columns and types and every object's Parquet schema match the contract.",
+        ),
+        dg.AssetCheckSpec(
+            IDS_CHECK,
+            asset=LAKE_DELITOS,
+            blocking=True,
+            description=(
+                "Each :id the source served names one row: an id served twice is a fault of the source, held "
+                "(nothing published) until the source serves each :id once."
+            ),
         ),
         dg.AssetCheckSpec(
             VOLUME_CHECK,
@@ -76,7 +88,8 @@ def lake_delitos(
     first: one that cannot have it extracts nothing.
     """
     end_step_with_its_run()
-    refusal = source_refusal(lake, socrata.url)  # before any request: never the real API on the demo's data
+    # Before any request: never the real API on the demo's data, never another dataset on this one.
+    refusal = source_refusal(lake, socrata.url, socrata.dataset_id)
     if refusal is not None:
         raise dg.Failure(description=refusal, allow_retries=False)
     if run_writes_warehouse(context.instance, context.run):
@@ -94,14 +107,19 @@ def lake_delitos(
             run_is_over=lambda run: run_is_over(context, run),
             accept_drop=accept,
         )
+        claim_dataset(lake, socrata.dataset_id)  # published: the lake now holds this dataset, and refuses any other
     except ContractDriftError as error:
         yield schema_check_result(error.drift)
         raise failed_checks(str(error), [SCHEMA_CHECK]) from None
+    except DuplicateIdsError as error:
+        yield ids_check_result(str(error))
+        raise failed_checks(str(error), [IDS_CHECK]) from None
     except AuditError as error:
         yield schema_check_result([str(error)])
         raise failed_checks(str(error), [SCHEMA_CHECK]) from None
     except VolumeHeldError as error:
         yield schema_check_result([])
+        yield ids_check_result(None)
         yield volume_check_result(error.verdict, accepted=False, held_at=error.held_at)
         raise failed_checks(str(error), [VOLUME_CHECK]) from None
     except (SocrataError, LakeError, PartitionRangeError) as error:
@@ -118,6 +136,7 @@ def lake_delitos(
         metadata=lake_metadata(extraction),
         check_results=[
             schema_check_result([]),
+            ids_check_result(None),
             volume_check_result(extraction.volume, accepted=extraction.drop_accepted),
             quarantine_check_result(extraction),
         ],
@@ -138,8 +157,17 @@ def schema_check_result(drift: list[str]) -> dg.AssetCheckResult:
         description="; ".join(drift[:10]) if drift else "source columns and every object match the contract",
         metadata={
             "differences": len(drift),
-            "diff": dg.MetadataValue.md("\n".join(f"- {line}" for line in drift) or "none"),
+            "diff": dg.MetadataValue.md("\n".join(f"- {markdown_text(line)}" for line in drift) or "none"),
         },
+    )
+
+
+def ids_check_result(fault: str | None) -> dg.AssetCheckResult:
+    """Fails, saying which ids and months, when the source served an ``:id`` on more than one row."""
+    return dg.AssetCheckResult(
+        check_name=IDS_CHECK,
+        passed=fault is None,
+        description=fault or "every :id the source served names one row",
     )
 
 
@@ -162,7 +190,8 @@ def quarantine_check_result(extraction: Extraction) -> dg.AssetCheckResult:
 def lake_metadata(extraction: Extraction) -> dict[str, dg.MetadataValue]:
     """What every month of the run shares: the query, the dataset's version, and the run's totals (``run_*``)."""
     return {
-        "source_query": dg.MetadataValue.text(f"$where={extraction.where}&$order=:id (keyset on :id)"),
+        "source_query": dg.MetadataValue.text(f"WHERE {extraction.where} ORDER BY :id (keyset on :id)"),
+        "source_api": dg.MetadataValue.text(extraction.api),
         "source_rows_updated_at": dg.MetadataValue.int(extraction.rows_updated_at),
         "run_months": dg.MetadataValue.int(len(extraction.months)),
         "run_rows": dg.MetadataValue.int(extraction.rows),

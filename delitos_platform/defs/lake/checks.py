@@ -21,7 +21,8 @@ LEDGER_CHECK = "dataset_ledger_balances"
 )
 def dataset_ledger_balances(socrata: SocrataResource, lake: LakeResource) -> dg.AssetCheckResult:
     """Four counts asked of the source, the lake's Parquet footers: one line saying where every row is."""
-    refusal = source_refusal(lake, socrata.url)  # before any request: never the real API on the demo's data
+    # Before any request: never the real API on the demo's data, never another dataset on this one.
+    refusal = source_refusal(lake, socrata.url, socrata.dataset_id)
     if refusal is not None:
         raise dg.Failure(description=refusal, allow_retries=False)
     try:
