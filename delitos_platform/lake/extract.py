@@ -254,12 +254,19 @@ def _extract(
 
 
 def published_rows(lake: LakeResource, window: Window) -> dict[str, int]:
-    """The source rows (kept and quarantined) the lake publishes for each month of ``window`` it holds."""
-    return {
-        month: lake.parquet_rows(data_key(month)) + lake.parquet_rows(quarantine_key(month))
-        for month in window.month_keys()
-        if lake.exists(data_key(month)) and lake.exists(quarantine_key(month))
-    }
+    """The source rows (kept and quarantined) the lake publishes for each month of ``window`` it holds.
+
+    A month whose objects cannot be read (a corrupt object) has no baseline: its extraction rewrites it.
+    """
+    published = {}
+    for month in window.month_keys():
+        if not (lake.exists(data_key(month)) and lake.exists(quarantine_key(month))):
+            continue
+        try:
+            published[month] = lake.parquet_rows(data_key(month)) + lake.parquet_rows(quarantine_key(month))
+        except LakeError:
+            continue
+    return published
 
 
 class MonthStager:
