@@ -25,16 +25,14 @@
     {{ return(relation.incorporate(path={'identifier': relation.identifier ~ delitos_staged_suffix()})) }}
 {% endmacro %}
 
-{#- The model nodes of this invocation that are built audited, by name. -#}
-{% macro delitos_audited_nodes() %}
-    {% set audited = {} %}
-    {% for node in graph.nodes.values() %}
-        {% if node.resource_type == 'model' and node.config.materialized in delitos_audited_materializations()
-              and node.unique_id in selected_resources %}
-            {% do audited.update({node.name: node}) %}
-        {% endif %}
-    {% endfor %}
-    {{ return(audited) }}
+{#- The node of an audited model this invocation builds, by package and name; none for any other. -#}
+{% macro delitos_audited_node(package, name) %}
+    {%- set node = graph.nodes.get('model.' ~ package ~ '.' ~ name) -%}
+    {%- if node is not none and node.config.materialized in delitos_audited_materializations()
+           and node.unique_id in selected_resources -%}
+        {{ return(node) }}
+    {%- endif -%}
+    {{ return(none) }}
 {% endmacro %}
 
 {% macro ref() %}
@@ -44,7 +42,9 @@
         {{ return(relation) }}
     {%- endif -%}
     {%- set name = varargs[-1] if varargs else kwargs.get('name') -%}
-    {%- if name in delitos_audited_nodes() and model.get('unique_id') != delitos_audited_nodes()[name].unique_id -%}
+    {%- set package = varargs[0] if varargs | length > 1 else project_name -%}
+    {%- set node = delitos_audited_node(package, name) -%}
+    {%- if node is not none and model.get('unique_id') != node.unique_id -%}
         {{ return(delitos_staged(relation)) }}
     {%- endif -%}
     {{ return(relation) }}
