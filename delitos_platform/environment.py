@@ -57,6 +57,31 @@ def warehouse_wait_seconds(environ: Mapping[str, str] = os.environ) -> float:
     return seconds
 
 
+# The volume guard's thresholds (delitos_platform/volume.py): setting → LakeResource field, and what it must be.
+HOLD_SETTINGS = {
+    "DELITOS_HOLD_MONTH_DROP": ("hold_month_drop", float, "a share between 0 and 1"),
+    "DELITOS_HOLD_MONTH_MIN_ROWS": ("hold_month_min_rows", int, "a whole number of rows (0 or more)"),
+    "DELITOS_HOLD_WINDOW_DROP": ("hold_window_drop", float, "a share between 0 and 1"),
+}
+
+
+def hold_settings(environ: Mapping[str, str] = os.environ) -> dict[str, float | int]:
+    """The volume guard's thresholds that are set (``DELITOS_HOLD_*``), checked; the lake's defaults otherwise."""
+    settings: dict[str, float | int] = {}
+    for name, (field, kind, meaning) in HOLD_SETTINGS.items():
+        text = environ.get(name, "").strip()
+        if not text:
+            continue
+        try:
+            value = kind(text)
+        except ValueError:
+            value = -1
+        if value < 0 or (kind is float and value > 1):
+            raise ValueError(f"{name} must be {meaning}, not {text!r}")
+        settings[field] = value
+    return settings
+
+
 def socrata_api(environ: Mapping[str, str] = os.environ) -> str:
     """``SOCRATA_API``, checked: ``auto`` (SODA3, or SODA2 where the portal has no SODA3) unless set."""
     api = environ.get("SOCRATA_API", AUTO).strip().lower() or AUTO
@@ -78,7 +103,7 @@ def socrata_resource(environ: Mapping[str, str] = os.environ) -> SocrataResource
 def lake_resource(environment: str, environ: Mapping[str, str] = os.environ) -> LocalLake | S3Lake:
     """The lake of an environment: a local folder, or an encrypted S3 prefix."""
     if environment == "local":
-        return LocalLake(root=str(data_dir(environ) / "lake"))
+        return LocalLake(root=str(data_dir(environ) / "lake"), **hold_settings(environ))
     return S3Lake(
         s3=S3Resource(
             endpoint_url=environ.get("AWS_ENDPOINT_URL") or None,
@@ -87,6 +112,7 @@ def lake_resource(environment: str, environ: Mapping[str, str] = os.environ) -> 
         bucket=dg.EnvVar("DELITOS_LAKE_BUCKET"),
         prefix=environ.get("DELITOS_LAKE_PREFIX", ""),
         kms_key_id=environ.get("DELITOS_LAKE_KMS_KEY_ID") or None,
+        **hold_settings(environ),
     )
 
 

@@ -16,9 +16,11 @@ from delitos_platform.environment import (
     build_resources,
     current_environment,
     data_dir,
+    lake_resource,
     warehouse_path,
 )
 from delitos_platform.transform import DBT_EXECUTABLE, delitos_dbt_project
+from delitos_platform.volume import VolumeGuard
 from delitos_platform_tests.processes.helpers import REPO_ROOT, venv_tool
 
 EXPECTED_ASSETS = {
@@ -128,6 +130,15 @@ def test_settings_have_sane_defaults_and_refuse_nonsense():
     assert data_dir({}).name == "data"
     with pytest.raises(ValueError, match="DELITOS_ENV must be one of local, prod, not 'staging'"):
         current_environment({"DELITOS_ENV": "staging"})
+
+
+def test_the_volume_guards_thresholds_are_settings_with_sane_defaults():
+    assert lake_resource("local", {}).volume_guard() == VolumeGuard(month_drop=0.5, month_min_rows=20, window_drop=0.1)
+    settings = {"DELITOS_HOLD_MONTH_DROP": "0.8", "DELITOS_HOLD_MONTH_MIN_ROWS": "100"}
+    settings["DELITOS_HOLD_WINDOW_DROP"] = "0.3"
+    assert lake_resource("local", settings).volume_guard() == VolumeGuard(0.8, 100, 0.3)
+    with pytest.raises(ValueError, match="DELITOS_HOLD_WINDOW_DROP must be a share between 0 and 1, not '10%'"):
+        lake_resource("local", {"DELITOS_HOLD_WINDOW_DROP": "10%"})
 
 
 def test_the_dbt_resource_knows_the_version_the_dbt_executable_reports():

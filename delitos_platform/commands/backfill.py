@@ -15,6 +15,7 @@ from delitos_platform.partitions import PartitionRangeError, Window, calendar, p
 EXAMPLES = """examples:
   delitos backfill --from 2024-01 --to 2024-06
   delitos backfill --from 2019-03 --to 2019-03 --verbose
+  delitos backfill --from 2024-03 --to 2024-03 --accept-drop   # publish a drop the volume guard held
   delitos backfill --from 2024-01 --to 2024-06 --source real --data-dir national/   # the real API, its own data
 """
 
@@ -35,6 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The backfill's options."""
     parser.add_argument("--from", dest="first", type=month, required=True, help="the first month, YYYY-MM")
     parser.add_argument("--to", dest="last", type=month, required=True, help="the last month (included), YYYY-MM")
+    parser.add_argument(
+        "--accept-drop",
+        action="store_true",
+        help=(
+            "publish months even when they fall sharply against what is published (the volume guard holds them "
+            "otherwise): only when the source really lost those rows; recorded on the run and its materializations"
+        ),
+    )
     platform.add_source_arguments(parser)
     platform.add_instance_arguments(parser)
     platform.add_verbose_argument(parser)
@@ -51,6 +60,7 @@ def check_range(first: str, last: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the backfill; 0 when every step succeeded, 1 when a step failed or another run holds the warehouse."""
     from delitos_platform.commands.console import say
+    from delitos_platform.defs.volume_guard import ACCEPT_DROP_TAG
 
     embedded = platform.check_embedded("delitos backfill", args)
     check_range(args.first, args.last)
@@ -58,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     started = platform.started_now()
     with platform.serving(args.snapshot, url) as served:
         platform.check_source(embedded, served)
+        tags = {ACCEPT_DROP_TAG: "true"} if args.accept_drop else {}
         result = platform.run_in_warehouse(
-            "delitos backfill", embedded, served, first=args.first, last=args.last, verbose=args.verbose
+            "delitos backfill", embedded, served, first=args.first, last=args.last, verbose=args.verbose, tags=tags
         )
         if result is None:
             return 1

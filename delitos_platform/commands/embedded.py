@@ -198,7 +198,14 @@ def prepare_dagster_home(home: Path) -> Path:
 
 
 def run_in_warehouse(
-    command: str, embedded: Embedded, url: str, *, first: str, last: str, verbose: bool
+    command: str,
+    embedded: Embedded,
+    url: str,
+    *,
+    first: str,
+    last: str,
+    verbose: bool,
+    tags: Mapping[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult | None:
     """Take the warehouse, open the platform and run the main job over ``first`` → ``last``; ``None`` (having
     said so in one sentence on stderr, changed nothing) while another run holds the warehouse."""
@@ -217,7 +224,7 @@ def run_in_warehouse(
         open_platform(embedded, url)
         say(f"Source: {'our emulator at ' + url if is_emulator(url) else url}")
         with quiet_output(verbose):
-            return run_main_job(run_id, first, last, verbose)
+            return run_main_job(run_id, first, last, verbose, tags)
     except Exception as error:
         reason = instance_database_failure(error)
         if reason is None or verbose:
@@ -281,8 +288,11 @@ def is_emulator(url: str) -> bool:
     return is_loopback(url)
 
 
-def run_main_job(run_id: str, first: str, last: str, verbose: bool) -> dg.ExecuteInProcessResult:
-    """The main job over ``first`` → ``last`` (partition keys) as one run recorded in the instance, with progress."""
+def run_main_job(
+    run_id: str, first: str, last: str, verbose: bool, tags: Mapping[str, str] | None = None
+) -> dg.ExecuteInProcessResult:
+    """The main job over ``first`` → ``last`` (partition keys) as one run recorded in the instance, with progress;
+    ``tags``: the run's own, beside its range (e.g. an accepted volume drop)."""
     import dagster as dg
 
     from delitos_platform.commands.console import run_config, say, with_progress
@@ -300,7 +310,12 @@ def run_main_job(run_id: str, first: str, last: str, verbose: bool) -> dg.Execut
             say(f"Marked run {orphan} failed: the delitos command running it ended before it did")
         return job.execute_in_process(
             instance=instance,
-            tags={**range_tags(first, last), HOST_TAG: socket.gethostname(), PROCESS_TAG: str(os.getpid())},
+            tags={
+                **(tags or {}),
+                **range_tags(first, last),
+                HOST_TAG: socket.gethostname(),
+                PROCESS_TAG: str(os.getpid()),
+            },
             run_config=run_config(verbose),
             raise_on_error=False,
             run_id=run_id,

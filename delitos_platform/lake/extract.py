@@ -8,8 +8,10 @@ whatever the window's size.
 Before and after paging the source's version is read (``rowsUpdatedAt``; per month ``count(*)`` and
 ``max(:updated_at)``). A month that changed while it was read, or whose rows do not add up to its count, is
 read again (a bounded number of times) or the extraction fails naming it. Every staged object is then read
-back and audited (schema, rows, row ids against what was fetched); only when every one passes are they
-published. A failed audit publishes nothing: the lake keeps what it had.
+back and audited (schema, rows, row ids against what was fetched), and the window's rows are weighed against
+what the lake publishes (the volume guard, ``delitos_platform/volume.py``); only when both pass are they
+published. A failed audit publishes nothing; a held window keeps its audited objects aside, unpublished: the lake
+keeps what it had either way.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from delitos_platform.lake.storage import (
     LakeError,
     LakeResource,
     data_key,
+    held_key,
     out_of_calendar_key,
     quarantine_key,
     staging_key,
@@ -42,6 +45,7 @@ from delitos_platform.row_ids import RowIds
 from delitos_platform.socrata import SocrataError, SocrataResource
 from delitos_platform.socrata.apis import API_NAMES
 from delitos_platform.socrata.versions import MonthVersion, month_versions, rows_updated_at
+from delitos_platform.volume import HOW_TO_ACCEPT, VolumeVerdict
 
 # How many times months that changed while they were read are read again before the run gives up.
 REREADS = 2
@@ -122,6 +126,8 @@ class Extraction:
     seconds: float
     rows_updated_at: int
     out_of_calendar: int
+    volume: VolumeVerdict
+    drop_accepted: bool = False
     reread: list[str] = field(default_factory=list)
     api: str = ""  # the query API it went through: SODA3 or SODA2
 
@@ -156,6 +162,16 @@ class AuditError(LakeError):
     """A staged object is not what was fetched: nothing was published."""
 
 
+class VolumeHeldError(LakeError):
+    """The window shrank implausibly against what the lake publishes: nothing was published, its objects kept aside."""
+
+    def __init__(self, verdict: VolumeVerdict, held_at: str) -> None:
+        self.verdict, self.held_at = verdict, held_at
+        super().__init__(
+            f"the lake held the run's months, nothing was published: {verdict.describe()}; {HOW_TO_ACCEPT}"
+        )
+
+
 def extract_to_lake(
     socrata: SocrataResource,
     lake: LakeResource,
@@ -164,6 +180,7 @@ def extract_to_lake(
     *,
     log: logging.Logger | None = None,
     run_is_over: Callable[[str], bool] = lambda _: False,
+    accept_drop: bool = False,
 ) -> Extraction:
     """Fetch every row of ``window`` (by ``:id``), stage each month's objects, audit them, then publish them.
 
@@ -174,6 +191,9 @@ def extract_to_lake(
     earlier run wrote. Rows outside the calendar (no date, before the first month, in the future) go to their
     own quarantine object, replaced by every run. What killed runs left in staging is discarded first
     (``run_is_over`` tells which runs are over where the lake cannot tell by itself).
+
+    A window the volume guard holds raises ``VolumeHeldError`` with its audited objects kept under ``_held/``,
+    unless ``accept_drop``: the operator knows the drop is real, and the extraction records that it was accepted.
     """
     log = log or logging.getLogger(__name__)
     lake.check_writable()
@@ -181,11 +201,17 @@ def extract_to_lake(
         swept = lake.sweep_staging(lambda other: other != run_id and run_is_over(other))
         if swept:
             log.info(f"discarded what {len(swept)} runs that ended uncleanly left in staging: {', '.join(swept)}")
-        return _extract(socrata, lake, window, run_id, log)
+        return _extract(socrata, lake, window, run_id, log, accept_drop=accept_drop)
 
 
 def _extract(
-    socrata: SocrataResource, lake: LakeResource, window: Window, run_id: str, log: logging.Logger
+    socrata: SocrataResource,
+    lake: LakeResource,
+    window: Window,
+    run_id: str,
+    log: logging.Logger,
+    *,
+    accept_drop: bool,
 ) -> Extraction:
     started = time.perf_counter()
     metadata = socrata.metadata()  # one request: the published columns and rowsUpdatedAt
@@ -199,10 +225,14 @@ def _extract(
         state, reread = _settle(stager, window, staged, state, log)
         out_of_calendar = stager.stage_out_of_calendar(state.out_of_calendar)
         log.info(f"fetched {stager.pages} pages in {time.perf_counter() - started:.2f} s")
-        _audit(
-            lake,
-            [*(object_ for month in staged.values() for object_ in (month.rows, month.quarantine)), out_of_calendar],
-        )
+        objects = [object_ for month in staged.values() for object_ in (month.rows, month.quarantine)]
+        _audit(lake, [*objects, out_of_calendar])
+        volume = lake.volume_guard().judge(published_rows(lake, window), {m: s.fetched for m, s in staged.items()})
+        if not volume.plausible and not accept_drop:
+            stager.keep_aside([*objects, out_of_calendar])
+            raise VolumeHeldError(volume, lake.uri(held_key("", run_id)))
+        if not volume.plausible:
+            log.warning(f"publishing a drop the run accepted: {volume.describe()}")
         months = [stager.publish_month(staged[month]) for month in window.month_keys()]
         stager.publish(out_of_calendar)
     except BaseException:
@@ -216,9 +246,27 @@ def _extract(
         seconds=time.perf_counter() - started,
         rows_updated_at=state.rows_updated_at,
         out_of_calendar=out_of_calendar.ids.count,
+        volume=volume,
+        drop_accepted=not volume.plausible,
         reread=reread,
         api=API_NAMES.get(socrata.api_in_use or "", ""),
     )
+
+
+def published_rows(lake: LakeResource, window: Window) -> dict[str, int]:
+    """The source rows (kept and quarantined) the lake publishes for each month of ``window`` it holds.
+
+    A month whose objects cannot be read (a corrupt object) has no baseline: its extraction rewrites it.
+    """
+    published = {}
+    for month in window.month_keys():
+        if not (lake.exists(data_key(month)) and lake.exists(quarantine_key(month))):
+            continue
+        try:
+            published[month] = lake.parquet_rows(data_key(month)) + lake.parquet_rows(quarantine_key(month))
+        except LakeError:
+            continue
+    return published
 
 
 class MonthStager:
@@ -300,6 +348,12 @@ class MonthStager:
         uri = self.lake.publish(staged.staged, staged.key)
         self._staged.discard(staged.staged)
         return uri
+
+    def keep_aside(self, objects: Sequence[StagedObject]) -> None:
+        """Move audited objects out of staging into the run's ``_held/`` folder, where no layer reads them."""
+        for staged in objects:
+            self.lake.publish(staged.staged, held_key(staged.key, self.run_id))
+            self._staged.discard(staged.staged)
 
     def publish_month(self, month: StagedMonth) -> MonthWritten:
         """Publish a month's two audited objects."""

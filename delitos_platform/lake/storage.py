@@ -25,10 +25,13 @@ from pydantic import Field, PrivateAttr
 from delitos_platform.disk import cannot_write
 from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.versions import ObjectVersion
+from delitos_platform.volume import VolumeGuard
 
 T = TypeVar("T")
 
 STAGING = "_staging"
+# Where a run whose window the volume guard held keeps its audited objects, unpublished, for an operator to see.
+HELD = "_held"
 OUT_OF_CALENDAR = "fuera_de_calendario"
 
 
@@ -58,8 +61,31 @@ def staging_key(key: str, run_id: str) -> str:
     return f"{STAGING}/{run_id}/{key}"
 
 
+def held_key(key: str, run_id: str) -> str:
+    """Where a held run keeps ``key`` aside: never read by any layer, kept for whoever looks into the drop."""
+    return f"{HELD}/{run_id}/{key}"
+
+
 class LakeResource(dg.ConfigurableResource):
-    """The lake's interface: write, read and name objects by key; stage, publish and discard them."""
+    """The lake's interface: write, read and name objects by key; stage, publish and discard them.
+
+    The ``hold_*`` settings are the volume guard's thresholds (``delitos_platform/volume.py``): what the lake, and
+    bronze loaded from it, refuse to publish without an explicit acceptance.
+    """
+
+    hold_month_drop: float = Field(
+        default=VolumeGuard.month_drop, description="A month losing more than this share of its rows is held."
+    )
+    hold_month_min_rows: int = Field(
+        default=VolumeGuard.month_min_rows, description="Months with fewer published rows are never held alone."
+    )
+    hold_window_drop: float = Field(
+        default=VolumeGuard.window_drop, description="A run's window losing more than this share of its rows is held."
+    )
+
+    def volume_guard(self) -> VolumeGuard:
+        """The volume guard with this lake's thresholds."""
+        return VolumeGuard(self.hold_month_drop, self.hold_month_min_rows, self.hold_window_drop)
 
     def check_writable(self) -> None:
         """Fail early, in one sentence, if objects cannot be written (before any data is fetched)."""

@@ -151,6 +151,10 @@ class DuckDBWarehouse(WarehouseResource):
         with self._connection() as connection:
             return _row_ids(connection, window)
 
+    def count_by_month(self, window: Window) -> dict[str, int]:
+        with self._connection() as connection:  # counts alone: no digest of every id
+            return dict(connection.execute(COUNT_BY_MONTH, [window.start, window.end]).fetchall())
+
     def fetch(self, sql: str) -> list[tuple]:
         with self._connection() as connection:
             return connection.execute(sql).fetchall()

@@ -12,9 +12,13 @@ from delitos_platform.defs.automation.schedules import SOURCE_PUBLISHES_ON_DAY, 
 from delitos_platform.defs.automation.sync import REASON_TAG, socrata_changes
 from delitos_platform.defs.bronze.assets import BRONZE_DELITOS, RECONCILED_CHECK
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
+from delitos_platform.defs.volume_guard import ACCEPT_DROP_TAG, VOLUME_CHECK
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import LocalLake
 from delitos_platform.partitions import Window, tagged_range
+from delitos_platform.socrata.versions import month_versions, rows_updated_at
+from delitos_platform.source_changes import SyncCursor
+from delitos_platform_tests.conftest import socrata_for
 from delitos_platform_tests.lake.helpers import failure_message
 from delitos_platform_tests.platform.helpers import ASSETS, check_evaluations, duckdb_resources, query, run_months
 
@@ -153,17 +157,23 @@ def test_adjacent_revisions_share_a_run_and_a_new_month_gets_its_own(synced, fre
     assert ranges(result) == [("2008-06-01", "2008-06-01"), ("2019-03-01", "2019-04-01")]
 
 
-def test_a_deleted_month_is_resynced_empty(synced, fresh_emulator, tmp_path):
+def test_a_deleted_month_is_held_then_resynced_empty_once_the_drop_is_accepted(synced, fresh_emulator, tmp_path):
     resources, cursor = synced
+    database = tmp_path / "warehouse.duckdb"
     fresh_emulator.dataset.delete_month("2019-03")
 
     result = evaluate(resources, cursor)
 
     assert ranges(result) == [("2019-03-01", "2019-03-01")]
-    assert run_request(resources, result.run_requests[0]).success
-    assert query(tmp_path / "warehouse.duckdb", "SELECT count(*) FROM bronze.delitos WHERE mes = '2019-03-01'") == [
-        (0,)
-    ]
+    [request] = result.run_requests
+    held = run_request(resources, request)
+    assert not held.success
+    [volume] = check_evaluations(held, VOLUME_CHECK)
+    assert not volume.passed and "2019-03: 93 → 0 rows" in volume.description
+    assert query(database, "SELECT count(*) FROM bronze.delitos WHERE mes = '2019-03-01'") == [(93,)]
+    accepted = {**request.tags, ACCEPT_DROP_TAG: "true"}
+    assert run_request(resources, dg.RunRequest(run_key="accepted", tags=accepted)).success
+    assert query(database, "SELECT count(*) FROM bronze.delitos WHERE mes = '2019-03-01'") == [(0,)]
 
 
 def test_a_wholesale_replacement_is_reported_and_a_full_resync_is_exact(synced, fresh_emulator, tmp_path):
@@ -197,3 +207,50 @@ def test_the_monthly_schedule_brings_in_the_two_newest_months_in_one_run():
     request = newest_months(dg.build_schedule_context(scheduled_execution_time=when))
 
     assert tagged_range(request.tags) == ("2026-10-01", "2026-11-01")
+
+
+def test_a_month_whose_lake_object_records_another_version_is_requested_whatever_the_cursor_says(
+    fresh_emulator, tmp_path
+):
+    resources = duckdb_resources(fresh_emulator, tmp_path)
+    assert run_months(resources, FIRST, LAST, selection=[LAKE_DELITOS, BRONZE_DELITOS]).success
+    fresh_emulator.dataset.revise_month("2019-03", rows=2)  # its count is unchanged, its version is not
+    with dg.DagsterInstance.ephemeral() as instance:
+        resources = {**resources, "instance": instance}
+
+        first = evaluate(resources, cursor=None)  # the first look: nothing but the lake to go by
+
+        assert ranges(first) == [("2019-03-01", "2019-03-01")]
+        # A cursor that believes every month synced at the source's current version: the lake still decides.
+        believed = SyncCursor(
+            rows_updated_at(socrata_for(fresh_emulator)) - 1,
+            {month: version.tag() for month, version in month_versions(socrata_for(fresh_emulator)).items()},
+        )
+
+        again = evaluate(resources, believed.dump())
+
+        assert ranges(again) == [("2019-03-01", "2019-03-01")]
+        assert run_request(resources, again.run_requests[0]).success
+        assert ranges(evaluate(resources, SyncCursor(believed.rows_updated_at, believed.versions).dump())) == []
+
+
+def test_a_held_month_waits_for_the_next_source_version_and_is_tried_again_at_it(synced, fresh_emulator):
+    resources, cursor = synced
+    march = [
+        row_id
+        for row_id, row in fresh_emulator.dataset.dump().items()
+        if row["fecha_hecho"].month == 3 and row["fecha_hecho"].year == 2019
+    ]
+    fresh_emulator.dataset.delete_rows(march[: len(march) * 6 // 10])
+    first = evaluate(resources, cursor)
+    [request] = first.run_requests
+    assert not run_request(resources, request).success  # held by the volume guard
+
+    waiting = evaluate(resources, first.cursor)
+    assert waiting.run_requests == []
+    assert evaluate(resources, waiting.cursor).run_requests == []
+
+    fresh_emulator.dataset.delete_rows(march[-1:])  # the source's next version of the month
+    retried = evaluate(resources, waiting.cursor)
+
+    assert ranges(retried) == [("2019-03-01", "2019-03-01")]

@@ -1,9 +1,10 @@
 {#
     The type-2 history of every row the platform loaded: one row per version of a row id, valid from the source
     version at which it was read (valido_desde) until the source version that changed, removed or re-identified
-    it (valido_hasta, null while it is current). A view over silver.delitos_versiones: always consistent with it.
+    it (valido_hasta, null while it is current). A view over silver.delitos_versiones: always consistent with it
+    (created when the history is published, macros/audit_publish.sql).
 #}
-{{ config(materialized='view') }}
+{{ config(materialized='delitos_audited_view') }}
 
 with cambios as (
     select

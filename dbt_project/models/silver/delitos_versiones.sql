@@ -20,8 +20,7 @@
 #}
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='append',
+        materialized='delitos_audited_incremental',
         full_refresh=false,
         on_schema_change='fail',
         tmp_relation_type='transient',

@@ -4,12 +4,21 @@ import dagster as dg
 
 from delitos_platform.defs.jobs import main_job
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
+from delitos_platform.defs.volume_guard import VOLUME_CHECK
 from delitos_platform.lake.provenance import source_refusal
 from delitos_platform.lake.storage import LakeResource
 from delitos_platform.partitions import monthly_partitions, range_tags, tagged_range
 from delitos_platform.socrata import SocrataResource
 from delitos_platform.socrata.versions import MonthVersion, month_versions, rows_updated_at
-from delitos_platform.source_changes import Changes, SyncCursor, compare, versions_held_by_lake
+from delitos_platform.source_changes import (
+    FAILED,
+    HELD,
+    SUCCEEDED,
+    Changes,
+    SyncCursor,
+    compare,
+    versions_held_by_lake,
+)
 
 DAILY = 24 * 60 * 60
 REASON_TAG = "delitos/sync_reason"
@@ -24,8 +33,9 @@ RUN_KEY_TAG = "dagster/run_key"  # set by Dagster on the runs a sensor requested
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
         "Daily: when the source's rowsUpdatedAt moved, or a run it requested failed, asks Socrata (one grouped "
-        "query) which months changed and re-syncs exactly those, one run per contiguous range. Records each "
-        "month's version on the source."
+        "query) for each month's version and re-syncs exactly the months whose lake object records another one, "
+        "one run per contiguous range. A month the volume guard held waits for the source's next version of it. "
+        "Records each month's version on the source."
     ),
 )
 def socrata_changes(
@@ -33,8 +43,11 @@ def socrata_changes(
 ) -> dg.SensorResult:
     """Compare the source with what was synced (or is being synced) and request runs for what changed.
 
-    A month counts as synced once its run succeeded: the months of a failed run are requested again at the
-    next evaluation, even when the source did not change since.
+    What the lake holds decides: a month whose object records another version than the source's current one is
+    requested, whatever the cursor says (a month the lake does not hold is compared with the cursor's last synced
+    version). A month counts as synced once its run succeeded: the months of a failed run are requested again at
+    the next evaluation, even when the source did not change since, except those the volume guard held, which
+    wait until the source's version of them changes (their alert was sent once, for that version).
     """
     # Before any request: never the real API on the demo's data, never another dataset on this one.
     refusal = source_refusal(lake, socrata.url, socrata.dataset_id)
@@ -49,9 +62,12 @@ def socrata_changes(
         )
     source = month_versions(socrata)
     partitions = set(monthly_partitions.get_partition_keys())
-    if previous is None:
-        previous = SyncCursor(updated_at, versions_held_by_lake(lake, source))
-    changes = compare(previous.expected(), source, partitions)
+    previous = previous or SyncCursor(updated_at)
+    held_by_lake = versions_held_by_lake(lake, source, sorted(partitions))
+    changes = compare(previous.expected(held_by_lake), source, partitions, previous.held)
+    if previous.held:
+        waiting = ", ".join(sorted(month[:7] for month in previous.held if month not in changes.months))
+        context.log.info(f"Held by the volume guard, waiting for the source's next version: {waiting or 'none'}")
     if changes.wholesale_replacement:
         context.log.warning(f"Socrata re-published every month (all :id new, counts unchanged): {len(changes.months)}")
     context.log.info(
@@ -62,7 +78,7 @@ def socrata_changes(
     return dg.SensorResult(
         run_requests=requests,
         asset_events=observations(changes, source),
-        cursor=previous.requested(updated_at, brought_in).dump(),
+        cursor=previous.requested(updated_at, brought_in, source).dump(),
     )
 
 
@@ -73,11 +89,26 @@ def settle(context: dg.SensorEvaluationContext, cursor: SyncCursor | None) -> tu
     outcomes = {}
     for run_key in cursor.in_flight:
         runs = context.instance.get_runs(dg.RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1)
-        outcomes[run_key] = runs[0].is_success if runs and runs[0].is_finished else None
+        outcomes[run_key] = _outcome(context.instance, runs[0]) if runs and runs[0].is_finished else None
     settled, failed = cursor.settled(outcomes)
     for run_key in failed:
-        context.log.warning(f"The run {run_key} did not succeed: its months are requested again")
+        if outcomes[run_key] == HELD:
+            context.log.warning(f"The run {run_key} was held by the volume guard: its months wait for the source")
+        else:
+            context.log.warning(f"The run {run_key} did not succeed: its months are requested again")
     return settled, failed
+
+
+def _outcome(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+    """How a finished run ended: succeeded, held (a volume check of it failed) or failed."""
+    if run.is_success:
+        return SUCCEEDED
+    evaluations = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    for entry in evaluations:
+        evaluation = entry.dagster_event.asset_check_evaluation_data if entry.dagster_event else None
+        if evaluation is not None and evaluation.check_name == VOLUME_CHECK and not evaluation.passed:
+            return HELD
+    return FAILED
 
 
 def run_requests(changes: Changes, updated_at: int, batch: int) -> list[dg.RunRequest]:

@@ -7,6 +7,7 @@ import dagster as dg
 
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse, row_count
+from delitos_platform.defs.volume_guard import VOLUME_CHECK, drop_accepted, drop_metadata, volume_check_result
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
@@ -14,6 +15,7 @@ from delitos_platform.queue import WRITES_WAREHOUSE_TAGS
 from delitos_platform.reconcile import MonthCounts, read_lake, reconcile, source_counts
 from delitos_platform.row_ids import RowIds
 from delitos_platform.socrata import SocrataError, SocrataResource
+from delitos_platform.volume import VolumeVerdict
 from delitos_platform.warehouse.base import BronzeLoad, WarehouseError, WarehouseResource
 
 BRONZE_DELITOS = dg.AssetKey(["bronze", "delitos"])
@@ -48,6 +50,15 @@ SHOWN_MISMATCHES = 12
             ),
         ),
         dg.AssetCheckSpec(
+            VOLUME_CHECK,
+            asset=BRONZE_DELITOS,
+            blocking=True,
+            description=(
+                "No month of the run falls sharply against what bronze holds, and the window loses no more than a "
+                "tenth of its rows (the lake's thresholds); evaluated before the load commits."
+            ),
+        ),
+        dg.AssetCheckSpec(
             VALUES_CHECK,
             asset=BRONZE_DELITOS,
             blocking=True,
@@ -64,25 +75,36 @@ def bronze_delitos(
     """Swap the run's months in from the lake, reconcile every layer by row id, and commit only when they agree.
 
     The checks are evaluated inside the load's transaction: a failed one rolls the load back, so bronze keeps
-    the rows it published before, and the step fails (dbt does not build).
+    the rows it published before, and the step fails (dbt does not build). So does a window that would shrink
+    implausibly against what bronze holds (the volume guard), unless the run accepts the drop.
     """
     end_step_with_its_run()
     hold_warehouse(context, warehouse)
     verdict: dict[str, list[MonthCounts]] = {}
+    volume: dict[str, VolumeVerdict] = {}
+    accept = drop_accepted(context)
     try:
         window = Window.from_time_window(context.partition_time_window)
         months = window.month_keys()
         source = source_counts(socrata, window)
         held = read_lake(lake, months)
+        published = warehouse.count_by_month(window)
 
         def approve(bronze: Mapping[str, RowIds]) -> bool:
             verdict["counts"] = reconcile(months, source, held, bronze)
-            return all(month.reconciles for month in verdict["counts"]) and not any(m.offenders for m in held.values())
+            volume["verdict"] = lake.volume_guard().judge(published, {m: ids.count for m, ids in bronze.items()})
+            reconciled = all(month.reconciles for month in verdict["counts"])
+            valid = not any(month.offenders for month in held.values())
+            return reconciled and valid and (volume["verdict"].plausible or accept)
 
         load = warehouse.load(lake, window, context.run_id, approve)
     except (LakeError, SocrataError, WarehouseError, PartitionRangeError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
-    checks = [reconciliation_result(verdict["counts"]), values_result({m: h.offenders for m, h in held.items()})]
+    checks = [
+        reconciliation_result(verdict["counts"]),
+        volume_check_result(volume["verdict"], accepted=accept),
+        values_result({m: h.offenders for m, h in held.items()}),
+    ]
     if not load.committed:
         yield from checks
         failed = [check for check in checks if not check.passed]
@@ -94,7 +116,8 @@ def bronze_delitos(
     for month in months:
         rows = rows_by_month.get(month, 0)
         context.add_asset_metadata({"rows": dg.MetadataValue.int(rows), **row_count(rows)}, partition_key=month)
-    yield dg.MaterializeResult(metadata=bronze_metadata(load, len(months)), check_results=checks)
+    metadata = {**bronze_metadata(load, len(months)), **drop_metadata(volume["verdict"], accept)}
+    yield dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
 def bronze_metadata(load: BronzeLoad, months: int) -> dict[str, dg.MetadataValue]:

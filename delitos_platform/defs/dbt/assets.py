@@ -41,6 +41,8 @@ from delitos_platform.warehouse.base import WarehouseResource
 MODELS = "fqn:delitos.silver fqn:delitos.gold"
 # dbt's run_results statuses of a node that went wrong: a model or seed error, a failing test.
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
+# Materializations that build into a staged relation and publish only once its tests passed (macros/audit_publish.sql).
+AUDITED = frozenset({"delitos_audited_table", "delitos_audited_incremental"})
 # Layers in data-flow order, to name them as they are built.
 LAYERS = ("silver", "gold")
 # A row of the table dbt prints when a model breaks its contract (header and rule rows do not match):
@@ -252,7 +254,22 @@ def failed_nodes_summary(run_results: Mapping[str, Any], manifest: Mapping[str, 
         layers = list(dict.fromkeys(_layer(node) for node in sorted(skipped, key=_layer_order)))
         verb = "was" if len(layers) == 1 else "were"
         sentence += f", so {' and '.join(layers)} {verb} not rebuilt ({len(skipped)} models skipped)"
+    kept = kept_models(failed, nodes)
+    if kept:
+        sentence += f"; {', '.join(kept)} kept {'its' if len(kept) == 1 else 'their'} previous contents (not published)"
     return sentence
+
+
+def kept_models(failed: list[Mapping[str, Any]], nodes: Mapping[str, Any]) -> list[str]:
+    """The audited models a failed test tested: built, not published (the previous table stays)."""
+    tested = [
+        nodes[unique_id]
+        for result in failed
+        if result["unique_id"].startswith("test.")
+        for unique_id in nodes.get(result["unique_id"], {}).get("depends_on", {}).get("nodes", [])
+        if nodes.get(unique_id, {}).get("config", {}).get("materialized") in AUDITED
+    ]
+    return list(dict.fromkeys(_node_name(node, node["unique_id"]) for node in tested))
 
 
 def _node_name(node: Mapping[str, Any], unique_id: str) -> str:

@@ -6,12 +6,14 @@ import dagster as dg
 
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
+from delitos_platform.defs.volume_guard import VOLUME_CHECK, drop_accepted, drop_metadata, volume_check_result
 from delitos_platform.lake.extract import (
     AuditError,
     ContractDriftError,
     DuplicateIdsError,
     Extraction,
     MonthWritten,
+    VolumeHeldError,
     extract_to_lake,
 )
 from delitos_platform.lake.provenance import claim_dataset, source_refusal
@@ -57,6 +59,15 @@ IDS_CHECK = "row_ids_unique"
             ),
         ),
         dg.AssetCheckSpec(
+            VOLUME_CHECK,
+            asset=LAKE_DELITOS,
+            blocking=True,
+            description=(
+                "No month of the run falls sharply against what the lake publishes, and the window loses no more "
+                "than a tenth of its rows (thresholds: DELITOS_HOLD_*); a held run publishes nothing."
+            ),
+        ),
+        dg.AssetCheckSpec(
             QUARANTINE_CHECK,
             asset=LAKE_DELITOS,
             description="Rows the contract refused (kept in quarantine with the reason, counted): a warning.",
@@ -86,8 +97,15 @@ def lake_delitos(
     try:
         window = Window.from_time_window(context.partition_time_window)
         context.log.info(f"Extracting [{window.start}, {window.end}) from {socrata.shown_url} into the lake")
+        accept = drop_accepted(context)
         extraction = extract_to_lake(
-            socrata, lake, window, context.run_id, log=context.log, run_is_over=lambda run: run_is_over(context, run)
+            socrata,
+            lake,
+            window,
+            context.run_id,
+            log=context.log,
+            run_is_over=lambda run: run_is_over(context, run),
+            accept_drop=accept,
         )
         claim_dataset(lake, socrata.dataset_id)  # published: the lake now holds this dataset, and refuses any other
     except ContractDriftError as error:
@@ -99,6 +117,11 @@ def lake_delitos(
     except AuditError as error:
         yield schema_check_result([str(error)])
         raise failed_checks(str(error), [SCHEMA_CHECK]) from None
+    except VolumeHeldError as error:
+        yield schema_check_result([])
+        yield ids_check_result(None)
+        yield volume_check_result(error.verdict, accepted=False, held_at=error.held_at)
+        raise failed_checks(str(error), [VOLUME_CHECK]) from None
     except (SocrataError, LakeError, PartitionRangeError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     context.log.info(
@@ -111,7 +134,12 @@ def lake_delitos(
         context.add_asset_metadata(month_metadata(month), partition_key=month.month)
     yield dg.MaterializeResult(
         metadata=lake_metadata(extraction),
-        check_results=[schema_check_result([]), ids_check_result(None), quarantine_check_result(extraction)],
+        check_results=[
+            schema_check_result([]),
+            ids_check_result(None),
+            volume_check_result(extraction.volume, accepted=extraction.drop_accepted),
+            quarantine_check_result(extraction),
+        ],
     )
 
 
@@ -172,6 +200,7 @@ def lake_metadata(extraction: Extraction) -> dict[str, dg.MetadataValue]:
         "run_pages": dg.MetadataValue.int(extraction.pages),
         "run_months_read_again": dg.MetadataValue.int(len(extraction.reread)),
         "run_seconds": dg.MetadataValue.float(round(extraction.seconds, 3)),
+        **drop_metadata(extraction.volume, extraction.drop_accepted),
     }
 
 
