@@ -67,6 +67,12 @@ def assert_every_page_says_its_rows_lineage_and_checks(
     [trend] = [e.materialization.metadata for e in events if e.asset_key == dg.AssetKey(["gold", "tendencia_mensual"])]
     lineage = trend["dagster/column_lineage"].value
     assert {dep.asset_key for dep in lineage.deps_by_column["casos"]} == {SILVER}
+    # An audited parent is read under its staged name while the run builds and tests: still its own asset.
+    [revisions] = [
+        e.materialization.metadata for e in events if e.asset_key == dg.AssetKey(["gold", "revisiones_por_mes"])
+    ]
+    history = {dep.asset_key for dep in revisions["dagster/column_lineage"].value.deps_by_column["casos"]}
+    assert history == {dg.AssetKey(["silver", "delitos_versiones"])}
     for stg in (e.materialization.metadata["dagster/column_lineage"].value for e in events if e.asset_key == SILVER):
         assert {dep.asset_key for dep in stg.deps_by_column["cantidad"]} == {BRONZE_DELITOS}  # back to bronze
     row_level = check_evaluations(result, "not_null_stg_delitos_row_id")
