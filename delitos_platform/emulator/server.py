@@ -52,13 +52,14 @@ MAINTENANCE_PAGE = (
 )
 
 
+def _soda2_error(code: str, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A SODA2 error body, as the portal sends it: ``code``, ``error``, ``message`` and ``data``."""
+    return {"code": code, "error": True, "message": message, "data": data or {}}
+
+
 def _missing(dataset_id: str, code: str = "dataset.missing") -> dict[str, Any]:
     """The portal's 404 body: ``dataset.missing`` from ``/resource/``, ``not_found`` from ``/api/views/``."""
-    return {"code": code, "error": True, "message": "Not found", "data": {"id": dataset_id}}
-
-
-def _soda2_error(code: str, message: str) -> dict[str, Any]:
-    return {"code": code, "error": True, "message": message, "data": {}}
+    return _soda2_error(code, "Not found", {"id": dataset_id})
 
 
 def _v3_error(code: str, message: str) -> dict[str, Any]:
