@@ -28,13 +28,13 @@ SELECT articulo, max(categoria) AS categoria, sum(casos) AS casos
 FROM gold.delitos_por_mes
 GROUP BY articulo ORDER BY casos DESC, articulo
 """
+# The latest year on every row: one query, not one for the year and one for its departments.
 DEPARTMENTS_SQL = """
-SELECT cod_depto, max(departamento) AS departamento, sum(casos) AS casos, sum(registros) AS registros
+SELECT anio, cod_depto, max(departamento) AS departamento, sum(casos) AS casos, sum(registros) AS registros
 FROM gold.delitos_por_departamento
 WHERE anio = (SELECT max(anio) FROM gold.delitos_por_departamento)
-GROUP BY cod_depto ORDER BY casos DESC, cod_depto LIMIT 15
+GROUP BY anio, cod_depto ORDER BY casos DESC, cod_depto LIMIT 15
 """
-LATEST_YEAR_SQL = "SELECT max(anio) FROM gold.delitos_por_departamento"
 
 # Each month's casos as first published (its revision 1) and now (its latest revision), the last 24 months.
 REVISIONS_SQL = """
@@ -175,6 +175,11 @@ def departments_markdown(rows: Sequence[tuple[str, str, int, int]], year: int | 
         for code, name, casos, registros in ordered
     ]
     return f"{png_markdown(figure, f'Departments by cases in {year}')}\n\n" + "\n".join(table)
+
+
+def latest_year_departments_markdown(rows: Sequence[tuple[int, str, str, int, int]]) -> str:
+    """``departments_markdown`` of ``DEPARTMENTS_SQL``'s rows (anio, cod_depto, departamento, casos, registros)."""
+    return departments_markdown([row[1:] for row in rows], rows[0][0] if rows else None)
 
 
 def _month_ticks(axis: Axes, months: int) -> None:

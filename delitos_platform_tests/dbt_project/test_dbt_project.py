@@ -388,7 +388,7 @@ def test_full_build_passes_every_test_and_matches_recount(
     dbt, statuses = built
     assert_all_passed(statuses)
     assert sum(node.startswith("model.") for node in statuses) == len(SILVER_MODELS) + len(GOLD_TABLES) + 2
-    assert sum(node.startswith("test.") for node in statuses) > 40
+    assert sum(node.startswith("test.") for node in statuses) > 20
 
     with duckdb.connect(str(dbt.warehouse), read_only=True) as connection:
         gold = read_gold(connection.cursor())
@@ -474,6 +474,39 @@ def test_a_second_build_changes_nothing(built: tuple[DbtRun, dict[str, str]], tm
     assert_all_passed(dbt("build"))
     after = {table: table_rows(dbt.warehouse, f"select * from {table}") for table in tables}
     assert after == before
+
+
+# One silver row per rule that silver's column tests hold, each broken in its own way (an update of one row).
+BROKEN_SILVER_RULES = {
+    "fecha_hecho is null": "fecha_hecho = null",
+    "municipio is null": "municipio = null",
+    "cantidad is not positive": "cantidad = 0",
+    "trimestre is outside [1, 4]": "trimestre = 5",
+    "articulo is not an accepted value": "articulo = '269H'",
+    "cod_muni does not start with cod_depto": "cod_muni = '05001'",
+}
+
+
+def test_one_test_holds_every_column_rule_of_silver_in_one_scan(
+    built: tuple[DbtRun, dict[str, str]], tmp_path: Path
+) -> None:
+    """``stg_delitos_column_rules`` fails on each rule the per-column tests held, naming it and counting its rows."""
+    dbt = built[0].copy(tmp_path)
+    with duckdb.connect(str(dbt.warehouse)) as connection:
+        ids = [row_id for (row_id,) in connection.execute("select row_id from silver.stg_delitos limit 6").fetchall()]
+        for row_id, change in zip(ids, BROKEN_SILVER_RULES.values(), strict=True):
+            connection.execute(f"update silver.stg_delitos set {change} where row_id = ?", [row_id])
+
+    statuses = dbt("test", "--select", "stg_delitos_column_rules", succeed=False)
+
+    [(test, status)] = statuses.items()
+    assert status == "fail", statuses
+    results = json.loads((dbt.work / "target" / "run_results.json").read_text())["results"]
+    [result] = [result for result in results if result["unique_id"] == test]  # not the on-run-end hook's
+    assert result["failures"] == len(BROKEN_SILVER_RULES)  # one row breaks each rule
+    with duckdb.connect(str(dbt.warehouse), read_only=True) as connection:
+        broken = dict(connection.execute(result["compiled_code"]).fetchall())
+    assert broken == dict.fromkeys(BROKEN_SILVER_RULES, 1), test
 
 
 def test_window_vars_are_validated(built: tuple[DbtRun, dict[str, str]], tmp_path: Path) -> None:

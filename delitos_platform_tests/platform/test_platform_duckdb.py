@@ -75,7 +75,7 @@ def assert_every_page_says_its_rows_lineage_and_checks(
     assert history == {dg.AssetKey(["silver", "delitos_versiones"])}
     for stg in (e.materialization.metadata["dagster/column_lineage"].value for e in events if e.asset_key == SILVER):
         assert {dep.asset_key for dep in stg.deps_by_column["cantidad"]} == {BRONZE_DELITOS}  # back to bronze
-    row_level = check_evaluations(result, "not_null_stg_delitos_row_id")
+    row_level = check_evaluations(result, "stg_delitos_column_rules")
     assert sorted(evaluation.partition for evaluation in row_level) == MONTHS
     assert all(evaluation.passed for evaluation in row_level)
     [whole_table] = check_evaluations(result, "unique_stg_delitos_row_id")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+from dataclasses import replace
 
 import dagster as dg
 import pytest
 
 from delitos_platform.defs.bronze.assets import RECONCILED_CHECK
+from delitos_platform.defs.dbt.assets import GOLD_CHARTS
 from delitos_platform.defs.lake.assets import IDS_CHECK
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.lake.storage import data_key, quarantine_key
@@ -102,7 +104,9 @@ def test_a_chart_that_cannot_be_drawn_is_a_warning_and_the_table_is_still_materi
     def broken(*_args: object) -> str:
         raise RuntimeError("no fonts left")
 
-    monkeypatch.setattr("delitos_platform.defs.dbt.assets.departments_markdown", broken)  # a fault, not the subject
+    departments = dg.AssetKey(["gold", "delitos_por_departamento"])
+    chart = replace(GOLD_CHARTS[departments], draw=broken)
+    monkeypatch.setitem(GOLD_CHARTS, departments, chart)  # a fault, not the subject
 
     with dg.DagsterInstance.ephemeral() as instance:
         resources, tags = duckdb_resources(emulator, tmp_path), range_tags(MONTH, MONTH)
@@ -117,7 +121,8 @@ def test_a_chart_that_cannot_be_drawn_is_a_warning_and_the_table_is_still_materi
     ]
     assert event.materialization.metadata["chart"].value == "not drawn: RuntimeError: no fonts left"
     warnings = [entry.user_message for entry in logs if entry.level == logging.WARNING]
-    assert any("departments_view could not be drawn (the table is built): RuntimeError" in line for line in warnings)
+    expected = "gold/delitos_por_departamento's departments chart could not be drawn (the table is built): RuntimeError"
+    assert any(expected in line for line in warnings)
 
 
 def _snapshot(tmp_path, rows: list[dict[str, str]]):

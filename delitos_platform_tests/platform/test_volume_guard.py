@@ -230,7 +230,7 @@ def test_a_month_losing_most_rows_is_held_a_few_lost_rows_and_an_accepted_drop_a
     assert after["delitos_por_mes"] != before["delitos_por_mes"]  # its tests passed: published
     assert not failed.success
     message = failure_message(failed)
-    assert "not_null_resumen_general_casos" in message.split(" failed (")[0]  # the test that failed
+    assert "resumen_general_column_rules" in message.split(" failed (")[0]  # the test that failed
     assert "gold/resumen_general kept its previous contents" in message
 
 

@@ -8,25 +8,27 @@ two: dbt's start-up costs seconds. dbt's ``build`` order makes an error-severity
 downstream of it.
 """
 
+import hashlib
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
+from delitos_platform import charts
 from delitos_platform.charts import (
     ARTICLES_SQL,
     DEPARTMENTS_SQL,
-    LATEST_YEAR_SQL,
     REVISIONS_SQL,
     TREND_SQL,
     articles_markdown,
-    departments_markdown,
+    latest_year_departments_markdown,
     revisions_markdown,
     trend_markdown,
 )
@@ -142,7 +144,7 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     """``silver.stg_delitos`` for exactly the run's months, then every gold table, each with its tests.
 
     A run without a partition can only have selected gold (silver is monthly): it reads no window. The trend,
-    article and department tables also get a chart the UI shows on their page (``GOLD_VIEWS``). Events are
+    article and department tables also get a chart the UI shows on their page (``GOLD_CHARTS``). Events are
     held until dbt exits: an embedded DuckDB file can be read only once dbt has let go of it.
     """
     end_step_with_its_run()
@@ -152,50 +154,64 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     events = list(run_dbt(dbt, ["build"], context, window))
     for event in recorded_per_month(context, warehouse, events):
         key = _asset_key_of(context, event)
-        view = GOLD_VIEWS.get(key) if key else None
-        yield event.with_metadata({**(event.metadata or {}), **drawn(context, view, warehouse)}) if view else event
+        charted = key in GOLD_CHARTS
+        yield event.with_metadata({**(event.metadata or {}), **drawn(context, key, warehouse)}) if charted else event
 
 
-def drawn(
-    context: dg.AssetExecutionContext,
-    view: Callable[[WarehouseResource], dict[str, dg.MetadataValue]],
-    warehouse: WarehouseResource,
-) -> dict[str, dg.MetadataValue]:
+# Each chart's entry says what it was drawn from: a rebuild that left its rows (and the drawing code) as they were
+# carries the previous picture over instead of drawing it again (matplotlib costs about half a second a chart).
+CHART_DIGEST = "chart_digest"
+CHARTS_CODE = hashlib.sha256(Path(charts.__file__).read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class GoldChart:
+    """A chart on a gold table's page: its metadata entry, the one query it is drawn from, and how it is drawn."""
+
+    entry: str
+    sql: str
+    draw: Callable[[Sequence[tuple]], str]
+
+    def metadata(
+        self, instance: dg.DagsterInstance, key: dg.AssetKey, warehouse: WarehouseResource
+    ) -> dict[str, dg.MetadataValue]:
+        """The chart of the table as it is now, drawn only when its rows differ from the last materialization's."""
+        rows = warehouse.fetch(self.sql)
+        digest = dg.MetadataValue.text(hashlib.sha256(f"{CHARTS_CODE}{rows!r}".encode()).hexdigest())
+        previous = _latest_metadata(instance, key)
+        chart = previous.get(self.entry) if previous.get(CHART_DIGEST) == digest else None
+        return {self.entry: chart or dg.MetadataValue.md(self.draw(rows)), CHART_DIGEST: digest}
+
+
+def drawn(context: dg.AssetExecutionContext, key: dg.AssetKey, warehouse: WarehouseResource) -> dict[str, Any]:
     """A gold page's chart; one that cannot be drawn is a warning, never a failure: its table is built and tested."""
+    chart = GOLD_CHARTS[key]
     try:
-        return view(warehouse)
+        return chart.metadata(context.instance, key, warehouse)
     except Exception as error:  # a view of data already built and tested: nothing in it may fail the run
-        context.log.warning(f"{view.__name__} could not be drawn (the table is built): {type(error).__name__}: {error}")
-        return {"chart": dg.MetadataValue.text(f"not drawn: {type(error).__name__}: {error}")}
+        reason = f"{type(error).__name__}: {error}"
+        context.log.warning(
+            f"{key.to_user_string()}'s {chart.entry} chart could not be drawn (the table is built): {reason}"
+        )
+        return {"chart": dg.MetadataValue.text(f"not drawn: {reason}")}
 
 
-def trend_view(warehouse: WarehouseResource) -> dict[str, dg.MetadataValue]:
-    """Cases per month and the 12-month rolling sum, every month, as a chart."""
-    return {"monthly_trend": dg.MetadataValue.md(trend_markdown(warehouse.fetch(TREND_SQL)))}
+def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> Mapping[str, Any]:
+    """The metadata of the asset's latest materialization; empty when it has none."""
+    latest = instance.get_latest_materialization_event(key)
+    return latest.asset_materialization.metadata if latest and latest.asset_materialization else {}
 
 
-def articles_view(warehouse: WarehouseResource) -> dict[str, dg.MetadataValue]:
-    """Cases by article of Law 1273/2009, as a chart and a table."""
-    return {"cases_by_article": dg.MetadataValue.md(articles_markdown(warehouse.fetch(ARTICLES_SQL)))}
-
-
-def departments_view(warehouse: WarehouseResource) -> dict[str, dg.MetadataValue]:
-    """The departments of the latest year by cases, as a chart and a table."""
-    [(year,)] = warehouse.fetch(LATEST_YEAR_SQL)
-    return {"departments": dg.MetadataValue.md(departments_markdown(warehouse.fetch(DEPARTMENTS_SQL), year))}
-
-
-def revisions_view(warehouse: WarehouseResource) -> dict[str, dg.MetadataValue]:
-    """The last 24 months' cases as first published and now, as a PNG chart."""
-    return {"first_published_vs_current": dg.MetadataValue.md(revisions_markdown(warehouse.fetch(REVISIONS_SQL)))}
-
-
-# Gold tables whose page shows a chart: the table's key → what to add to its materialization's metadata.
-GOLD_VIEWS = {
-    dg.AssetKey(["gold", "tendencia_mensual"]): trend_view,
-    dg.AssetKey(["gold", "delitos_por_mes"]): articles_view,
-    dg.AssetKey(["gold", "delitos_por_departamento"]): departments_view,
-    dg.AssetKey(["gold", "revisiones_por_mes"]): revisions_view,
+# Gold tables whose page shows a chart.
+GOLD_CHARTS = {
+    dg.AssetKey(["gold", "tendencia_mensual"]): GoldChart("monthly_trend", TREND_SQL, trend_markdown),
+    dg.AssetKey(["gold", "delitos_por_mes"]): GoldChart("cases_by_article", ARTICLES_SQL, articles_markdown),
+    dg.AssetKey(["gold", "delitos_por_departamento"]): GoldChart(
+        "departments", DEPARTMENTS_SQL, latest_year_departments_markdown
+    ),
+    dg.AssetKey(["gold", "revisiones_por_mes"]): GoldChart(
+        "first_published_vs_current", REVISIONS_SQL, revisions_markdown
+    ),
 }
 
 
