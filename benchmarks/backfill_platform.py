@@ -8,7 +8,8 @@ Against one emulator subprocess serving the national-scale snapshot (≈492k row
 * ``backfill``: ``delitos_main_job`` (source → lake → bronze → one ``dbt build`` of silver and gold, dbt tests
   included) over every month as ONE Dagster run on the embedded default, in a fresh data dir and warehouse
   with an ephemeral instance, with the deployment's Dagster settings (docs/operations.md); then, in the same
-  process and warehouse, the re-sync of one month (``resync``);
+  process and warehouse, the re-sync of one month (``resync``), and the same re-sync again in a new interpreter
+  (``resync-new``), as the sensor's runs are: nothing of dbt warmed up by an earlier invocation;
 * ``dlt``: dlt's rest_api source loading the same rows into DuckDB.
 
 The revision history's share of both runs is read from each run's dbt ``run_results.json``: the time of the
@@ -16,8 +17,9 @@ history's nodes (its models and their tests), summed — an upper bound on what 
 runs nodes four at a time. Bronze's load ledger (one small insert per month, in the load's transaction) is
 inside the bronze step and not counted apart.
 
-Each contender runs in a fresh interpreter so that its peak RSS (VmHWM) is its own. dbt runs in subprocesses
-of the backfill: their peak RSS is reported apart, sampled with psutil while each run lasts.
+Each contender runs in a fresh interpreter so that its peak RSS (VmHWM) is its own. dbt runs inside the run's
+own process (dbtRunner), so the contender's peak RSS includes it; a dbt subprocess, if any, is sampled with psutil
+while each run lasts and its peak RSS reported apart. dbt's invocations are counted from their target folders.
 """
 
 from __future__ import annotations
@@ -40,15 +42,9 @@ from delitos_platform.partitions import range_tags
 
 FIRST, LAST, RESYNC_MONTH = "2006-05-01", "2026-05-01", "2019-03-01"
 NON_DBT_STEPS, DBT_STEPS = ("lake__delitos", "bronze__delitos"), ("dbt_models",)
-# The revision history's dbt models, and the test of the column it adds: its share of a run (tests are named
-# after the model and column they test).
-HISTORY_NODE_NAMES = (
-    "delitos_versiones",
-    "delitos_historial",
-    "revisiones_por_mes",
-    "madurez",
-    "tendencia_mensual_provisional",
-)
+# The revision history's dbt models: its share of a run (tests are named after the model they test; the column
+# it adds to gold.tendencia_mensual is checked by that table's one column_rules test, not counted apart).
+HISTORY_NODE_NAMES = ("delitos_versiones", "delitos_historial", "revisiones_por_mes", "madurez")
 
 
 class DbtSampler:
@@ -99,11 +95,10 @@ class DbtSampler:
             pass
 
     def figures(self) -> dict[str, Any]:
-        """dbt commands seen (``--version`` probes apart from invocations), their largest peak RSS in MB and
-        how long the dbt processes lived in all (to within the sampling interval)."""
+        """dbt commands seen as processes, their largest peak RSS in MB and how long the dbt processes lived in
+        all (to within the sampling interval); none when dbt runs inside the run's own process."""
         commands = list(self.commands.values())
         return {
-            "dbt_invocations": sum(command != "--version" for command in commands),
             "dbt_commands": commands,
             "dbt_peak_rss_mb": max(self.peak_rss.values(), default=0.0),
             "dbt_process_seconds": sum(last - started for started, last in self.lifetime.values()),
@@ -150,7 +145,19 @@ def run_main_job(instance: Any, first: str, last: str) -> dict[str, Any]:
     if not result.success:
         raise RuntimeError(f"the run {first} → {last} failed: {failed_steps(result)}")
     steps = step_seconds(instance, result.run_id)
-    return {"seconds": seconds, "steps": steps, "history_seconds": history_seconds(result.run_id), **sampler.figures()}
+    figures = {"seconds": seconds, "steps": steps, "history_seconds": history_seconds(result.run_id)}
+    return figures | sampler.figures() | dbt_invocations(result.run_id)
+
+
+def dbt_invocations(run_id: str) -> dict[str, Any]:
+    """How many times the run invoked dbt (in a subprocess or in its own process: dagster-dbt gives every
+    invocation a target folder named after the step and the run id's first 7 characters) and the seconds dbt's
+    own clock gave them (``run_results.json``'s elapsed time: parse and nodes, without a process start)."""
+    from delitos_platform.transform import DBT_PROJECT_DIR
+
+    results = list((DBT_PROJECT_DIR / "target").glob(f"*-{run_id[:7]}-*/run_results.json"))
+    elapsed = sum(json.loads(path.read_text())["elapsed_time"] for path in results)
+    return {"dbt_invocations": len(results), "dbt_run_seconds": elapsed}
 
 
 def history_seconds(run_id: str) -> dict[str, float]:
@@ -252,10 +259,25 @@ def backfill(url: str) -> dict:
             "silver_rows": rows["silver"],
         }
         figures["resync"] = run_main_job(instance, RESYNC_MONTH, RESYNC_MONTH)
+        # As the sensor's runs are: in a new process, where no dbt ran before (nothing of it warmed up).
+        figures["resync_new_process"] = run_contender(Path(__file__), "resync", ["--url", url], {DATA_DIR: work})
     return figures
 
 
-CONTENDERS = {"raw": raw_fetch, "backfill": backfill, "dlt": dlt_rest_api}
+def resync_in_a_new_process(url: str) -> dict:
+    """The re-sync of one month over the backfill's data dir (``DATA_DIR``), in this fresh interpreter: the
+    definitions loaded before the clock starts, as for the backfill, and an instance of its own (so every chart
+    is drawn: none has an earlier materialization to carry over)."""
+    import dagster as dg
+
+    use_embedded_platform(url, Path(os.environ[DATA_DIR]))
+    with dg.DagsterInstance.ephemeral() as instance:
+        return {**run_main_job(instance, RESYNC_MONTH, RESYNC_MONTH), "rows": "1 month"}
+
+
+# The backfill's data dir, for the re-sync it runs in a new process.
+DATA_DIR = "DELITOS_BENCHMARK_DATA_DIR"
+CONTENDERS = {"raw": raw_fetch, "backfill": backfill, "resync": resync_in_a_new_process, "dlt": dlt_rest_api}
 
 
 def main() -> None:
@@ -291,6 +313,7 @@ def print_table(results: dict[str, dict]) -> None:
         **results,
         "backfill": {**run, "peak_rss_mb": run["run_peak_rss_mb"]},
         "resync": {**run["resync"], "rows": "1 month", "peak_rss_mb": None},
+        "resync-new": run["resync_new_process"],
     }
     print(f"{'contender':<10}{'rows':>10}{'seconds':>10}{'peak RSS MB':>14}{'dbt peak RSS MB':>18}")
     for name, figures in rows.items():
@@ -302,6 +325,8 @@ def print_table(results: dict[str, dict]) -> None:
         print(f"{step:<22}{run['steps'][step]:>12.2f}{run['resync']['steps'][step]:>10.2f}")
     dbt_itself = [figures["dbt_process_seconds"] for figures in (run, run["resync"])]
     print(f"{'  of it the dbt process':<22}{dbt_itself[0]:>12.2f}{dbt_itself[1]:>10.2f}")
+    dbt_run = [figures["dbt_run_seconds"] for figures in (run, run["resync"])]
+    print(f"{'  of it dbt, own clock':<22}{dbt_run[0]:>12.2f}{dbt_run[1]:>10.2f}")
     history = [figures["history_seconds"] for figures in (run, run["resync"])]
     print(f"{'  history, summed':<22}{history[0]['summed']:>12.2f}{history[1]['summed']:>10.2f}")
     print(f"{'  history, alone':<22}{history[0]['alone']:>12.2f}{history[1]['alone']:>10.2f}")
@@ -319,21 +344,27 @@ def print_notes(run: dict) -> None:
     """What the backfill left behind and which dbt commands each run started."""
     print(
         f"\nbackfill: {run['dagster_runs']} Dagster run in the instance after it; "
-        f"bronze {run['rows']:,} / silver {run['silver_rows']:,} rows; run process peak RSS excludes dbt, "
-        f"which runs in subprocesses (peak RSS of the contender incl. the re-sync: {run['peak_rss_mb']:.0f} MB)"
+        f"bronze {run['rows']:,} / silver {run['silver_rows']:,} rows; run process peak RSS excludes dbt's "
+        f"subprocesses, if any (peak RSS of the contender incl. the re-sync: {run['peak_rss_mb']:.0f} MB)"
     )
     for name, figures in (("backfill", run), ("resync", run["resync"])):
-        print(f"dbt subprocesses of the {name}: {', '.join(f'dbt {command}' for command in figures['dbt_commands'])}")
+        processes = ", ".join(f"dbt {command}" for command in figures["dbt_commands"]) or "none (dbt in-process)"
+        print(f"dbt invocations of the {name}: {figures['dbt_invocations']}; dbt subprocesses: {processes}")
 
 
 def print_targets(results: dict[str, dict]) -> None:
-    """The four targets, each PASS or MISS with the figures it is decided on."""
+    """The targets, each PASS or MISS with the figures it is decided on: issue 21's first, then the earlier ones."""
     run = results["backfill"]
     print()
+    print(target("re-sync one month ≤ 1.5x the raw fetch of everything", raw_ratio_target(run["resync"], results, 1.5)))
+    fresh = run["resync_new_process"]
+    print(target("  the same in a new process (resync-new)", raw_ratio_target(fresh, results, 1.5)))
+    print(target("cold full backfill ≤ 7x the raw fetch", raw_ratio_target(run, results, 7)))
+    print(target("Dagster's time outside the steps ≤ 1 s", outside_target(run)))
     print(target("whole backfill ≤ raw fetch + 15 s", backfill_target(run, results["raw"])))
     to_bronze = sum(run["steps"][step] for step in NON_DBT_STEPS)
     if "dlt" in results:
-        print(target("source → bronze ≥ 3x faster than dlt", speed_target(to_bronze, results["dlt"])))
+        print(target("source → bronze ≥ 10x faster than dlt", speed_target(to_bronze, results["dlt"])))
         print(target("peak RSS of the run below dlt's", memory_target(run, results["dlt"])))
     else:
         print(f"source → bronze and peak RSS vs dlt: not measured (--skip-dlt); lake + bronze {to_bronze:.2f} s")
@@ -348,18 +379,31 @@ def target(name: str, decided: tuple[bool, str]) -> str:
     return f"{name}: {figures}  {'PASS' if passed else 'MISS'}"
 
 
+def raw_ratio_target(run: dict, results: dict[str, dict], most: float) -> tuple[bool, str]:
+    """A run's seconds as a multiple of the raw fetch of the whole dataset, in the same benchmark run."""
+    ratio = run["seconds"] / results["raw"]["seconds"]
+    return ratio <= most, f"{run['seconds']:.2f} s / {results['raw']['seconds']:.2f} s = {ratio:.2f}x"
+
+
+def outside_target(run: dict) -> tuple[bool, str]:
+    """The seconds of each run spent outside its steps (creating the run, planning, between and after steps)."""
+    outside = [figures["seconds"] - sum(figures["steps"].values()) for figures in (run, run["resync"])]
+    return max(outside) <= 1.0, f"backfill {outside[0]:.2f} s, re-sync {outside[1]:.2f} s"
+
+
 def backfill_target(run: dict, raw: dict) -> tuple[bool, str]:
     """The whole cold backfill against the raw page fetch plus 15 s, and the part of it that is the steps' own
     work: the lake and bronze steps plus the dbt process, without Dagster's bookkeeping around dbt."""
-    own_work = sum(run["steps"][step] for step in NON_DBT_STEPS) + run["dbt_process_seconds"]
-    figures = f"{run['seconds']:.2f} s vs {raw['seconds']:.2f} + 15 s (lake + bronze + dbt process: {own_work:.2f} s)"
+    dbt = max(run["dbt_process_seconds"], run["dbt_run_seconds"])  # the process when dbt has one, else its clock
+    own_work = sum(run["steps"][step] for step in NON_DBT_STEPS) + dbt
+    figures = f"{run['seconds']:.2f} s vs {raw['seconds']:.2f} + 15 s (lake + bronze + dbt: {own_work:.2f} s)"
     return run["seconds"] <= raw["seconds"] + 15, figures
 
 
 def speed_target(to_bronze: float, dlt: dict) -> tuple[bool, str]:
     """dlt's rest_api → DuckDB load against our lake + bronze steps."""
     figures = f"dlt {dlt['seconds']:.2f} s / lake + bronze {to_bronze:.2f} s = {dlt['seconds'] / to_bronze:.2f}x"
-    return dlt["seconds"] >= 3 * to_bronze, figures
+    return dlt["seconds"] >= 10 * to_bronze, figures
 
 
 def memory_target(run: dict, dlt: dict) -> tuple[bool, str]:

@@ -54,8 +54,11 @@ def end_step_with_its_run() -> None:
 
 @contextlib.contextmanager
 def guarded(child: subprocess.Popen) -> Iterator[None]:
-    """While the block runs, a guardian interrupts ``child`` (then kills it) if this process dies first."""
-    if not sys.platform.startswith("linux"):
+    """While the block runs, a guardian interrupts ``child`` (then kills it) if this process dies first.
+
+    A "child" that is this process itself (dbt run in-process) needs none: it dies with it.
+    """
+    if not sys.platform.startswith("linux") or child.pid == os.getpid():
         yield
         return
     guardian = subprocess.Popen(

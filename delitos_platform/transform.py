@@ -21,9 +21,11 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 
 from dagster_dbt import DagsterDbtProjectPreparer, DbtCliResource, DbtProject, DbtProjectPreparer
+from dagster_dbt.core import dbt_cli_invocation
 from filelock import FileLock
 from packaging.version import Version
 
+from delitos_platform.in_process_dbt import dbt_in_this_process
 from delitos_platform.locations import REPO_ROOT
 
 DBT_PROJECT_DIR = REPO_ROOT / "dbt_project"
@@ -44,12 +46,13 @@ logger = logging.getLogger(__name__)
 
 
 class DelitosDbtCliResource(DbtCliResource):
-    """``DbtCliResource`` without two costs of every run that this project has no use for.
+    """``DbtCliResource`` without three costs of every run that this project has no use for.
 
     dagster-dbt asks the executable for its version (``dbt --version``: a Python start-up and dbt's imports,
     seconds per run) and builds a dbt adapter inside the Dagster process (dbt's imports again, and their memory)
     for the column and row-count metadata it can fetch, which these assets never ask for. The dbt run here is
-    the dbt-core installed beside this interpreter, so its version is known without starting it.
+    the dbt-core installed beside this interpreter, so its version is known without starting it. And dbt runs in
+    this process (``cli``), not in a new interpreter that imports dbt again.
     """
 
     @cached_property
@@ -58,6 +61,16 @@ class DelitosDbtCliResource(DbtCliResource):
 
     def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> None:  # type: ignore[override]
         return None
+
+    def cli(self, args: Sequence[str], **kwargs: object) -> dbt_cli_invocation.DbtCliInvocation:  # type: ignore[override]
+        """dagster-dbt's invocation, with dbt run in this process (``InProcessDbt``) instead of a new interpreter.
+
+        dagster-dbt reads its dbt through ``subprocess.Popen``'s interface and offers no other hook; it is given
+        ``InProcessDbt`` for that one call, and everything else (arguments, target folder, event stream, errors)
+        stays dagster-dbt's.
+        """
+        with dbt_in_this_process():
+            return super().cli(args, **kwargs)  # type: ignore[arg-type]
 
 
 class DelitosDbtPreparer(DagsterDbtProjectPreparer):

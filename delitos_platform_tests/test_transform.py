@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 
 from delitos_platform.commands import main
-from delitos_platform.transform import DBT_PROJECT_DIR, DelitosDbtProject, delitos_dbt_project, prepare_dbt
+from delitos_platform.defs.dbt.assets import extra_environment
+from delitos_platform.transform import (
+    DBT_EXECUTABLE,
+    DBT_PROJECT_DIR,
+    DelitosDbtCliResource,
+    DelitosDbtProject,
+    delitos_dbt_project,
+    prepare_dbt,
+)
 
 # Loads the definitions as a code server would, with the dbt project replaced by the copy named in argv[1].
 LOAD_DEFINITIONS = """
@@ -104,3 +112,23 @@ def test_delitos_prepare_says_the_project_is_prepared(capsys: pytest.CaptureFixt
     assert capsys.readouterr().out == (
         f"dbt already prepared: {delitos_dbt_project.manifest_path} is newer than every file of the project\n"
     )
+
+
+def test_dbt_in_the_steps_process_leaves_its_environment_and_directory_as_they_were(tmp_path: Path) -> None:
+    """dbt runs inside the process with the environment dagster-dbt gives it (a run's window included), then the
+    process's own environment and working directory are as before: no run's window reaches the next run."""
+    project = copy_of_the_project(tmp_path / "dbt_project")
+    prepare_dbt(project)
+    resource = DelitosDbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE)
+    environment, directory = dict(os.environ), os.getcwd()
+
+    with extra_environment({"DELITOS_DBT_WINDOW_START": "2019-03-01", "DELITOS_DBT_WINDOW_END": "2019-04-01"}):
+        invocation = resource.cli(["ls", "--select", "stg_delitos"], target_path=tmp_path / "ls", raise_on_error=False)
+    listed = [event.raw_event["info"]["msg"] for event in invocation.stream_raw_events()]
+
+    assert invocation.process.pid == os.getpid()  # no dbt process was started
+    assert invocation.get_error() is None
+    assert "delitos.silver.stg_delitos" in listed
+    assert dict(os.environ) == environment
+    assert os.getcwd() == directory
+    assert (tmp_path / "ls" / "dbt.log").exists()  # dbt's debug log, as the CLI writes it
