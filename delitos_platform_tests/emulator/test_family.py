@@ -67,13 +67,16 @@ def _source_ids(server: EmulatorServer, dataset_id: str, window: Window) -> set[
     return {row_id for row_id, row in rows.items() if window.start <= row["fecha_hecho"].date() < window.end}
 
 
+@pytest.mark.parametrize("api", ["soda3", "soda2"])
 @pytest.mark.parametrize("dataset_id", sorted(configured()))
-def test_every_datasets_rows_page_out_whole_and_exactly_by_id(family: EmulatorServer, dataset_id: str) -> None:
+def test_every_datasets_rows_page_out_whole_and_exactly_by_id(
+    family: EmulatorServer, dataset_id: str, api: str
+) -> None:
     entry = configured()[dataset_id]
     expected = _source_ids(family, dataset_id, WINDOW)
     assert len(expected) > 9
     # Four pages or so: keyset paging crosses pages, in every dataset alike.
-    socrata = socrata_for(family, dataset_id=dataset_id, page_size=len(expected) // 4 + 1)
+    socrata = socrata_for(family, dataset_id=dataset_id, page_size=len(expected) // 4 + 1, api=api)
     select = [":id", *entry.source_columns]
     pages = list(socrata.pages(select, WINDOW.soql(entry.date_column)))
     assert len(pages) >= 4
@@ -82,6 +85,7 @@ def test_every_datasets_rows_page_out_whole_and_exactly_by_id(family: EmulatorSe
     assert len(ids) == len(set(ids)) and set(ids) == expected
     assert table.column_names == ["row_id", *entry.source_columns]
     assert all(value is not None for column in table.columns for value in column.to_pylist())
+    assert socrata.api_in_use == api
 
 
 def test_admin_changes_and_faults_strike_the_dataset_the_body_names(snapshot_rows: list[dict[str, str]]) -> None:
