@@ -11,18 +11,11 @@ import yaml
 
 from delitos_platform import contract
 from delitos_platform.datasets import ENTRIES_FOLDER, LAKE_TYPES, DatasetConfigError, configured, load_entries
+from delitos_platform_tests.fidelity.test_client_on_recordings import PORTAL_TYPES
 
 FAMILY_COLUMNS = ["fecha_hecho", "cod_depto", "departamento", "cod_muni", "municipio"]
-# 4v6r-wu98's contract as contract.py spelt it before the entry existed: the entry must give exactly this.
-CONTRACT_BEFORE_ENTRIES = {
-    "fecha_hecho": "calendar_date",
-    "cod_depto": "text",
-    "departamento": "text",
-    "cod_muni": "text",
-    "municipio": "text",
-    "descripcion_conducta": "text",
-    "cantidad": "number",
-}
+# 4v6r-wu98's columns as the portal's metadata types them, which contract.py spelt out before the entry existed.
+CONTRACT_BEFORE_ENTRIES = PORTAL_TYPES
 LAKE_SCHEMA_BEFORE_ENTRIES = pa.schema(
     [
         pa.field("row_id", pa.string(), nullable=False),

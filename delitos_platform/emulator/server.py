@@ -125,8 +125,9 @@ class EmulatorServer:
     ):
         """Load ``snapshot`` (a .json/.json.gz file, or the rows themselves); raises ValueError if malformed.
 
-        ``datasets``: serve these instead (dataset id -> snapshot), each at its own ``/resource/{id}.json``, the
-        first being the one ``dataset`` names and ``/admin/`` changes unless told another (``"dataset"``).
+        ``datasets``: serve these instead of ``snapshot`` as ``dataset_id`` (dataset id -> snapshot), each at its
+        own ``/resource/{id}.json``; the first is :attr:`dataset`, which ``/admin/`` changes unless a request's
+        body names another (``"dataset"``).
         ``on_disk``: hold the rows in a temporary database file rather than in memory; by default only a
         large snapshot file is (see :meth:`Dataset.from_file`). ``apis``: which query APIs the portal has
         (SODA2 ``GET /resource/…``, SODA3 ``POST /api/v3/views/…/query.json``); the other answers 404.
@@ -144,8 +145,6 @@ class EmulatorServer:
         except BaseException:
             self._close_datasets()
             raise
-        if not self.datasets:
-            raise ValueError("datasets must name at least one dataset to serve")
         self.host, self.port = host, port
         self.admin = admin
         self.faults = Faults(seed)

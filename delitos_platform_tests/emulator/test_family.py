@@ -186,26 +186,19 @@ def test_synthesize_without_a_dataset_writes_the_same_bytes_as_before_entries(tm
     assert named.read_bytes() == plain.read_bytes()
 
 
+def _delitos(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_the_synthesize_command_writes_a_configured_datasets_schema(tmp_path: Path) -> None:
     output = tmp_path / "homicidios.json.gz"
-    result = subprocess.run(
-        [*COMMAND, "synthesize", "--dataset", "m8fd-ahd9", "--rows", "400", "--seed", "2", "--output", str(output)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = _delitos("synthesize", "--dataset", "m8fd-ahd9", "--rows", "400", "--seed", "2", "--output", str(output))
+    assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"Wrote 400 rows to {output}")
     same = tmp_path / "same.json.gz"
     synthesize_dataset(configured()["m8fd-ahd9"], same, rows=400, seed=2)
     assert output.read_bytes() == same.read_bytes()  # the command is the library's synthesis, nothing more
     rows = json.loads(gzip.decompress(output.read_bytes()))
     assert len(rows) == 400 and list(rows[0]) == list(configured()["m8fd-ahd9"].source_columns)
-    unknown = subprocess.run(
-        [*COMMAND, "synthesize", "--dataset", "zzzz-9999", "--output", str(output)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    unknown = _delitos("synthesize", "--dataset", "zzzz-9999", "--output", str(output))
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "zzzz-9999" in unknown.stderr
