@@ -147,7 +147,12 @@ def add_synthesize_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--start", default=None, help="first month, YYYY-MM (default: the dataset's first month)")
     parser.add_argument("--end", default=DEFAULT_END, help="last month, YYYY-MM")
-    parser.add_argument("--source", type=Path, default=DEFAULT_SNAPSHOT, help="the real rows to resample")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=DEFAULT_SNAPSHOT,
+        help="the real rows to resample (for a --dataset that ships none: whose municipalities to take)",
+    )
     parser.epilog = SYNTHESIZE_EXAMPLES
 
 
@@ -161,7 +166,8 @@ def run_synthesize(args: argparse.Namespace) -> int:
         start = args.start or dataset_entry(DATASET_ID).first_month
         written = synthesize(args.source, args.output, start=start, **options)
     else:
-        written = synthesize_dataset(dataset_entry(args.dataset), args.output, start=args.start, **options)
+        entry = dataset_entry(args.dataset)
+        written = synthesize_dataset(entry, args.output, start=args.start, source=args.source, **options)
     print(f"Wrote {written:,} rows to {args.output} in {time.perf_counter() - started:.1f} s", file=sys.stdout)
     return 0
 

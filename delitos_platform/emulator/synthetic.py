@@ -258,19 +258,20 @@ def synthesize_dataset(
     seed: int = 7,
     start: str | None = None,
     end: str = DEFAULT_END,
+    source: str | Path | None = None,
 ) -> int:
     """Write ``rows`` synthetic rows of ``entry``'s dataset to ``output``; returns the number written.
 
-    A dataset whose entry ships real rows is resampled from them (:func:`synthesize`); any other is drawn by
-    :func:`synthetic_rows`.
+    A dataset whose entry ships real rows is resampled from them, or from ``source`` (:func:`synthesize`); any
+    other is drawn by :func:`synthetic_rows`, its municipalities taken from ``source`` (by default 4v6r-wu98's).
     """
     if entry.snapshot is not None:
-        return synthesize(
-            SHIPPED_SNAPSHOTS / entry.snapshot, output, rows=rows, seed=seed, start=start or entry.first_month, end=end
-        )
+        real = source or SHIPPED_SNAPSHOTS / entry.snapshot
+        return synthesize(real, output, rows=rows, seed=seed, start=start or entry.first_month, end=end)
+    places_from = source or DEFAULT_SNAPSHOT
     lines = (
         json.dumps(row, ensure_ascii=False, separators=(",", ":"))
-        for row in synthetic_rows(entry, rows=rows, seed=seed, start=start, end=end)
+        for row in synthetic_rows(entry, rows=rows, seed=seed, start=start, end=end, places_from=places_from)
     )
     _write(output, _json_array(lines))
     return rows

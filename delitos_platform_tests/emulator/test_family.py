@@ -59,6 +59,10 @@ def test_every_datasets_metadata_has_its_entrys_columns(family: EmulatorServer, 
     assert list(columns.items()) == list(entry.source_columns.items())
     assert all(column["renderTypeName"] == column["dataTypeName"] for column in metadata["columns"])
     assert (metadata["id"], metadata["name"], metadata["attribution"]) == (dataset_id, entry.title, entry.attribution)
+    # Shaped as 4v6r-wu98's, which the fidelity tests hold to a recorded portal answer: the same fields, typed alike.
+    held = family.metadata("4v6r-wu98")
+    assert {key: type(value) for key, value in metadata.items()} == {key: type(value) for key, value in held.items()}
+    assert all(set(column) == set(held["columns"][0]) for column in metadata["columns"])
 
 
 def _source_ids(server: EmulatorServer, dataset_id: str, window: Window) -> set[str]:
