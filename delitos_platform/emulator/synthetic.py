@@ -16,6 +16,7 @@ import gzip
 import json
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -190,7 +191,7 @@ def dataset_rng(seed: int, dataset_id: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(dataset_id.encode())])
 
 
-def _drawn_values(entry: DatasetEntry) -> dict[str, list[str]]:
+def _text_choices(entry: DatasetEntry) -> dict[str, list[str]]:
     """What each text column outside the date and place is drawn from: its examples, else its values."""
     drawn: dict[str, list[str]] = {}
     for column in entry.columns:
@@ -209,6 +210,55 @@ def _rank_weights(count: int) -> np.ndarray:
     return weights / weights.sum()
 
 
+@dataclass(frozen=True)
+class _Drawn:
+    """Synthetic rows column by column: each column's distinct values, and which one each row takes, in order."""
+
+    names: list[str]
+    choices: list[list[str]]
+    picks: list[np.ndarray]
+
+    def rendered(self, tables: list[list[str]], chunk_rows: int = 50_000) -> Iterator[tuple[str, ...]]:
+        """Each row as a tuple of its columns' entries in ``tables`` (a table per column, as ``choices``)."""
+        arrays = [np.array(table, dtype=object) for table in tables]
+        for first in range(0, len(self.picks[0]), chunk_rows):
+            columns = [
+                array[pick[first : first + chunk_rows]].tolist() for array, pick in zip(arrays, self.picks, strict=True)
+            ]
+            yield from zip(*columns, strict=True)
+
+
+def _draw(entry: DatasetEntry, *, rows: int, seed: int, start: str | None, end: str, places_from: str | Path) -> _Drawn:
+    """Draw ``rows`` rows of ``entry``'s dataset (see :func:`synthetic_rows`), published in date order."""
+    if rows < 1:
+        raise ValueError("--rows must be at least 1")
+    months = _months(start or entry.first_month, end)
+    texts = _text_choices(entry)
+    places, weights = _places(read_snapshot(places_from))
+    rng = dataset_rng(seed, entry.id)
+    month_index = rng.integers(len(months), size=rows)
+    lengths = np.array([calendar.monthrange(m.year, m.month)[1] for m in months])
+    day = 1 + (rng.random(rows) * lengths[month_index]).astype(np.int64)
+    place_index = rng.choice(len(places), size=rows, p=weights)
+    cases = rng.choice(len(CASES), size=rows, p=list(CASES.values()))
+    picks = {name: rng.choice(len(values), size=rows, p=_rank_weights(len(values))) for name, values in texts.items()}
+    days, day_index = np.unique(month_index * 32 + day, return_inverse=True)
+    choices = {
+        entry.date_column: [f"{months[key // 32]:%Y-%m}-{key % 32:02d}T00:00:00.000" for key in days.tolist()],
+        **{name: [place[k] for place in places] for k, name in enumerate(PLACE_COLUMNS)},
+        **texts,
+    }
+    indexes = {entry.date_column: day_index, **dict.fromkeys(PLACE_COLUMNS, place_index), **picks}
+    order = np.lexsort((place_index, day, month_index))  # published in date order, like the real file
+    names = [column.name for column in entry.columns]
+    numbers = {column.name for column in entry.columns if column.type == "number"}
+    return _Drawn(
+        names,
+        [list(CASES) if name in numbers else choices[name] for name in names],
+        [(cases if name in numbers else indexes[name])[order] for name in names],
+    )
+
+
 def synthetic_rows(
     entry: DatasetEntry,
     *,
@@ -223,31 +273,9 @@ def synthetic_rows(
     Months run from ``start`` (by default the entry's first month) to ``end``; the municipalities are real DANE
     combinations, resampled from ``places_from`` (4v6r-wu98's real rows) and the country's largest cities.
     """
-    if rows < 1:
-        raise ValueError("--rows must be at least 1")
-    months = _months(start or entry.first_month, end)
-    drawn = _drawn_values(entry)
-    places, weights = _places(read_snapshot(places_from))
-    rng = dataset_rng(seed, entry.id)
-    month_index = rng.integers(len(months), size=rows)
-    lengths = np.array([calendar.monthrange(m.year, m.month)[1] for m in months])
-    day = 1 + (rng.random(rows) * lengths[month_index]).astype(np.int64)
-    place_index = rng.choice(len(places), size=rows, p=weights)
-    cases = rng.choice(list(CASES), size=rows, p=list(CASES.values()))
-    picks = {name: rng.choice(len(values), size=rows, p=_rank_weights(len(values))) for name, values in drawn.items()}
-    for i in np.lexsort((place_index, day, month_index)).tolist():  # published in date order, like the real file
-        month, place = months[month_index[i]], dict(zip(PLACE_COLUMNS, places[place_index[i]], strict=True))
-        row: dict[str, str] = {}
-        for column in entry.columns:
-            if column.name == entry.date_column:
-                row[column.name] = f"{month.year:04d}-{month.month:02d}-{day[i]:02d}T00:00:00.000"
-            elif column.name in place:
-                row[column.name] = place[column.name]
-            elif column.type == "number":
-                row[column.name] = str(cases[i])
-            else:
-                row[column.name] = drawn[column.name][picks[column.name][i]]
-        yield row
+    drawn = _draw(entry, rows=rows, seed=seed, start=start, end=end, places_from=places_from)
+    for values in drawn.rendered(drawn.choices):
+        yield dict(zip(drawn.names, values, strict=True))
 
 
 def synthesize_dataset(
@@ -268,12 +296,13 @@ def synthesize_dataset(
     if entry.snapshot is not None:
         real = source or SHIPPED_SNAPSHOTS / entry.snapshot
         return synthesize(real, output, rows=rows, seed=seed, start=start or entry.first_month, end=end)
-    places_from = source or DEFAULT_SNAPSHOT
-    lines = (
-        json.dumps(row, ensure_ascii=False, separators=(",", ":"))
-        for row in synthetic_rows(entry, rows=rows, seed=seed, start=start, end=end, places_from=places_from)
-    )
-    _write(output, _json_array(lines))
+    drawn = _draw(entry, rows=rows, seed=seed, start=start, end=end, places_from=source or DEFAULT_SNAPSHOT)
+    # Each distinct value's JSON ``"name":"value"`` written once: rows are joined from them, as in synthesize().
+    fragments = [
+        [f"{json.dumps(name)}:{json.dumps(value, ensure_ascii=False)}" for value in values]
+        for name, values in zip(drawn.names, drawn.choices, strict=True)
+    ]
+    _write(output, _json_array("{" + ",".join(parts) + "}" for parts in drawn.rendered(fragments)))
     return rows
 
 
