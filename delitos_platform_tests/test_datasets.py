@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +134,25 @@ def test_an_unknown_field_and_a_file_that_is_not_a_mapping_are_refused(tmp_path:
     assert _refusal(tmp_path).startswith(f"dataset entry {path}: not a YAML mapping of fields")
     _write(tmp_path, "m8fd-ahd9.yaml", "id: [unclosed\n")
     assert _refusal(tmp_path) == f"dataset entry {path}: not valid YAML at line 2"
+
+
+def test_the_delitos_command_refuses_a_bad_shipped_entry_in_one_sentence_before_running(tmp_path: Path) -> None:
+    package = Path(contract.__file__).parent
+    shutil.copytree(package, tmp_path / package.name, ignore=shutil.ignore_patterns("__pycache__"))
+    broken = tmp_path / package.name / "datasets" / "q2ib-t9am.yaml"
+    broken.write_text(broken.read_text(encoding="utf-8").replace("date_column: fecha_hecho", "date_column: fecha"))
+    output = tmp_path / "never.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "delitos_platform.commands", "synthesize", "--rows", "5", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},  # the copy, not the installed package
+    )
+    assert result.returncode == 2 and not output.exists()
+    assert result.stderr == (
+        f"delitos: dataset entry {broken}: date column 'fecha' is not among its columns "
+        "(fecha_hecho, cod_depto, departamento, cod_muni, municipio, cantidad)\n"
+    )
