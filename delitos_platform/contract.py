@@ -1,5 +1,7 @@
 """The data contract of dataset ``4v6r-wu98``: source columns, the lake's Arrow schema, the 9 articles.
 
+Each is read from the dataset's entry (``datasets/4v6r-wu98.yaml``); the Socrata type names are kept here.
+
 Source: Policía Nacional de Colombia, datos.gov.co dataset 4v6r-wu98, CC BY-SA 4.0.
 """
 
@@ -7,10 +9,14 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from delitos_platform.datasets import dataset_entry
+
 DATASET_ID = "4v6r-wu98"
+# Its declarative entry (delitos_platform/datasets/4v6r-wu98.yaml): the constants below are read from it.
+ENTRY = dataset_entry(DATASET_ID)
 # The Socrata domain that publishes it: the real API, which nothing talks to unless chosen.
 SOCRATA_DOMAIN = "https://www.datos.gov.co"
-ATTRIBUTION = "Source: Policía Nacional de Colombia, datos.gov.co dataset 4v6r-wu98, CC BY-SA 4.0"
+ATTRIBUTION = ENTRY.attribution
 
 # Socrata names a column's type twice, and the two names differ for timestamps: the dataset's metadata
 # (`/api/views/{id}.json`, `dataTypeName` and `renderTypeName`) says `calendar_date` where the SODA2 answer's
@@ -27,16 +33,8 @@ SODA2_TYPES: dict[str, str] = {
     "location": "location",
 }
 
-# The source's columns as its metadata types them: fieldName -> dataTypeName.
-SOURCE_COLUMNS: dict[str, str] = {
-    "fecha_hecho": "calendar_date",
-    "cod_depto": "text",
-    "departamento": "text",
-    "cod_muni": "text",
-    "municipio": "text",
-    "descripcion_conducta": "text",
-    "cantidad": "number",
-}
+# The source's columns as its metadata types them: fieldName -> dataTypeName (the entry's, in its order).
+SOURCE_COLUMNS: dict[str, str] = ENTRY.source_columns
 
 
 def soda2_type(metadata_type: str) -> str:
@@ -50,31 +48,10 @@ def metadata_type(soda2: str) -> str:
 
 
 # Articles 269A–269J of Law 1273 of 2009 (there is no 269H): code -> short category name.
-ARTICLES: dict[str, str] = {
-    "269A": "ACCESO ABUSIVO",
-    "269B": "OBSTACULIZACION DE SISTEMA O RED",
-    "269C": "INTERCEPTACION DE DATOS",
-    "269D": "DAÑO INFORMATICO",
-    "269E": "SOFTWARE MALICIOSO",
-    "269F": "VIOLACION DE DATOS PERSONALES",
-    "269G": "SUPLANTACION DE SITIOS WEB",
-    "269I": "HURTO POR MEDIOS INFORMATICOS",
-    "269J": "TRANSFERENCIA NO CONSENTIDA DE ACTIVOS",
-}
+ARTICLES: dict[str, str] = dict(ENTRY.column("descripcion_conducta").values or {})
 
 # One row of the lake: the Socrata row id plus the 7 source columns, typed.
-LAKE_SCHEMA = pa.schema(
-    [
-        pa.field("row_id", pa.string(), nullable=False),
-        pa.field("fecha_hecho", pa.date32(), nullable=False),
-        pa.field("cod_depto", pa.string(), nullable=False),
-        pa.field("departamento", pa.string(), nullable=False),
-        pa.field("cod_muni", pa.string(), nullable=False),
-        pa.field("municipio", pa.string(), nullable=False),
-        pa.field("descripcion_conducta", pa.string(), nullable=False),
-        pa.field("cantidad", pa.int64(), nullable=False),
-    ]
-)
+LAKE_SCHEMA: pa.Schema = ENTRY.lake_schema
 
 # A quarantined row: the raw source row as JSON and why it was refused.
 QUARANTINE_SCHEMA = pa.schema(

@@ -8,7 +8,10 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-FIRST_MONTH = "2006-05-01"
+from delitos_platform.contract import ENTRY
+
+# 4v6r-wu98's first month, as its entry declares it (a partition key is the month's first day).
+FIRST_MONTH = f"{ENTRY.first_month}-01"
 # Dagster's run tags for a run over a range of partitions: one run backfills any number of months.
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from delitos_platform.datasets import DatasetConfigError
+
 # Each sub-command registers itself: name -> (add its arguments, run it and return an exit code).
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 EXAMPLES = """examples:
@@ -63,7 +65,13 @@ def build_parser() -> tuple[OneLineParser, dict[str, tuple[str, Command]]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line, run one sub-command and return its exit code."""
-    parser, commands = build_parser()
+    try:
+        parser, commands = build_parser()  # reads the dataset entries: a bad one is refused before anything runs
+    except DatasetConfigError as error:
+        from delitos_platform.commands.console import complain
+
+        complain(f"delitos: {error}")
+        return 2
     args = parser.parse_args(argv)
     _, run = commands[args.command][1]
     try:

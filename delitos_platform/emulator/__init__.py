@@ -1,4 +1,4 @@
-"""An offline emulator of the Socrata SODA API serving a snapshot of dataset ``4v6r-wu98``.
+"""An offline emulator of the Socrata SODA API serving dataset ``4v6r-wu98`` (and, asked, every configured one).
 
 Source of the shipped snapshot: Policía Nacional de Colombia, datos.gov.co dataset 4v6r-wu98, CC BY-SA 4.0.
 """

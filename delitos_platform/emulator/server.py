@@ -14,7 +14,7 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,12 +23,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import duckdb
 
-from delitos_platform.contract import ATTRIBUTION, DATASET_ID, metadata_type
+from delitos_platform.contract import DATASET_ID, ENTRY, metadata_type
+from delitos_platform.datasets import DatasetEntry, configured
 from delitos_platform.emulator.faults import Fault, Faults
-from delitos_platform.emulator.snapshot import LOAD_TIME, Dataset
+from delitos_platform.emulator.snapshot import DEFAULT_SNAPSHOT, LOAD_TIME, Dataset, Snapshot, contract_types
 from delitos_platform.emulator.soql import CompiledQuery, SoqlError, compile_query, compile_soda3
 
-DEFAULT_SNAPSHOT = Path(__file__).parent / "data" / "santander_4v6r-wu98.json.gz"
 # The portal's own spellings, as recorded: rows say ``;charset``, the metadata and errors ``; charset``.
 ROWS_TYPE = "application/json;charset=utf-8"
 JSON_TYPE = "application/json; charset=utf-8"
@@ -91,16 +91,31 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def served_entry(dataset_id: str) -> DatasetEntry:
+    """The entry a dataset is served by: its own, or 4v6r-wu98's for an id no entry configures."""
+    return configured().get(dataset_id, ENTRY)
+
+
+def load_dataset(dataset_id: str, snapshot: Snapshot, on_disk: bool | None = None) -> Dataset:
+    """One dataset to serve, its columns those of its entry (:func:`served_entry`) first."""
+    entry = served_entry(dataset_id)
+    options = {"name": entry.title, "contract": contract_types(entry)}
+    if isinstance(snapshot, str | Path):
+        return Dataset.from_file(snapshot, dataset_id, on_disk=on_disk, **options)
+    return Dataset(list(snapshot), dataset_id, on_disk=bool(on_disk), **options)
+
+
 class EmulatorServer:
-    """A SODA-compatible server over one dataset, serving from a background thread."""
+    """A SODA-compatible server over one dataset or several, serving from a background thread."""
 
     def __init__(
         self,
-        snapshot: str | Path | Sequence[Mapping[str, Any]] = DEFAULT_SNAPSHOT,
+        snapshot: Snapshot = DEFAULT_SNAPSHOT,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
         dataset_id: str = DATASET_ID,
+        datasets: Mapping[str, Snapshot] | None = None,
         admin: bool = False,
         seed: int = 0,
         on_disk: bool | None = None,
@@ -110,6 +125,9 @@ class EmulatorServer:
     ):
         """Load ``snapshot`` (a .json/.json.gz file, or the rows themselves); raises ValueError if malformed.
 
+        ``datasets``: serve these instead of ``snapshot`` as ``dataset_id`` (dataset id -> snapshot), each at its
+        own ``/resource/{id}.json``; the first is :attr:`dataset`, which ``/admin/`` changes unless a request's
+        body names another (``"dataset"``).
         ``on_disk``: hold the rows in a temporary database file rather than in memory; by default only a
         large snapshot file is (see :meth:`Dataset.from_file`). ``apis``: which query APIs the portal has
         (SODA2 ``GET /resource/…``, SODA3 ``POST /api/v3/views/…/query.json``); the other answers 404.
@@ -120,10 +138,13 @@ class EmulatorServer:
         if not self.apis or not self.apis <= {SODA2, SODA3}:
             raise ValueError(f"apis must be some of {SODA2} and {SODA3}, not {sorted(self.apis)}")
         self.app_token, self.require_token = app_token, require_token
-        if isinstance(snapshot, str | Path):
-            self.dataset = Dataset.from_file(snapshot, dataset_id, on_disk=on_disk)
-        else:
-            self.dataset = Dataset(list(snapshot), dataset_id, on_disk=bool(on_disk))
+        self.datasets: dict[str, Dataset] = {}
+        try:
+            for served_id, served in (datasets or {dataset_id: snapshot}).items():
+                self.datasets[served_id] = load_dataset(served_id, served, on_disk)
+        except BaseException:
+            self._close_datasets()
+            raise
         self.host, self.port = host, port
         self.admin = admin
         self.faults = Faults(seed)
@@ -133,9 +154,20 @@ class EmulatorServer:
         self._thread: threading.Thread | None = None
 
     @property
+    def dataset(self) -> Dataset:
+        """The first dataset served (the only one, unless several were asked for)."""
+        return next(iter(self.datasets.values()))
+
+    @property
     def dataset_id(self) -> str:
-        """The id the dataset is served under."""
+        """The id the first dataset is served under."""
         return self.dataset.dataset_id
+
+    def served(self, dataset_id: str) -> Dataset:
+        """The dataset served as ``dataset_id`` (a ValueError naming the ids served when none is)."""
+        if dataset_id not in self.datasets:
+            raise ValueError(f"no dataset {dataset_id!r} is served (served: {', '.join(self.datasets)})")
+        return self.datasets[dataset_id]
 
     @property
     def url(self) -> str:
@@ -163,12 +195,16 @@ class EmulatorServer:
             self._thread.join(0.2)
 
     def stop(self) -> None:
-        """Stop serving, release the port, and close the dataset (its temporary folder is removed)."""
+        """Stop serving, release the port, and close the datasets (their temporary folders are removed)."""
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
-        self.dataset.close()
+        self._close_datasets()
+
+    def _close_datasets(self) -> None:
+        for dataset in self.datasets.values():
+            dataset.close()
 
     def __enter__(self) -> EmulatorServer:
         return self.start()
@@ -181,12 +217,15 @@ class EmulatorServer:
         with self._count_lock:
             self.requests_served += 1
 
-    def metadata(self) -> dict[str, Any]:
-        """The ``/api/views/{id}.json`` document, shaped as the portal's (column types as its metadata names them).
+    def metadata(self, dataset_id: str | None = None) -> dict[str, Any]:
+        """The ``/api/views/{id}.json`` document of a dataset served (by default the first), shaped as the portal's.
 
-        The portal's column statistics (``cachedContents``, ``width``) are left out: no client of ours reads them.
+        Its columns are the dataset's, typed as the portal's metadata names them: its entry's, unless the data
+        drifted. The portal's column statistics (``cachedContents``, ``width``) are left out: no client of ours
+        reads them.
         """
-        dataset = self.dataset
+        dataset = self.dataset if dataset_id is None else self.served(dataset_id)
+        entry = served_entry(dataset.dataset_id)
         columns = [
             {
                 "id": 1000 + position,
@@ -205,12 +244,12 @@ class EmulatorServer:
             "id": dataset.dataset_id,
             "name": dataset.name,
             "assetType": "dataset",
-            "attribution": ATTRIBUTION,
+            "attribution": entry.attribution,
             "attributionLink": f"https://www.datos.gov.co/d/{dataset.dataset_id}",
             "averageRating": 0,
             "category": "Seguridad y Defensa",
             "createdAt": int(LOAD_TIME.timestamp()),
-            "description": "Delitos informáticos reportados por la Policía Nacional (emulated)",
+            "description": f"{entry.title} reportados por la Policía Nacional (emulated)",
             "displayType": "table",
             "downloadCount": 0,
             "hideFromCatalog": False,
@@ -313,8 +352,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------- endpoints
     def _resource(self, dataset_id: str, query: list[tuple[str, str]], fault: Fault | None) -> None:
-        dataset = self.emulator.dataset
-        if dataset_id != dataset.dataset_id:
+        dataset = self.emulator.datasets.get(dataset_id)
+        if dataset is None:
             self._json(404, _missing(dataset_id), _NO_CACHE)
             return
         params = dict(query)
@@ -338,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         headers["X-SODA2-Fields"] = compact_json(compiled.fields)
         headers["X-SODA2-Types"] = compact_json(compiled.types)
-        self._rows(compiled, headers, fault)
+        self._rows(dataset, compiled, headers, fault)
 
     def _refused(self, api: str, params: Mapping[str, str]) -> bool:
         """Answer for a portal without this API, or a request without a valid token; True when it answered."""
@@ -358,8 +397,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _query_v3(self, dataset_id: str, fault: Fault | None) -> None:
         """``POST /api/v3/views/{id}/query.json``: ``{"query": …, "page": {…}, "includeSynthetic": …}``."""
-        dataset = self.emulator.dataset
-        if dataset_id != dataset.dataset_id:
+        dataset = self.emulator.datasets.get(dataset_id)
+        if dataset is None:
             self._json(404, _v3_error("not_found", f"Not found: view {dataset_id}"), _NO_CACHE)
             return
         try:
@@ -369,12 +408,12 @@ class _Handler(BaseHTTPRequestHandler):
         except SoqlError as error:
             self._json(400, error.body())
             return
-        self._rows(compiled, {"Last-Modified": formatdate(dataset.rows_updated_at, usegmt=True)}, fault)
+        self._rows(dataset, compiled, {"Last-Modified": formatdate(dataset.rows_updated_at, usegmt=True)}, fault)
 
-    def _rows(self, compiled: CompiledQuery, headers: dict[str, str], fault: Fault | None) -> None:
+    def _rows(self, dataset: Dataset, compiled: CompiledQuery, headers: dict[str, str], fault: Fault | None) -> None:
         """Run a compiled query and send its rows as the portal frames them (a query error is a 400)."""
         try:
-            rows = self.emulator.dataset.cursor().execute(compiled.sql, compiled.params).fetchall()
+            rows = dataset.cursor().execute(compiled.sql, compiled.params).fetchall()
         except duckdb.Error as error:
             # A query that compiles but fails in the engine (e.g. an overflow) is still the client's fault.
             first = str(error).splitlines()[0]
@@ -385,10 +424,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, body, headers, fault, ROWS_TYPE)
 
     def _view(self, dataset_id: str, fault: Fault | None) -> None:
-        if dataset_id != self.emulator.dataset.dataset_id:
+        if dataset_id not in self.emulator.datasets:
             self._json(404, _missing(dataset_id, "not_found"), {**_NO_CACHE, **_NOT_FOUND_HEADERS})
             return
-        self._send(200, portal_json(self.emulator.metadata()), {}, fault)
+        self._send(200, portal_json(self.emulator.metadata(dataset_id)), {}, fault)
 
     def _admin(self, method: str, path: str) -> None:
         if not self.emulator.admin:
@@ -398,14 +437,16 @@ class _Handler(BaseHTTPRequestHandler):
             payload = json.loads(self._body or b"{}")
             if not isinstance(payload, dict):
                 raise ValueError("the body must be a JSON object")
-            result = _admin_action(self.emulator, method, path, payload)
+            # A body may name the dataset it changes ("dataset"); by default the first served.
+            dataset = self.emulator.served(str(payload.get("dataset", self.emulator.dataset_id)))
+            result = _admin_action(self.emulator, dataset, method, path, payload)
         except (ValueError, TypeError, KeyError) as error:
             self._json(400, {"code": "bad_request", "error": True, "message": str(error)})
             return
         if result is None:
             self._json(404, {"code": "not_found", "error": True, "message": f"Not found: {method} {path}"})
             return
-        result["rowsUpdatedAt"] = self.emulator.dataset.rows_updated_at
+        result["rowsUpdatedAt"] = dataset.rows_updated_at
         self._json(200, result)
 
     # ------------------------------------------------------------ output
@@ -432,46 +473,57 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-def _admin_faults(emulator: EmulatorServer, payload: dict[str, Any]) -> dict[str, Any]:
+def _admin_faults(emulator: EmulatorServer, dataset: Dataset, payload: dict[str, Any]) -> dict[str, Any]:
     kind = str(payload.pop("kind"))
+    if payload.pop("dataset", None) is not None and "paths" not in payload:
+        # A fault on a dataset named strikes its endpoints only; unnamed, every dataset's queries.
+        payload["paths"] = fault_paths(dataset.dataset_id)
     emulator.faults.inject(kind, **payload)
     return {"ok": True}
 
 
-def _admin_delete(emulator: EmulatorServer, payload: dict[str, Any]) -> dict[str, Any]:
+def fault_paths(dataset_id: str) -> tuple[str, ...]:
+    """The query endpoints of one dataset, SODA2 and SODA3: where a fault on that dataset strikes."""
+    return (f"/resource/{dataset_id}", f"/api/v3/views/{dataset_id}/")
+
+
+def _admin_delete(_emulator: EmulatorServer, dataset: Dataset, payload: dict[str, Any]) -> dict[str, Any]:
     if "month" in payload:
-        return {"deleted": emulator.dataset.delete_month(str(payload["month"]))}
-    return {"deleted": emulator.dataset.delete_rows(list(payload["ids"]))}
+        return {"deleted": dataset.delete_month(str(payload["month"]))}
+    return {"deleted": dataset.delete_rows(list(payload["ids"]))}
 
 
-def _admin_replace_ids(emulator: EmulatorServer, _payload: dict[str, Any]) -> dict[str, Any]:
-    emulator.dataset.replace_ids()
+def _admin_replace_ids(_emulator: EmulatorServer, dataset: Dataset, _payload: dict[str, Any]) -> dict[str, Any]:
+    dataset.replace_ids()
     return {"ok": True}
 
 
-def _admin_touch(emulator: EmulatorServer, _payload: dict[str, Any]) -> dict[str, Any]:
-    emulator.dataset.touch()
+def _admin_touch(_emulator: EmulatorServer, dataset: Dataset, _payload: dict[str, Any]) -> dict[str, Any]:
+    dataset.touch()
     return {"ok": True}
 
 
-def _admin_clear(emulator: EmulatorServer, _payload: dict[str, Any]) -> dict[str, Any]:
+def _admin_clear(emulator: EmulatorServer, _dataset: Dataset, _payload: dict[str, Any]) -> dict[str, Any]:
     emulator.faults.clear()
     return {"ok": True}
 
 
-# (method, action) -> handler(emulator, JSON body) returning the JSON answer.
-_ADMIN_ACTIONS: dict[tuple[str, str], Callable[[EmulatorServer, dict[str, Any]], dict[str, Any]]] = {
+AdminAction = Callable[[EmulatorServer, Dataset, dict[str, Any]], dict[str, Any]]
+# (method, action) -> handler(emulator, the dataset the body names, JSON body) returning the JSON answer.
+_ADMIN_ACTIONS: dict[tuple[str, str], AdminAction] = {
     ("POST", "faults"): _admin_faults,
     ("DELETE", "faults"): _admin_clear,
-    ("POST", "revise"): lambda e, p: {"ids": e.dataset.revise_month(str(p["month"]), int(p.get("rows", 5)))},
-    ("POST", "add"): lambda e, p: {"ids": e.dataset.add_rows(p["rows"])},
+    ("POST", "revise"): lambda _e, d, p: {"ids": d.revise_month(str(p["month"]), int(p.get("rows", 5)))},
+    ("POST", "add"): lambda _e, d, p: {"ids": d.add_rows(p["rows"])},
     ("POST", "delete"): _admin_delete,
     ("POST", "replace-ids"): _admin_replace_ids,
     ("POST", "touch"): _admin_touch,
 }
 
 
-def _admin_action(emulator: EmulatorServer, method: str, path: str, payload: dict[str, Any]) -> dict | None:
-    """Run one admin request; ``None`` when no such action exists."""
+def _admin_action(
+    emulator: EmulatorServer, dataset: Dataset, method: str, path: str, payload: dict[str, Any]
+) -> dict | None:
+    """Run one admin request on ``dataset``; ``None`` when no such action exists."""
     handler = _ADMIN_ACTIONS.get((method, path.removeprefix("/admin/").strip("/")))
-    return None if handler is None else handler(emulator, payload)
+    return None if handler is None else handler(emulator, dataset, payload)

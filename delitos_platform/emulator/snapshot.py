@@ -30,12 +30,28 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from delitos_platform.contract import SOURCE_COLUMNS, soda2_type
+from delitos_platform.contract import ENTRY, soda2_type
+from delitos_platform.datasets import DatasetEntry
 
 TEXT, NUMBER, FLOATING = "text", "number", "floating_timestamp"
 COLUMN_TYPES = {TEXT: "VARCHAR", NUMBER: "DOUBLE", FLOATING: "TIMESTAMP"}
-# The emulator types columns as its answers' ``X-SODA2-Types`` name them; its metadata renames them.
-CONTRACT_TYPES = {name: soda2_type(kind) for name, kind in SOURCE_COLUMNS.items()}
+
+
+def contract_types(entry: DatasetEntry) -> dict[str, str]:
+    """An entry's columns as the emulator types them: as its answers' ``X-SODA2-Types`` name them.
+
+    The metadata renames them back (``calendar_date`` for a ``floating_timestamp``).
+    """
+    return {name: soda2_type(kind) for name, kind in entry.source_columns.items()}
+
+
+# 4v6r-wu98's: the columns of a snapshot served under an id no entry configures.
+CONTRACT_TYPES = contract_types(ENTRY)
+# The real rows shipped with the emulator, each file named by the entry of its dataset (``snapshot``).
+SHIPPED_SNAPSHOTS = Path(__file__).parent / "data"
+DEFAULT_SNAPSHOT = SHIPPED_SNAPSHOTS / str(ENTRY.snapshot)
+# What a dataset is served from: a .json/.json.gz file of rows, or the rows themselves.
+Snapshot = str | Path | Sequence[Mapping[str, Any]]
 # The fixed creation/update time of every row of a freshly loaded file (deterministic ids and dates).
 LOAD_TIME = datetime(2026, 5, 1, tzinfo=UTC)
 FLOATING_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?)?")
@@ -84,13 +100,13 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
-def infer_types(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """Field name -> Socrata type: the contract's 7 columns, then any extra column in first-seen order."""
+def infer_types(rows: Sequence[Mapping[str, Any]], contract: Mapping[str, str] = CONTRACT_TYPES) -> dict[str, str]:
+    """Field name -> Socrata type: the contract's columns, then any extra column in first-seen order."""
     seen: dict[str, None] = {}
     for row in rows:
         for key in row:
             seen.setdefault(key, None)
-    types = dict(CONTRACT_TYPES)
+    types = dict(contract)
     for name in seen:
         if name in types:
             continue
@@ -112,27 +128,30 @@ class Dataset:
         self,
         rows: Sequence[Mapping[str, Any]],
         dataset_id: str,
-        name: str = "Delitos informáticos",
+        name: str = ENTRY.title,
         *,
+        contract: Mapping[str, str] = CONTRACT_TYPES,
         on_disk: bool = False,
         memory_limit: str = MEMORY_LIMIT,
     ):
         """Load rows (API-shaped dicts); raises ValueError naming the first row and field that do not fit.
 
-        ``on_disk`` keeps the table in a database file of a private temporary folder instead of memory;
-        ``memory_limit`` caps DuckDB's memory (beyond it DuckDB spills to that folder).
+        ``contract``: the dataset's own columns (field name -> SODA2 type, see :func:`contract_types`), first and
+        in this order whatever the rows hold. ``on_disk`` keeps the table in a database file of a private
+        temporary folder instead of memory; ``memory_limit`` caps DuckDB's memory (beyond it DuckDB spills there).
         """
-        self._setup(dataset_id, name, on_disk, memory_limit)
+        self._setup(dataset_id, name, contract, on_disk, memory_limit)
         try:
-            self._create(infer_types(rows))
+            self._create(infer_types(rows, contract))
             self._insert(rows, LOAD_TIME.replace(tzinfo=None))
         except BaseException:
             self.close()
             raise
 
-    def _setup(self, dataset_id: str, name: str, on_disk: bool, memory_limit: str) -> None:
+    def _setup(self, dataset_id: str, name: str, contract: Mapping[str, str], on_disk: bool, memory_limit: str) -> None:
         self.dataset_id = dataset_id
         self.name = name
+        self._contract = dict(contract)
         self._lock = threading.RLock()
         self.folder = Path(tempfile.mkdtemp(prefix="soda-emulator-"))
         self.on_disk = on_disk
@@ -161,8 +180,9 @@ class Dataset:
         cls,
         path: str | Path,
         dataset_id: str,
-        name: str = "Delitos informáticos",
+        name: str = ENTRY.title,
         *,
+        contract: Mapping[str, str] = CONTRACT_TYPES,
         on_disk: bool | None = None,
         memory_limit: str = MEMORY_LIMIT,
     ) -> Dataset:
@@ -178,7 +198,7 @@ class Dataset:
         if on_disk is None:
             on_disk = path.stat().st_size > ON_DISK_ABOVE_BYTES
         dataset = cls.__new__(cls)
-        dataset._setup(dataset_id, name, on_disk, memory_limit)
+        dataset._setup(dataset_id, name, contract, on_disk, memory_limit)
         try:
             dataset._load_file(path)
         except BaseException:
@@ -235,7 +255,7 @@ class Dataset:
 
     def _file_types(self, keys: Sequence[str]) -> dict[str, str]:
         """The contract's types, then extra keys typed as in :func:`infer_types`."""
-        types = dict(CONTRACT_TYPES)
+        types = dict(self._contract)
         for key in keys:
             if key in types:
                 continue

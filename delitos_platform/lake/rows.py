@@ -12,12 +12,13 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from delitos_platform.contract import LAKE_SCHEMA, QUARANTINE_SCHEMA, SOURCE_COLUMNS
+from delitos_platform.contract import ARTICLES, LAKE_SCHEMA, QUARANTINE_SCHEMA, SOURCE_COLUMNS
 
 # What the lake asks of the source: the row key and the contract's columns, nothing more.
 SOURCE_FIELDS = [":id", *SOURCE_COLUMNS]
 RAW_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in ["row_id", *SOURCE_COLUMNS]])
-ARTICLE_PATTERN = r"^ARTICULO 269[A-GIJ]\."
+# A value names one of the articles its entry lists: ``ARTICULO 269A. ACCESO ABUSIVO A UN SISTEMA INFORMATICO``.
+ARTICLE_PATTERN = rf"^ARTICULO ({'|'.join(ARTICLES)})\."
 DICTIONARY_COLUMNS = ("cod_depto", "departamento", "cod_muni", "municipio", "descripcion_conducta")
 # Rows between typing and writing: ``LAKE_SCHEMA`` with the repetitive text held as dictionaries.
 MEMORY_SCHEMA = pa.schema(

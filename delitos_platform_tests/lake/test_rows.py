@@ -33,3 +33,15 @@ def test_a_fecha_hecho_with_z_or_an_offset_is_quarantined_for_its_time_zone():
         "row-5": "fecha_hecho is missing or not a date",
         "row-6": "fecha_hecho is missing or not a date",
     }
+
+
+def test_a_conduct_naming_an_article_outside_the_entrys_nine_is_quarantined():
+    named = {code: f"ARTICULO {code}. ALGO" for code in ("269A", "269C", "269I", "269J", "269H", "269K", "270A")}
+    rows = [
+        {**ROW, "row_id": code, "fecha_hecho": "2019-03-01T00:00:00.000", "descripcion_conducta": text}
+        for code, text in named.items()
+    ]
+    typed = type_page(pa.Table.from_pylist(rows, schema=RAW_SCHEMA))
+
+    assert typed.rows["row_id"].to_pylist() == ["269A", "269C", "269I", "269J"]
+    assert typed.quarantine["row_id"].to_pylist() == ["269H", "269K", "270A"]
