@@ -562,8 +562,8 @@ def test_snowflake_target_parses(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
     silver = manifest["nodes"]["model.delitos.stg_delitos"]
     assert silver["schema"] == "silver"
-    assert silver["config"]["tmp_relation_type"] == "transient"
-    assert silver["config"]["incremental_strategy"] == "delitos_window_swap"
+    assert silver["config"]["materialized"] == "delitos_audited_window"
+    assert silver["config"]["unique_key"] == "row_id"
 
 
 # fakesnow warns on every Arrow fetch dbt-snowflake makes; it says nothing about the project.
@@ -643,6 +643,17 @@ class SwapTarget:
         assert len(by_id) == len(rows), "a row id appears twice in silver"
         return by_id
 
+    def gold(self) -> dict[str, list[tuple]]:
+        """The rows of every gold table there is, sorted."""
+        tables = {
+            name
+            for (name,) in self.execute(
+                "select table_name from information_schema.tables where lower(table_schema) = 'gold'"
+            )
+        }
+        present = [name for name in GOLD_TABLES if name in {table.lower() for table in tables}]
+        return {name: sorted(self.execute(f"select * from gold.{name}"), key=repr) for name in present}
+
     def build_window(self, succeed: bool = True) -> dict[str, str]:
         """``dbt build`` of silver and everything downstream of it for the swap's window."""
         return self.dbt(
@@ -720,27 +731,24 @@ def test_a_window_swap_replaces_exactly_the_window(swap_target: SwapTarget) -> N
 
 
 @pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")
-def test_a_failed_insert_leaves_silvers_window_as_it_was(swap_target: SwapTarget) -> None:
-    """When the insert fails after the window was deleted, silver holds exactly what it held before (every
-    row id, every row), and the gold tables built from it are skipped, not rebuilt from a partial silver.
-
-    The failure: silver's ``municipio`` is made NOT NULL and bronze gets a window row without one. The
-    model's select still succeeds (it stages into a table of its own), so the swap's delete runs and only
-    its insert fails.
-    """
+def test_a_window_row_that_breaks_a_rule_reaches_neither_silver_nor_gold(swap_target: SwapTarget) -> None:
+    """Silver's new rows are tested before they are published: a window row without a municipality fails
+    ``stg_delitos_column_rules``, and silver holds exactly what it held before (every row id, every row), the gold
+    tables built from it are skipped, and every gold table stays as it was."""
     target = swap_target
-    before = target.silver()
+    before, gold_before = target.silver(), target.gold()
     window = [row for row in target.rows if in_swap_window(row)]
-    target.execute("alter table silver.stg_delitos alter column municipio set not null")
-    broken = replace(window[0], municipio=None)  # type: ignore[arg-type]  # breaks silver's NOT NULL
+    broken = replace(window[0], municipio=None)  # type: ignore[arg-type]
     target.load([broken if row.row_id == broken.row_id else row for row in target.rows if row != window[1]])
 
     statuses = target.build_window(succeed=False)
 
-    assert statuses[SILVER_MODEL] == "error"
+    [rules] = [node for node in statuses if ".stg_delitos_column_rules." in node]
+    assert statuses[rules] == "fail"
     gold = {node: status for node, status in statuses.items() if node.startswith("model.") and node != SILVER_MODEL}
     assert gold == {f"model.delitos.{name}": "skipped" for name in GOLD_TABLES}
     assert target.silver() == before
+    assert target.gold() == gold_before
 
 
 # --- Gold's contracts, on both targets. ----------------------------------------------------------
@@ -755,7 +763,10 @@ def test_a_gold_model_off_its_contract_is_not_built(
     contract error, and the analysts' table stays as it was."""
     project = tmp_path / "dbt_project"
     shutil.copytree(PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
-    retyped, shortened = project / "models" / "gold" / "resumen_general.sql", project / "models" / "gold" / "top_municipios.sql"
+    retyped, shortened = (
+        project / "models" / "gold" / "resumen_general.sql",
+        project / "models" / "gold" / "top_municipios.sql",
+    )
     retyped.write_text(retyped.read_text().replace("cast(sum(cantidad) as bigint) as casos", "sum(1.5) as casos"))
     shortened.write_text(shortened.read_text().replace("    municipality_names.municipio,\n", ""))
     if target == "duckdb":

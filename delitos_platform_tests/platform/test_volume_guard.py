@@ -43,6 +43,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:
 MONTHS = ["2012-01-01", "2012-02-01", "2012-03-01", "2012-04-01"]  # 89, 46, 33 and 19 rows
 FIRST, LAST = MONTHS[0], MONTHS[-1]
 ENGINES = ["duckdb", "snowflake"]
+# The gold tables built from silver.stg_delitos (the others are built from the row history).
+FROM_SILVER = ["delitos_por_mes", "delitos_por_departamento", "top_municipios", "resumen_general"]
 Query = Callable[[str], list[tuple]]
 
 
@@ -236,3 +238,30 @@ def test_a_month_losing_most_rows_is_held_a_few_lost_rows_and_an_accepted_drop_a
 
 def _month_ids(platform: Platform, month: str) -> set[str]:
     return source_ids(platform.server, Window.for_month(month).soql())
+
+
+def test_a_failed_silver_test_leaves_silver_and_gold_as_they_were_published(platform: Platform, tmp_path: Path) -> None:
+    """Silver is audited before it is published, like gold: a month re-synced by a model that breaks a column rule
+    changes no published row of silver (by id and content), nor any gold table built from it (the history's, built
+    from bronze, are published), and the failure says silver was kept."""
+    assert platform.run().success
+    silver, gold = sorted(platform.ask("SELECT * FROM silver.stg_delitos"), key=repr), platform.gold()
+    platform.admin("revise", month=MONTHS[1][:7], rows=5)  # 5 rows' cantidad + 1: silver and gold would change
+    broken = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, broken, ignore=shutil.ignore_patterns("target", "logs"))
+    model = broken / "models" / "silver" / "stg_delitos.sql"
+    nulled = "cast(null as varchar) as municipio"
+    model.write_text(model.read_text().replace("upper(trim(municipio)) as municipio", nulled))
+    dbt = platform.resources["dbt"]
+    platform.resources["dbt"] = type(dbt)(project_dir=str(broken), dbt_executable=dbt.dbt_executable, target=dbt.target)
+
+    failed = platform.run()
+
+    assert not failed.success
+    assert sorted(platform.ask("SELECT * FROM silver.stg_delitos"), key=repr) == silver
+    after = platform.gold()
+    assert {name: after[name] for name in FROM_SILVER} == {name: gold[name] for name in FROM_SILVER}
+    assert after["revisiones_por_mes"] != gold["revisiones_por_mes"]  # the history saw the revision: published
+    message = failure_message(failed)
+    assert "stg_delitos_column_rules" in message.split(" failed (")[0]  # the test that failed
+    assert "silver/stg_delitos kept its previous contents" in message

@@ -1,26 +1,21 @@
 {#
     One row per bronze row, typed and cleaned.
 
-    Incremental by window (vars window_start/window_end, half-open on fecha_hecho): only bronze
-    rows of the window are read, and the `delitos_window_swap` strategy (macros/window_swap.sql)
-    deletes the window and every row_id that comes back, then inserts the new rows, in one
-    transaction. Rows deleted upstream therefore disappear, a row whose date moved into the window
-    replaces its old copy, and a failed run leaves the table as it was. Without vars the window is
-    everything: the whole table is replaced.
+    Built for the run's window only (vars window_start/window_end, half-open on fecha_hecho: only bronze rows of
+    the window are read), audited, then published (`delitos_audited_window`, macros/audit_publish.sql): the new rows
+    are tested in a view of silver as it will be, and only when every test passed does ONE transaction delete the
+    window and every row_id that comes back, and insert the new rows (macros/window_swap.sql). Rows deleted upstream
+    therefore disappear, a row whose date moved into the window replaces its old copy, and a failed test or a
+    failed run leaves the table as it was. Without vars the window is everything: the whole table is replaced.
 #}
 {%- set window_column = 'fecha_hecho' -%}
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='delitos_window_swap',
+        materialized='delitos_audited_window',
         unique_key='row_id',
         meta={'window_column': window_column},
-        on_schema_change='fail',
-        tmp_relation_type='transient',
     )
 }}
-{#- tmp_relation_type is read by dbt-snowflake only (the new rows are staged in a transient table,
-    visible to lineage, before the swap reads them twice); dbt-duckdb ignores it. -#}
 
 with bronze_rows as (
     select *

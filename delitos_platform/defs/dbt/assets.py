@@ -44,7 +44,7 @@ MODELS = "fqn:delitos.silver fqn:delitos.gold"
 # dbt's run_results statuses of a node that went wrong: a model or seed error, a failing test.
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 # Materializations that build into a staged relation and publish only once its tests passed (macros/audit_publish.sql).
-AUDITED = frozenset({"delitos_audited_table", "delitos_audited_incremental"})
+AUDITED = frozenset({"delitos_audited_table", "delitos_audited_incremental", "delitos_audited_window"})
 # Layers in data-flow order, to name them as they are built.
 LAYERS = ("silver", "gold")
 # A row of the table dbt prints when a model breaks its contract (header and rule rows do not match):
@@ -277,15 +277,24 @@ def failed_nodes_summary(run_results: Mapping[str, Any], manifest: Mapping[str, 
 
 
 def kept_models(failed: list[Mapping[str, Any]], nodes: Mapping[str, Any]) -> list[str]:
-    """The audited models a failed test tested: built, not published (the previous table stays)."""
+    """The audited models a failed test tested: built, not published (the previous table stays).
+
+    A generic test tests the model it is declared on (``attached_node``), a singular one every model it reads: the
+    rule of ``delitos_tests_model`` in macros/audit_publish.sql, which decides what is published.
+    """
     tested = [
         nodes[unique_id]
         for result in failed
         if result["unique_id"].startswith("test.")
-        for unique_id in nodes.get(result["unique_id"], {}).get("depends_on", {}).get("nodes", [])
+        for unique_id in _tested_models(nodes.get(result["unique_id"], {}))
         if nodes.get(unique_id, {}).get("config", {}).get("materialized") in AUDITED
     ]
     return list(dict.fromkeys(_node_name(node, node["unique_id"]) for node in tested))
+
+
+def _tested_models(test: Mapping[str, Any]) -> list[str]:
+    attached = test.get("attached_node")
+    return [attached] if attached else test.get("depends_on", {}).get("nodes", [])
 
 
 def _node_name(node: Mapping[str, Any], unique_id: str) -> str:
