@@ -23,6 +23,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 from delitos_platform.disk import cannot_write
+from delitos_platform.lake.dataset import DELITOS, LakeDataset
 from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.versions import ObjectVersion
 from delitos_platform.volume import VolumeGuard
@@ -39,21 +40,22 @@ class LakeError(Exception):
     """A lake failure told in one sentence."""
 
 
-def data_key(month_key: str) -> str:
-    """The object holding a month's rows, e.g. ``delitos/mes=2024-01/delitos-2024-01.parquet``."""
-    month = month_key[:7]
-    return f"delitos/mes={month}/delitos-{month}.parquet"
+def data_key(month_key: str, dataset: LakeDataset = DELITOS) -> str:
+    """The object holding a month's rows, e.g. ``delitos/mes=2024-01/delitos-2024-01.parquet`` (another
+    dataset's under its prefix: ``homicidios/homicidios/mes=2024-01/homicidios-2024-01.parquet``)."""
+    month, slug = month_key[:7], dataset.slug
+    return f"{dataset.prefix}{slug}/mes={month}/{slug}-{month}.parquet"
 
 
-def quarantine_key(month_key: str) -> str:
+def quarantine_key(month_key: str, dataset: LakeDataset = DELITOS) -> str:
     """The object holding a month's refused rows and why they were refused."""
     month = month_key[:7]
-    return f"quarantine/mes={month}/quarantine-{month}.parquet"
+    return f"{dataset.prefix}quarantine/mes={month}/quarantine-{month}.parquet"
 
 
-def out_of_calendar_key() -> str:
+def out_of_calendar_key(dataset: LakeDataset = DELITOS) -> str:
     """The object holding the rows no month holds: no ``fecha_hecho``, before the first month, or in the future."""
-    return f"quarantine/{OUT_OF_CALENDAR}/quarantine-{OUT_OF_CALENDAR}.parquet"
+    return f"{dataset.prefix}quarantine/{OUT_OF_CALENDAR}/quarantine-{OUT_OF_CALENDAR}.parquet"
 
 
 def staging_key(key: str, run_id: str) -> str:

@@ -1,4 +1,8 @@
-"""The bronze asset: ``bronze.delitos`` loaded from the lake, and its blocking reconciliation check."""
+"""The bronze asset: ``bronze.delitos`` loaded from the lake, and its blocking reconciliation check.
+
+Every other configured dataset's bronze asset (``defs/family.py``) has the same checks and runs the same load,
+:func:`load_bronze_checked`, into ``bronze.<slug>``.
+"""
 
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -8,6 +12,7 @@ import dagster as dg
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse, row_count
 from delitos_platform.defs.volume_guard import VOLUME_CHECK, drop_accepted, drop_metadata, volume_check_result
+from delitos_platform.lake.dataset import DELITOS, LakeDataset
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
@@ -22,6 +27,39 @@ BRONZE_DELITOS = dg.AssetKey(["bronze", "delitos"])
 RECONCILED_CHECK = "reconciled_with_source"
 VALUES_CHECK = "values_valid"
 SHOWN_MISMATCHES = 12
+
+
+def bronze_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """The checks every bronze asset evaluates inside its load's transaction (all block the next layer)."""
+    return [
+        dg.AssetCheckSpec(
+            RECONCILED_CHECK,
+            asset=key,
+            blocking=True,
+            description=(
+                "Per month: Socrata count(*) = lake rows + quarantined rows, and bronze holds exactly the lake's "
+                "row ids (count and digest). Evaluated before the load commits; dbt waits on it."
+            ),
+        ),
+        dg.AssetCheckSpec(
+            VOLUME_CHECK,
+            asset=key,
+            blocking=True,
+            description=(
+                "No month of the run falls sharply against what bronze holds, and the window loses no more than a "
+                "tenth of its rows (the lake's thresholds); evaluated before the load commits."
+            ),
+        ),
+        dg.AssetCheckSpec(
+            VALUES_CHECK,
+            asset=key,
+            blocking=True,
+            description=(
+                "The loaded rows obey the contract: zero-padded codes, municipality inside its department, "
+                "fecha_hecho inside its month, cantidad a positive integer, and (4v6r-wu98) one of the 9 articles."
+            ),
+        ),
+    ]
 
 
 @dg.asset(
@@ -39,35 +77,7 @@ SHOWN_MISMATCHES = 12
         "`_loaded_at`). Each run swaps its months in with delete + insert in ONE transaction, committed only when "
         "its checks pass."
     ),
-    check_specs=[
-        dg.AssetCheckSpec(
-            RECONCILED_CHECK,
-            asset=BRONZE_DELITOS,
-            blocking=True,
-            description=(
-                "Per month: Socrata count(*) = lake rows + quarantined rows, and bronze holds exactly the lake's "
-                "row ids (count and digest). Evaluated before the load commits; dbt waits on it."
-            ),
-        ),
-        dg.AssetCheckSpec(
-            VOLUME_CHECK,
-            asset=BRONZE_DELITOS,
-            blocking=True,
-            description=(
-                "No month of the run falls sharply against what bronze holds, and the window loses no more than a "
-                "tenth of its rows (the lake's thresholds); evaluated before the load commits."
-            ),
-        ),
-        dg.AssetCheckSpec(
-            VALUES_CHECK,
-            asset=BRONZE_DELITOS,
-            blocking=True,
-            description=(
-                "The loaded rows obey the contract: zero-padded codes, municipality inside its department, "
-                "fecha_hecho inside its month, cantidad a positive integer, one of the 9 articles."
-            ),
-        ),
-    ],
+    check_specs=bronze_check_specs(BRONZE_DELITOS),
 )
 def bronze_delitos(
     context: dg.AssetExecutionContext, socrata: SocrataResource, lake: LakeResource, warehouse: WarehouseResource
@@ -78,17 +88,28 @@ def bronze_delitos(
     the rows it published before, and the step fails (dbt does not build). So does a window that would shrink
     implausibly against what bronze holds (the volume guard), unless the run accepts the drop.
     """
+    yield from load_bronze_checked(context, socrata, lake, warehouse, DELITOS)
+
+
+def load_bronze_checked(
+    context: dg.AssetExecutionContext,
+    socrata: SocrataResource,
+    lake: LakeResource,
+    warehouse: WarehouseResource,
+    dataset: LakeDataset,
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
+    """A bronze asset's step for ``dataset``: the approved load of the run's months and its checks' results."""
     end_step_with_its_run()
     hold_warehouse(context, warehouse)
     verdict: dict[str, list[MonthCounts]] = {}
     volume: dict[str, VolumeVerdict] = {}
     accept = drop_accepted(context)
     try:
-        window = Window.from_time_window(context.partition_time_window)
+        window = Window.from_time_window(context.partition_time_window, first_month=dataset.first_month)
         months = window.month_keys()
         source = source_counts(socrata, window)
-        held = read_lake(lake, months)
-        published = warehouse.count_by_month(window)
+        held = read_lake(lake, months, dataset)
+        published = warehouse.count_by_month(window, dataset)
 
         def approve(bronze: Mapping[str, RowIds]) -> bool:
             verdict["counts"] = reconcile(months, source, held, bronze)
@@ -97,7 +118,7 @@ def bronze_delitos(
             valid = not any(month.offenders for month in held.values())
             return reconciled and valid and (volume["verdict"].plausible or accept)
 
-        load = warehouse.load(lake, window, context.run_id, approve)
+        load = warehouse.load(lake, window, context.run_id, approve, dataset)
     except (LakeError, SocrataError, WarehouseError, PartitionRangeError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     checks = [
@@ -116,14 +137,14 @@ def bronze_delitos(
     for month in months:
         rows = rows_by_month.get(month, 0)
         context.add_asset_metadata({"rows": dg.MetadataValue.int(rows), **row_count(rows)}, partition_key=month)
-    metadata = {**bronze_metadata(load, len(months)), **drop_metadata(volume["verdict"], accept)}
+    metadata = {**bronze_metadata(load, len(months), dataset), **drop_metadata(volume["verdict"], accept)}
     yield dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
-def bronze_metadata(load: BronzeLoad, months: int) -> dict[str, dg.MetadataValue]:
+def bronze_metadata(load: BronzeLoad, months: int, dataset: LakeDataset = DELITOS) -> dict[str, dg.MetadataValue]:
     """What every month of the run shares: the table, and the run's totals (``run_*``)."""
     return {
-        "table": dg.MetadataValue.text("bronze.delitos"),
+        "table": dg.MetadataValue.text(dataset.bronze_table),
         "run_months": dg.MetadataValue.int(months),
         "run_rows": dg.MetadataValue.int(load.rows),
         "run_seconds": dg.MetadataValue.float(round(load.seconds, 3)),
