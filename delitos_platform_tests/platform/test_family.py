@@ -15,11 +15,12 @@ import pytest
 import yaml
 from dagster_duckdb import DuckDBResource
 
-from delitos_platform.datasets import ENTRIES_FOLDER, configured, load_entries
+from delitos_platform.datasets import ENTRIES_FOLDER, DatasetConfigError, DatasetEntry, configured, load_entries
 from delitos_platform.defs.family import FAMILY, FamilyDataset, family
 from delitos_platform.defs.lake.assets import SCHEMA_CHECK
 from delitos_platform.emulator import EmulatorServer
 from delitos_platform.emulator.synthetic import synthetic_rows
+from delitos_platform.lake.dataset import LakeDataset
 from delitos_platform.lake.provenance import source_refusal
 from delitos_platform.lake.storage import LocalLake, data_key, out_of_calendar_key, quarantine_key
 from delitos_platform.partitions import range_tags
@@ -203,3 +204,16 @@ def test_an_added_entry_brings_its_assets_checks_and_job_with_no_python(tmp_path
     lake = graph.get(dg.AssetKey(["lake", "hurto_residencias"]))
     assert lake.partitions_def.get_first_partition_key() == "2010-01-01"
     assert lake.group_name == "hurto_residencias"
+
+
+def test_an_entry_the_lake_cannot_type_is_one_sentence_naming_it() -> None:
+    entry = configured()["q2ib-t9am"].model_dump()
+    without = {**entry, "columns": [column for column in entry["columns"] if column["name"] != "cod_muni"]}
+
+    with pytest.raises(DatasetConfigError) as refused:
+        LakeDataset(DatasetEntry.model_validate(without))
+
+    assert str(refused.value) == (
+        "dataset entry q2ib-t9am: the lake holds datasets of the family's shape, dated by fecha_hecho, and this one "
+        "lacks cod_muni (text)"
+    )
