@@ -16,13 +16,11 @@ import dagster as dg
 
 from delitos_platform.contract import DATASET_ID
 from delitos_platform.datasets import DatasetEntry, configured
-from delitos_platform.defs.bronze.assets import bronze_check_specs, load_bronze_checked
-from delitos_platform.defs.lake.assets import LAKE_DESCRIPTION, extract_to_lake_checked, lake_check_specs
+from delitos_platform.defs.bronze.assets import bronze_asset_settings, load_bronze_checked
+from delitos_platform.defs.lake.assets import LAKE_DESCRIPTION, extract_to_lake_checked, lake_asset_settings
 from delitos_platform.defs.lake.checks import LEDGER_CHECK, ledger_description, ledger_result
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS
 from delitos_platform.lake.dataset import LakeDataset
 from delitos_platform.lake.storage import LakeResource
-from delitos_platform.queue import WRITES_WAREHOUSE_TAGS
 from delitos_platform.socrata import SocrataResource
 from delitos_platform.warehouse.base import WarehouseResource
 
@@ -72,41 +70,13 @@ def family_dataset(entry: DatasetEntry) -> FamilyDataset:
         },
     )
 
-    @dg.asset(
-        key=lake_key,
-        deps=[source_key],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name=slug,
-        kinds={"parquet"},
-        owners=["team:data-engineering"],
-        pool="socrata",
-        freshness_policy=MONTHLY_FRESHNESS,
-        check_specs=lake_check_specs(lake_key),
-        description=f"{entry.title}: {LAKE_DESCRIPTION}",
-    )
+    @dg.asset(**lake_asset_settings(lake_key, source_key, partitions, slug, f"{entry.title}: {LAKE_DESCRIPTION}"))
     def lake_asset(
         context: dg.AssetExecutionContext, socrata: SocrataResource, lake: LakeResource, warehouse: WarehouseResource
     ) -> Step:
         yield from extract_to_lake_checked(context, socrata.for_dataset(entry.id), lake, warehouse, dataset)
 
-    @dg.asset(
-        key=bronze_key,
-        deps=[lake_key],
-        partitions_def=partitions,
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        group_name=slug,
-        kinds={"sql"},
-        op_tags=WRITES_WAREHOUSE_TAGS,
-        freshness_policy=MONTHLY_FRESHNESS,
-        owners=["team:data-engineering"],
-        check_specs=bronze_check_specs(bronze_key),
-        description=(
-            f"`{dataset.bronze_table}`: the lake's rows of {entry.title} of each month, typed, with `mes` and load "
-            "metadata; each run swaps its months in with delete + insert in ONE transaction, committed only when "
-            "its checks pass."
-        ),
-    )
+    @dg.asset(**bronze_asset_settings(bronze_key, lake_key, partitions, slug, dataset))
     def bronze_asset(
         context: dg.AssetExecutionContext, socrata: SocrataResource, lake: LakeResource, warehouse: WarehouseResource
     ) -> Step:

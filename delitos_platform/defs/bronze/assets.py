@@ -6,11 +6,12 @@ Every other configured dataset's bronze asset (``defs/family.py``) has the same 
 
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import dagster as dg
 
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse, row_count
+from delitos_platform.defs.policies import failed_checks, hold_warehouse, monthly_layer, row_count
 from delitos_platform.defs.volume_guard import VOLUME_CHECK, drop_accepted, drop_metadata, volume_check_result
 from delitos_platform.lake.dataset import DELITOS, LakeDataset
 from delitos_platform.lake.storage import LakeError, LakeResource
@@ -62,23 +63,24 @@ def bronze_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     ]
 
 
-@dg.asset(
-    key=BRONZE_DELITOS,
-    deps=[LAKE_DELITOS],
-    partitions_def=monthly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="bronze",
-    kinds={"sql"},
-    op_tags=WRITES_WAREHOUSE_TAGS,
-    freshness_policy=MONTHLY_FRESHNESS,
-    owners=["team:data-engineering"],
-    description=(
-        "`bronze.delitos`: the lake's rows of each month, typed, with `mes` and load metadata (`_run_id`, "
-        "`_loaded_at`). Each run swaps its months in with delete + insert in ONE transaction, committed only when "
-        "its checks pass."
-    ),
-    check_specs=bronze_check_specs(BRONZE_DELITOS),
-)
+def bronze_asset_settings(
+    key: dg.AssetKey, lake: dg.AssetKey, partitions: dg.PartitionsDefinition, group: str, dataset: LakeDataset
+) -> dict[str, Any]:
+    """What every bronze asset declares (``@dg.asset(**…)``): its lake, months, checks and policies."""
+    return {
+        **monthly_layer(key, lake, partitions, group),
+        "kinds": {"sql"},
+        "op_tags": WRITES_WAREHOUSE_TAGS,
+        "description": (
+            f"`{dataset.bronze_table}`: the lake's rows of each month, typed, with `mes` and load metadata "
+            "(`_run_id`, `_loaded_at`). Each run swaps its months in with delete + insert in ONE transaction, "
+            "committed only when its checks pass."
+        ),
+        "check_specs": bronze_check_specs(key),
+    }
+
+
+@dg.asset(**bronze_asset_settings(BRONZE_DELITOS, LAKE_DELITOS, monthly_partitions, "bronze", DELITOS))
 def bronze_delitos(
     context: dg.AssetExecutionContext, socrata: SocrataResource, lake: LakeResource, warehouse: WarehouseResource
 ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:

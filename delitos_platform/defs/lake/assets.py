@@ -5,10 +5,11 @@ checks and runs the same extraction, :func:`extract_to_lake_checked`, with its o
 """
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse
+from delitos_platform.defs.policies import failed_checks, hold_warehouse, monthly_layer
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
 from delitos_platform.defs.volume_guard import VOLUME_CHECK, drop_accepted, drop_metadata, volume_check_result
 from delitos_platform.lake.dataset import DELITOS, LakeDataset
@@ -77,20 +78,24 @@ LAKE_DESCRIPTION = (
 )
 
 
-@dg.asset(
-    key=LAKE_DELITOS,
-    deps=[SOCRATA_DELITOS],
-    partitions_def=monthly_partitions,
-    # A backfill of any range is ONE run and ONE paged query, never a run per month.
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="lake",
-    kinds={"parquet"},
-    owners=["team:data-engineering"],
-    pool="socrata",
-    freshness_policy=MONTHLY_FRESHNESS,
-    check_specs=lake_check_specs(LAKE_DELITOS),
-    description=LAKE_DESCRIPTION,
-)
+def lake_asset_settings(
+    key: dg.AssetKey,
+    source: dg.AssetKey,
+    partitions: dg.PartitionsDefinition,
+    group: str,
+    description: str = LAKE_DESCRIPTION,
+) -> dict[str, Any]:
+    """What every lake asset declares (``@dg.asset(**…)``): its source, months, checks and policies."""
+    return {
+        **monthly_layer(key, source, partitions, group),
+        "kinds": {"parquet"},
+        "pool": "socrata",
+        "check_specs": lake_check_specs(key),
+        "description": description,
+    }
+
+
+@dg.asset(**lake_asset_settings(LAKE_DELITOS, SOCRATA_DELITOS, monthly_partitions, "lake"))
 def lake_delitos(
     context: dg.AssetExecutionContext, socrata: SocrataResource, lake: LakeResource, warehouse: WarehouseResource
 ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
