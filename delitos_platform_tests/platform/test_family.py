@@ -217,3 +217,22 @@ def test_an_entry_the_lake_cannot_type_is_one_sentence_naming_it() -> None:
         "dataset entry q2ib-t9am: the lake holds datasets of the family's shape, dated by fecha_hecho, and this one "
         "lacks cod_muni (text)"
     )
+
+
+def test_one_lake_and_one_warehouse_hold_several_datasets_each_under_its_own_prefix_and_table(
+    family_portal: EmulatorServer, tmp_path: Path
+) -> None:
+    resources = _resources(family_portal, tmp_path)
+    lake, database = resources["lake"], tmp_path / "warehouse.duckdb"
+
+    for dataset_id in ("m8fd-ahd9", "q2ib-t9am"):
+        assert _run_job(_member(dataset_id), resources).success
+
+    for dataset_id in ("m8fd-ahd9", "q2ib-t9am"):
+        dataset = _member(dataset_id).dataset
+        kept = lake_id_list(lake, MONTHS, lambda month, dataset=dataset: data_key(month, dataset))
+        assert sorted(table_id_list(database, dataset.bronze_table)) == sorted(kept) and len(kept) == ROWS
+        assert source_refusal(lake, family_portal.url, dataset_id, dataset) is None
+    # The root is 4v6r-wu98's: no family dataset claimed it, and nothing of the family lies in its places.
+    assert not (Path(lake.root) / "source.json").exists()
+    assert not (Path(lake.root) / "delitos").exists() and not (Path(lake.root) / "quarantine").exists()
