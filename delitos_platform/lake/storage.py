@@ -58,6 +58,14 @@ def out_of_calendar_key(dataset: LakeDataset = DELITOS) -> str:
     return f"{dataset.prefix}quarantine/{OUT_OF_CALENDAR}/quarantine-{OUT_OF_CALENDAR}.parquet"
 
 
+def lake_asset_of(key: str) -> str:
+    """The lake asset that writes ``key``: ``lake/<slug>`` for an object under a family dataset's prefix
+    (``homicidios/…``), else 4v6r-wu98's ``lake/delitos``."""
+    first = key.split("/", 1)[0]
+    own = {DELITOS.slug, "quarantine", STAGING, HELD, OUT_OF_CALENDAR}
+    return f"lake/{first}" if "/" in key and first not in own else f"lake/{DELITOS.slug}"
+
+
 def staging_key(key: str, run_id: str) -> str:
     """Where a run writes ``key`` before its audit: nothing reads the staging area but that audit."""
     return f"{STAGING}/{run_id}/{key}"
@@ -155,7 +163,8 @@ class LakeResource(dg.ConfigurableResource):
             yield
         except (pa.ArrowException, OSError) as error:
             month = re.search(r"mes=(\d{4}-\d{2})", key)
-            again = f"materialize lake/delitos for {month.group(1)}" if month else "materialize any month of it"
+            asset = lake_asset_of(key)
+            again = f"materialize {asset} for {month.group(1)}" if month else "materialize any month of it"
             reason = str(error).strip().split(". ")[0].rstrip(".") or type(error).__name__
             raise LakeError(
                 f"the lake object {self.uri(key)} is not readable Parquet ({reason}): {again} again to rewrite it"
@@ -217,7 +226,7 @@ class LocalLake(LakeResource):
         try:
             return self.path(key).read_bytes()
         except FileNotFoundError:
-            raise LakeError(f"the lake has no object {self.uri(key)}: materialize lake/delitos first") from None
+            raise LakeError(f"the lake has no object {self.uri(key)}: materialize {lake_asset_of(key)} first") from None
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -249,18 +258,20 @@ class LocalLake(LakeResource):
     def local_files(self, keys: Sequence[str]) -> Iterator[dict[str, Path]]:
         missing = [key for key in keys if not self.exists(key)]
         if missing:
-            raise LakeError(f"the lake has no object {self.uri(missing[0])}: materialize lake/delitos first")
+            raise LakeError(
+                f"the lake has no object {self.uri(missing[0])}: materialize {lake_asset_of(missing[0])} first"
+            )
         yield {key: self.path(key) for key in keys}
 
     def parquet_rows(self, key: str) -> int:
         if not self.path(key).is_file():
-            raise LakeError(f"the lake has no object {self.uri(key)}: materialize lake/delitos first")
+            raise LakeError(f"the lake has no object {self.uri(key)}: materialize {lake_asset_of(key)} first")
         with self.readable(key):
             return pq.read_metadata(self.path(key)).num_rows  # the footer alone, not the whole object
 
     def object_version(self, key: str) -> ObjectVersion | None:
         if not self.path(key).is_file():
-            raise LakeError(f"the lake has no object {self.uri(key)}: materialize lake/delitos first")
+            raise LakeError(f"the lake has no object {self.uri(key)}: materialize {lake_asset_of(key)} first")
         with self.readable(key):
             return ObjectVersion.of(pq.read_metadata(self.path(key)).metadata)  # the footer alone
 

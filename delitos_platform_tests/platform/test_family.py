@@ -22,7 +22,7 @@ from delitos_platform.emulator import EmulatorServer
 from delitos_platform.emulator.synthetic import synthetic_rows
 from delitos_platform.lake.dataset import LakeDataset
 from delitos_platform.lake.provenance import source_refusal
-from delitos_platform.lake.storage import LocalLake, data_key, out_of_calendar_key, quarantine_key
+from delitos_platform.lake.storage import LakeError, LocalLake, data_key, out_of_calendar_key, quarantine_key
 from delitos_platform.partitions import range_tags
 from delitos_platform.socrata import SocrataResource
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
@@ -236,3 +236,15 @@ def test_one_lake_and_one_warehouse_hold_several_datasets_each_under_its_own_pre
     # The root is 4v6r-wu98's: no family dataset claimed it, and nothing of the family lies in its places.
     assert not (Path(lake.root) / "source.json").exists()
     assert not (Path(lake.root) / "delitos").exists() and not (Path(lake.root) / "quarantine").exists()
+
+
+def test_a_family_month_missing_from_the_lake_names_the_asset_that_writes_it(tmp_path: Path) -> None:
+    lake, dataset = LocalLake(root=str(tmp_path / "lake")), _member("m8fd-ahd9").dataset
+
+    with pytest.raises(LakeError) as missing:
+        lake.read(data_key(MONTHS[0], dataset))
+    with pytest.raises(LakeError) as delitos_missing:
+        lake.parquet_rows(data_key(MONTHS[0]))
+
+    assert str(missing.value).endswith(": materialize lake/homicidios first")
+    assert str(delitos_missing.value).endswith(": materialize lake/delitos first")
