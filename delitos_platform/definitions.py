@@ -10,6 +10,7 @@ from delitos_platform.defs.automation.schedules import newest_months
 from delitos_platform.defs.automation.sync import socrata_changes
 from delitos_platform.defs.bronze.assets import bronze_delitos
 from delitos_platform.defs.dbt.assets import dbt_models
+from delitos_platform.defs.family import FAMILY
 from delitos_platform.defs.jobs import main_job
 from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.lake.checks import dataset_ledger_balances
@@ -21,9 +22,9 @@ from delitos_platform.environment import build_resources
 def defs() -> dg.Definitions:
     """Assets, checks, jobs and automation, with the resources of ``DELITOS_ENV``."""
     return dg.Definitions(
-        assets=[socrata_delitos, lake_delitos, bronze_delitos, dbt_models],
-        asset_checks=[dataset_ledger_balances, freshness_against_source],
-        jobs=[main_job, freshness_job],
+        assets=[socrata_delitos, lake_delitos, bronze_delitos, dbt_models, *(a for m in FAMILY for a in m.assets)],
+        asset_checks=[dataset_ledger_balances, freshness_against_source, *(member.ledger for member in FAMILY)],
+        jobs=[main_job, freshness_job, *(member.job for member in FAMILY)],
         schedules=[newest_months, freshness_schedule],
         sensors=[socrata_changes, run_failure_alerts, failed_check_alerts],
         resources=build_resources(),

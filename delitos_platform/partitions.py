@@ -44,14 +44,17 @@ class Window:
             raise ValueError(f"empty window [{self.start}, {self.end})")
 
     @classmethod
-    def from_time_window(cls, time_window: dg.TimeWindow, today: date | None = None) -> Window:
-        """The window of a run's partition time window (its datetimes fall on midnight), checked.
+    def from_time_window(
+        cls, time_window: dg.TimeWindow, today: date | None = None, first_month: str = FIRST_MONTH
+    ) -> Window:
+        """The window of a run's partition time window (its datetimes fall on midnight), checked against the
+        calendar of the dataset whose first month is ``first_month``.
 
         A run's range comes from people (``--partition-range``, run tags): a reversed range, or one reaching
         outside the calendar, raises a ``PartitionRangeError`` naming the valid months.
         """
         start, end = time_window.start.date(), time_window.end.date()
-        valid = calendar(today)
+        valid = calendar(today, first_month)
         if start >= end or start < valid.start or end > valid.end:
             raise PartitionRangeError.of(start, end, valid)
         return cls(start, end)
@@ -117,11 +120,12 @@ def group_months(months: Sequence[str], rows: Mapping[str, int], budget: int) ->
     return groups
 
 
-def calendar(today: date | None = None) -> Window:
-    """Every day a partition covers: from the first month to the end of the last complete month."""
+def calendar(today: date | None = None, first_month: str = FIRST_MONTH) -> Window:
+    """Every day a partition covers: from the first month (4v6r-wu98's unless given) to the end of the last
+    complete month."""
     # The partitions' clock: UTC, as ``monthly_partitions`` keeps it; the last partition ends where this month starts.
     today = today or datetime.now(UTC).date()
-    return Window(parse_partition_key(FIRST_MONTH), today.replace(day=1))
+    return Window(parse_partition_key(first_month), today.replace(day=1))
 
 
 def pending_window(today: date | None = None) -> Window:
@@ -129,9 +133,9 @@ def pending_window(today: date | None = None) -> Window:
     return Window.for_month(calendar(today).end.isoformat())
 
 
-def out_of_calendar_soql(today: date | None = None, column: str = "fecha_hecho") -> str:
+def out_of_calendar_soql(today: date | None = None, column: str = "fecha_hecho", first_month: str = FIRST_MONTH) -> str:
     """The SoQL ``$where`` of the rows no partition fetches and no month pends: no date, too early, future."""
-    first, future = calendar(today).start, pending_window(today).end
+    first, future = calendar(today, first_month).start, pending_window(today).end
     return (
         f"{column} IS NULL OR {column} < '{first.isoformat()}T00:00:00.000' "
         f"OR {column} >= '{future.isoformat()}T00:00:00.000'"

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from delitos_platform.lake.dataset import DELITOS, LakeDataset
 from delitos_platform.lake.quality import OUTSIDE_MONTH, value_offenders
 from delitos_platform.lake.storage import LakeError, LakeResource, data_key, out_of_calendar_key, quarantine_key
-from delitos_platform.partitions import Window, monthly_partitions, out_of_calendar_soql, pending_window
+from delitos_platform.partitions import Window, out_of_calendar_soql, pending_window
 from delitos_platform.row_ids import NO_ROWS, RowIds
 from delitos_platform.socrata import SocrataResource
 from delitos_platform.socrata.versions import month_versions
@@ -72,7 +73,7 @@ def source_counts(socrata: SocrataResource, window: Window) -> dict[str, int]:
     return {month: version.rows for month, version in versions.items()}
 
 
-def read_lake(lake: LakeResource, months: Sequence[str]) -> dict[str, LakeMonth]:
+def read_lake(lake: LakeResource, months: Sequence[str], dataset: LakeDataset = DELITOS) -> dict[str, LakeMonth]:
     """Each month's objects as the lake stores them: row ids, quarantined rows and value-rule offenders.
 
     Months are read in order and checked about ``ROWS_AT_ONCE`` rows at a time. A row whose ``fecha_hecho`` is
@@ -83,38 +84,43 @@ def read_lake(lake: LakeResource, months: Sequence[str]) -> dict[str, LakeMonth]
     batch: dict[str, pa.Table] = {}
     rows = 0
     for month in months:
-        batch[month] = lake.read_table(data_key(month))
+        batch[month] = lake.read_table(data_key(month, dataset))
         rows += batch[month].num_rows
         if rows >= ROWS_AT_ONCE or month == months[-1]:
-            held.update(_check_months(lake, batch))
+            held.update(_check_months(lake, batch, dataset))
             batch, rows = {}, 0
     return held
 
 
-def _check_months(lake: LakeResource, tables: Mapping[str, pa.Table]) -> list[tuple[str, LakeMonth]]:
+def _check_months(
+    lake: LakeResource, tables: Mapping[str, pa.Table], dataset: LakeDataset
+) -> list[tuple[str, LakeMonth]]:
     months = list(tables)
-    offenders = value_offenders(tables)
+    offenders = value_offenders(tables, dataset)
     strays = [month for month in months if offenders[month].get(OUTSIDE_MONTH)]
     if strays:
         month = strays[0]
         raise LakeError(
-            f"{lake.uri(data_key(month))} holds {offenders[month][OUTSIDE_MONTH]:,} rows of another month than "
-            f"{month[:7]}: nothing was loaded"
+            f"{lake.uri(data_key(month, dataset))} holds {offenders[month][OUTSIDE_MONTH]:,} rows of another month "
+            f"than {month[:7]}: nothing was loaded"
         )
     return [
         (
             month,
             LakeMonth(
-                RowIds.of(tables[month]["row_id"]), lake.parquet_rows(quarantine_key(month)), found, _torn(lake, month)
+                RowIds.of(tables[month]["row_id"]),
+                lake.parquet_rows(quarantine_key(month, dataset)),
+                found,
+                _torn(lake, month, dataset),
             ),
         )
         for month, found in offenders.items()
     ]
 
 
-def _torn(lake: LakeResource, month: str) -> tuple[str, str] | None:
+def _torn(lake: LakeResource, month: str, dataset: LakeDataset) -> tuple[str, str] | None:
     """The versions of a month's two objects when they differ (a kill between their publishes), else ``None``."""
-    rows, quarantine = (lake.object_version(key(month)) for key in (data_key, quarantine_key))
+    rows, quarantine = (lake.object_version(key(month, dataset)) for key in (data_key, quarantine_key))
     tags = tuple(version.month_tag if version else "none recorded" for version in (rows, quarantine))
     # The month's own tag (count@max(:updated_at)): rowsUpdatedAt also moves when only other months changed.
     return None if tags[0] == tags[1] else tags
@@ -171,19 +177,19 @@ class Ledger:
         return text
 
 
-def dataset_ledger(socrata: SocrataResource, lake: LakeResource) -> Ledger:
+def dataset_ledger(socrata: SocrataResource, lake: LakeResource, dataset: LakeDataset = DELITOS) -> Ledger:
     """The whole dataset's ledger: four ``count(*)`` questions to the source and the lake's footers."""
     total = socrata.count("1 = 1", "counting every row")
     pending = socrata.count(pending_window().soql(), "counting the rows of the current month")
-    months = monthly_partitions.get_partition_keys()
-    held = [month for month in months if lake.exists(data_key(month))]
+    months = dataset.partitions.get_partition_keys()
+    held = [month for month in months if lake.exists(data_key(month, dataset))]
     missing = sorted(set(months) - set(held))
-    lake_rows = sum(lake.parquet_rows(data_key(month)) for month in held)
-    quarantined = sum(lake.parquet_rows(quarantine_key(month)) for month in held)
+    lake_rows = sum(lake.parquet_rows(data_key(month, dataset)) for month in held)
+    quarantined = sum(lake.parquet_rows(quarantine_key(month, dataset)) for month in held)
     out_of_calendar = 0
-    if lake.exists(out_of_calendar_key()):
-        out_of_calendar = lake.parquet_rows(out_of_calendar_key())
-    elif socrata.count(out_of_calendar_soql(), "counting the rows outside the calendar"):
+    if lake.exists(out_of_calendar_key(dataset)):
+        out_of_calendar = lake.parquet_rows(out_of_calendar_key(dataset))
+    elif socrata.count(out_of_calendar_soql(first_month=dataset.first_month), "counting the rows outside the calendar"):
         missing.append("out of calendar")
     return Ledger(total, lake_rows, quarantined, out_of_calendar, pending, missing)
 

@@ -38,12 +38,15 @@ EXPECTED_ASSETS = {
     "gold/revisiones_por_mes",
     "gold/madurez",
 }
+# Every other configured dataset: its source, lake and bronze assets, built from its entry (defs/family.py).
+FAMILY_SLUGS = ["homicidios", "hurto_personas", "extorsion"]
+FAMILY_ASSETS = {f"{layer}/{slug}" for slug in FAMILY_SLUGS for layer in ("socrata", "lake", "bronze")}
 
 
 def test_the_lineage_runs_from_the_socrata_source_to_every_gold_table():
     graph = defs().resolve_asset_graph()
 
-    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == EXPECTED_ASSETS
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == EXPECTED_ASSETS | FAMILY_ASSETS
     upstream = {
         key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
         for key in graph.get_all_asset_keys()
@@ -58,12 +61,14 @@ def test_the_lineage_runs_from_the_socrata_source_to_every_gold_table():
     assert upstream["gold/revisiones_por_mes"] == {"silver/delitos_versiones"}
     assert upstream["gold/madurez"] == {"gold/revisiones_por_mes", "bronze/delitos"}
     assert upstream["gold/tendencia_mensual"] == {"silver/stg_delitos", "gold/madurez", "bronze/delitos"}
+    for slug in FAMILY_SLUGS:
+        assert upstream[f"lake/{slug}"] == {f"socrata/{slug}"}
+        assert upstream[f"bronze/{slug}"] == {f"lake/{slug}"}
 
 
-def test_the_main_job_runs_every_asset():
+def test_the_main_job_runs_every_asset_of_4v6r_wu98():
     job = defs().resolve_job_def("delitos_main_job")
-    graph = defs().resolve_asset_graph()
-    selected = dg.AssetSelection.all().resolve(graph)
+    selected = job.asset_layer.selected_asset_keys
 
     assert {key.to_user_string() for key in selected} == EXPECTED_ASSETS - {"socrata/delitos_informaticos"}
     assert {node.name for node in job.graph.node_defs} == {
@@ -74,12 +79,31 @@ def test_the_main_job_runs_every_asset():
     }
 
 
+@pytest.mark.parametrize("slug", FAMILY_SLUGS)
+def test_each_family_dataset_has_a_job_of_its_own_monthly_from_its_first_month(slug):
+    definitions = defs()
+    job = definitions.resolve_job_def(f"{slug}_job")
+    lake = definitions.resolve_assets_def(dg.AssetKey(["lake", slug]))
+
+    assert {node.name for node in job.graph.node_defs} == {
+        f"lake__{slug}",
+        f"lake__{slug}_dataset_ledger_balances",
+        f"bronze__{slug}",
+    }
+    assert lake.partitions_def.get_first_partition_key() == "2010-01-01"
+    assert lake.backfill_policy == dg.BackfillPolicy.single_run()
+    assert {lake.group_names_by_key[key] for key in lake.keys} == {slug}
+
+
 # The checks that must stop the next layer: (asset the check sits on, the layer it stops).
 GATES = {
     ("lake/delitos", "schema_matches_contract"): "bronze/delitos",
     ("lake/delitos", "row_ids_unique"): "bronze/delitos",
     ("bronze/delitos", "reconciled_with_source"): "silver/stg_delitos",
     ("bronze/delitos", "values_valid"): "silver/stg_delitos",
+    **{(f"lake/{slug}", "schema_matches_contract"): f"bronze/{slug}" for slug in FAMILY_SLUGS},
+    **{(f"lake/{slug}", "row_ids_unique"): f"bronze/{slug}" for slug in FAMILY_SLUGS},
+    **{(f"lake/{slug}", "volume_plausible"): f"bronze/{slug}" for slug in FAMILY_SLUGS},
 }
 
 

@@ -3,6 +3,7 @@
 import multiprocessing
 import os
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -11,6 +12,23 @@ from delitos_platform.warehouse.lock import WarehouseBusyError
 
 # The source refreshes monthly: a layer not materialized for 32 days warns, for 35 days fails.
 MONTHLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=35), warn_window=timedelta(days=32))
+
+
+def monthly_layer(
+    key: dg.AssetKey, upstream: dg.AssetKey, partitions: dg.PartitionsDefinition, group: str
+) -> dict[str, Any]:
+    """What every monthly asset of a layer (lake, bronze) declares in ``@dg.asset``: its upstream, its months,
+    ONE run for any range of them (never a run per month), its group, owner and freshness."""
+    return {
+        "key": key,
+        "deps": [upstream],
+        "partitions_def": partitions,
+        "backfill_policy": dg.BackfillPolicy.single_run(),
+        "group_name": group,
+        "owners": ["team:data-engineering"],
+        "freshness_policy": MONTHLY_FRESHNESS,
+    }
+
 
 # Marks a step that failed because its own blocking checks failed (and published nothing): the checks are alerted
 # with their details, the run failure is not alerted a second time.

@@ -26,10 +26,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from delitos_platform.contract import LAKE_SCHEMA, QUARANTINE_SCHEMA
+from delitos_platform.contract import QUARANTINE_SCHEMA
+from delitos_platform.lake.dataset import DELITOS, LakeDataset
 from delitos_platform.lake.parquet import to_parquet_bytes
 from delitos_platform.lake.quality import object_schema_drift, source_schema_drift
-from delitos_platform.lake.rows import MEMORY_SCHEMA, RAW_SCHEMA, SOURCE_FIELDS, quarantine_rows, type_page
+from delitos_platform.lake.rows import quarantine_rows, source_fields, type_page
 from delitos_platform.lake.storage import (
     LakeError,
     LakeResource,
@@ -60,10 +61,13 @@ class SourceState:
     out_of_calendar: int
 
     @classmethod
-    def read(cls, socrata: SocrataResource, window: Window, updated_at: int) -> SourceState:
+    def read(
+        cls, socrata: SocrataResource, window: Window, updated_at: int, dataset: LakeDataset = DELITOS
+    ) -> SourceState:
         """The state at ``rowsUpdatedAt`` = ``updated_at`` (just read by the caller): one grouped query, one count."""
         months = month_versions(socrata, window.soql(), f"counting the rows of {window.describe()}")
-        return cls(updated_at, months, socrata.count(out_of_calendar_soql(), "counting the rows outside the calendar"))
+        outside = out_of_calendar_soql(first_month=dataset.first_month)
+        return cls(updated_at, months, socrata.count(outside, "counting the rows outside the calendar"))
 
     def rows(self, month: str) -> int:
         """The source's count of ``month`` (0 when it has none)."""
@@ -181,10 +185,12 @@ def extract_to_lake(
     log: logging.Logger | None = None,
     run_is_over: Callable[[str], bool] = lambda _: False,
     accept_drop: bool = False,
+    dataset: LakeDataset = DELITOS,
 ) -> Extraction:
     """Fetch every row of ``window`` (by ``:id``), stage each month's objects, audit them, then publish them.
 
-    The source's columns are compared with the contract first: a drifted source is refused before any row is
+    ``dataset`` says which columns, rules and object keys (4v6r-wu98's unless given). The source's columns are
+    compared with its entry first: a drifted source is refused before any row is
     fetched or any object written.
 
     Every month of the window gets both objects, empty ones included, so a re-run always replaces what an
@@ -201,7 +207,7 @@ def extract_to_lake(
         swept = lake.sweep_staging(lambda other: other != run_id and run_is_over(other))
         if swept:
             log.info(f"discarded what {len(swept)} runs that ended uncleanly left in staging: {', '.join(swept)}")
-        return _extract(socrata, lake, window, run_id, log, accept_drop=accept_drop)
+        return _extract(socrata, lake, window, run_id, log, accept_drop=accept_drop, dataset=dataset)
 
 
 def _extract(
@@ -212,22 +218,24 @@ def _extract(
     log: logging.Logger,
     *,
     accept_drop: bool,
+    dataset: LakeDataset,
 ) -> Extraction:
     started = time.perf_counter()
     metadata = socrata.metadata()  # one request: the published columns and rowsUpdatedAt
-    drift = source_schema_drift(metadata.get("columns", []))
+    drift = source_schema_drift(metadata.get("columns", []), dataset)
     if drift:
         raise ContractDriftError(drift)
-    stager = MonthStager(socrata, lake, run_id)
+    stager = MonthStager(socrata, lake, run_id, dataset)
     try:
-        state = SourceState.read(socrata, window, int(metadata["rowsUpdatedAt"]))
+        state = SourceState.read(socrata, window, int(metadata["rowsUpdatedAt"]), dataset)
         staged = stager.stage(window.month_keys(), state)
         state, reread = _settle(stager, window, staged, state, log)
         out_of_calendar = stager.stage_out_of_calendar(state.out_of_calendar)
         log.info(f"fetched {stager.pages} pages in {time.perf_counter() - started:.2f} s")
         objects = [object_ for month in staged.values() for object_ in (month.rows, month.quarantine)]
         _audit(lake, [*objects, out_of_calendar])
-        volume = lake.volume_guard().judge(published_rows(lake, window), {m: s.fetched for m, s in staged.items()})
+        published = published_rows(lake, window, dataset)
+        volume = lake.volume_guard().judge(published, {m: s.fetched for m, s in staged.items()})
         if not volume.plausible and not accept_drop:
             stager.keep_aside([*objects, out_of_calendar])
             raise VolumeHeldError(volume, lake.uri(held_key("", run_id)))
@@ -253,17 +261,18 @@ def _extract(
     )
 
 
-def published_rows(lake: LakeResource, window: Window) -> dict[str, int]:
+def published_rows(lake: LakeResource, window: Window, dataset: LakeDataset = DELITOS) -> dict[str, int]:
     """The source rows (kept and quarantined) the lake publishes for each month of ``window`` it holds.
 
     A month whose objects cannot be read (a corrupt object) has no baseline: its extraction rewrites it.
     """
     published = {}
     for month in window.month_keys():
-        if not (lake.exists(data_key(month)) and lake.exists(quarantine_key(month))):
+        rows, quarantine = data_key(month, dataset), quarantine_key(month, dataset)
+        if not (lake.exists(rows) and lake.exists(quarantine)):
             continue
         try:
-            published[month] = lake.parquet_rows(data_key(month)) + lake.parquet_rows(quarantine_key(month))
+            published[month] = lake.parquet_rows(rows) + lake.parquet_rows(quarantine)
         except LakeError:
             continue
     return published
@@ -272,8 +281,10 @@ def published_rows(lake: LakeResource, window: Window) -> dict[str, int]:
 class MonthStager:
     """Fetches months a sub-window at a time and writes their objects to staging; remembers what it staged."""
 
-    def __init__(self, socrata: SocrataResource, lake: LakeResource, run_id: str) -> None:
-        self.socrata, self.lake, self.run_id = socrata, lake, run_id
+    def __init__(
+        self, socrata: SocrataResource, lake: LakeResource, run_id: str, dataset: LakeDataset = DELITOS
+    ) -> None:
+        self.socrata, self.lake, self.run_id, self.dataset = socrata, lake, run_id, dataset
         self.pages = 0
         self._staged: set[str] = set()
 
@@ -286,14 +297,16 @@ class MonthStager:
 
     def stage_out_of_calendar(self, expected: int) -> StagedObject:
         """Fetch the rows outside the calendar and stage their quarantine object (checked against the count)."""
-        pages = self._fetch(out_of_calendar_soql(), "paging the rows outside the calendar")
-        raw = pa.concat_tables([*pages, RAW_SCHEMA.empty_table()])
+        where = out_of_calendar_soql(first_month=self.dataset.first_month)
+        pages = self._fetch(where, "paging the rows outside the calendar")
+        raw = pa.concat_tables([*pages, self.dataset.raw_schema.empty_table()])
         if raw.num_rows != expected:
             raise SourceChangedError(
                 f"the source changed while its out-of-calendar rows were read ({raw.num_rows:,} read, "
                 f"{expected:,} counted): run again"
             )
-        return self._write(out_of_calendar_key(), _out_of_calendar_rows(raw), QUARANTINE_SCHEMA)
+        refused = _out_of_calendar_rows(raw, self.dataset)
+        return self._write(out_of_calendar_key(self.dataset), refused, QUARANTINE_SCHEMA)
 
     def discard_leftovers(self, log: logging.Logger) -> None:
         """Remove what a failed extraction left in staging; what cannot be removed now (the lake itself failing)
@@ -309,27 +322,29 @@ class MonthStager:
         window = Window(Window.for_month(months[0]).start, Window.for_month(months[-1]).end)
         kept, refused = [], []
         for page in self._fetch(window.soql(), f"paging the rows of {window.describe()}"):
-            typed = type_page(page)
+            typed = type_page(page, self.dataset)
             kept.append(typed.rows)
             refused.append(typed.quarantine)
-        rows = MonthGroups(pa.concat_tables([*kept, MEMORY_SCHEMA.empty_table()]))
+        rows = MonthGroups(pa.concat_tables([*kept, self.dataset.memory_schema.empty_table()]))
         quarantined = MonthGroups(pa.concat_tables([*refused, QUARANTINE_SCHEMA.empty_table()]))
         _check_nothing_outside(window, rows, quarantined)
         _check_ids_unique(rows, quarantined)
         return [self._stage_month(month, rows, quarantined, state) for month in months]
 
     def _fetch(self, where: str, purpose: str) -> Iterator[pa.Table]:
-        for page in self.socrata.pages(SOURCE_FIELDS, where, purpose):
+        for page in self.socrata.pages(source_fields(self.dataset), where, purpose):
             self.pages += 1
             yield page
 
     def _stage_month(self, month: str, rows: MonthGroups, quarantined: MonthGroups, state: SourceState) -> StagedMonth:
         read_at = state.months.get(month)
         version = {VERSION_METADATA: _tag(read_at), UPDATED_AT_METADATA: str(state.rows_updated_at)}
+        schema, dataset = self.dataset.lake_schema, self.dataset
+        refused = quarantined.month(month, QUARANTINE_SCHEMA)
         return StagedMonth(
             month,
-            self._write(data_key(month), rows.month(month, LAKE_SCHEMA), LAKE_SCHEMA, version),
-            self._write(quarantine_key(month), quarantined.month(month, QUARANTINE_SCHEMA), QUARANTINE_SCHEMA, version),
+            self._write(data_key(month, dataset), rows.month(month, schema), schema, version),
+            self._write(quarantine_key(month, dataset), refused, QUARANTINE_SCHEMA, version),
             read_at,
         )
 
@@ -371,7 +386,7 @@ def _settle(
     for attempt in range(REREADS + 1):
         updated_at = rows_updated_at(socrata)
         if updated_at != state.rows_updated_at:
-            state = SourceState.read(socrata, window, updated_at)
+            state = SourceState.read(socrata, window, updated_at, stager.dataset)
         stale = [month for month, held in staged.items() if not _matches(held, state)]
         if not stale:
             return state, reread
@@ -442,9 +457,9 @@ def _yyyymm(day: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.add(pc.multiply(pc.year(day), 100), pc.month(day))
 
 
-def _out_of_calendar_rows(raw: pa.Table) -> pa.Table:
+def _out_of_calendar_rows(raw: pa.Table, dataset: LakeDataset) -> pa.Table:
     """Rows no month holds, as quarantine rows whose reason says where their date falls."""
-    first, future = calendar().start.isoformat(), pending_window().end.isoformat()
+    first, future = calendar(first_month=dataset.first_month).start.isoformat(), pending_window().end.isoformat()
 
     def reason(fecha: str | None) -> str:
         if fecha is None:
@@ -454,7 +469,7 @@ def _out_of_calendar_rows(raw: pa.Table) -> pa.Table:
         return f"fecha_hecho on or after {future}, in the future"
 
     reasons = [reason(fecha) for fecha in raw["fecha_hecho"].to_pylist()]
-    return quarantine_rows(raw, reasons).sort_by("row_id")
+    return quarantine_rows(raw, reasons, dataset).sort_by("row_id")
 
 
 def _check_ids_unique(*groups: MonthGroups) -> None:

@@ -5,6 +5,9 @@ asset records the dataset id on its first publish into any lake (S3 too) that do
 ``source.json`` included. A sensor tick or a run whose configured source or dataset is another one is refused
 before any request: comparing the real national dataset with the demo's Santander rows would request a run for
 every month of the country, and another dataset's rows would replace every layer's.
+
+A lake holds several datasets of the family, one per prefix (4v6r-wu98's at the root, another's under its slug):
+each prefix records the dataset it holds, and the source is the lake's, recorded at its root.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
+from delitos_platform.lake.dataset import DELITOS, LakeDataset
 from delitos_platform.lake.storage import LakeResource, LocalLake
 from delitos_platform.socrata.resource import is_loopback
 
@@ -32,22 +36,24 @@ def record_source(lake: LakeResource, url: str, dataset: str) -> None:
     _write(lake, {"source": source_name(url), "dataset": dataset})
 
 
-def claim_dataset(lake: LakeResource, dataset: str) -> None:
-    """Record ``dataset`` in a lake that does not say which dataset it holds yet (a recorded source kept)."""
-    record = _recorded(lake)
+def claim_dataset(lake: LakeResource, dataset: str, where: LakeDataset = DELITOS) -> None:
+    """Record ``dataset`` under ``where``'s prefix when it does not say which dataset it holds yet (a recorded
+    source kept)."""
+    record = _recorded(lake, where)
     if "dataset" not in record:
-        _write(lake, {**record, "dataset": dataset})
+        _write(lake, {**record, "dataset": dataset}, where)
 
 
-def _write(lake: LakeResource, record: dict[str, str]) -> None:
-    lake.write(SOURCE_KEY, json.dumps(record, sort_keys=True).encode())
+def _write(lake: LakeResource, record: dict[str, str], where: LakeDataset = DELITOS) -> None:
+    lake.write(where.prefix + SOURCE_KEY, json.dumps(record, sort_keys=True).encode())
 
 
-def _recorded(lake: LakeResource) -> dict[str, str]:
-    if not lake.exists(SOURCE_KEY):
+def _recorded(lake: LakeResource, where: LakeDataset = DELITOS) -> dict[str, str]:
+    key = where.prefix + SOURCE_KEY
+    if not lake.exists(key):
         return {}
     try:
-        record = json.loads(lake.read(SOURCE_KEY))
+        record = json.loads(lake.read(key))
     except ValueError:
         return {}  # an unreadable marker protects nothing, and must not stop the platform
     return {key: str(value) for key, value in record.items()} if isinstance(record, dict) else {}
@@ -58,18 +64,20 @@ def recorded_source(lake: LakeResource) -> str | None:
     return _recorded(lake).get("source") if isinstance(lake, LocalLake) else None
 
 
-def recorded_dataset(lake: LakeResource) -> str | None:
-    """The dataset id a lake recorded (``None`` in a new lake, or one recorded before lakes said it)."""
-    return _recorded(lake).get("dataset")
+def recorded_dataset(lake: LakeResource, where: LakeDataset = DELITOS) -> str | None:
+    """The dataset id recorded under ``where``'s prefix (``None`` in a new lake, or one recorded before lakes
+    said it)."""
+    return _recorded(lake, where).get("dataset")
 
 
-def source_refusal(lake: LakeResource, url: str, dataset: str) -> str | None:
-    """One sentence when ``url`` or ``dataset`` is not the source the lake was built from, else ``None``."""
-    held = recorded_dataset(lake)
+def source_refusal(lake: LakeResource, url: str, dataset: str, where: LakeDataset = DELITOS) -> str | None:
+    """One sentence when ``url`` is not the source the lake was built from, or ``dataset`` not the one
+    ``where``'s prefix holds, else ``None``."""
+    held = recorded_dataset(lake, where)
     if held is not None and held != dataset:
         return (
-            f"the lake {lake.uri('')} holds Socrata dataset {held}, not {dataset} (SOCRATA_DATASET): give another "
-            "dataset a lake of its own (DELITOS_DATA_DIR, or DELITOS_LAKE_PREFIX on S3)"
+            f"the lake {lake.uri(where.prefix)} holds Socrata dataset {held}, not {dataset} (SOCRATA_DATASET): give "
+            "another dataset a lake of its own (DELITOS_DATA_DIR, or DELITOS_LAKE_PREFIX on S3)"
         )
     recorded = recorded_source(lake)
     if recorded is None or recorded == source_name(url):

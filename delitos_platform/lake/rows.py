@@ -8,25 +8,24 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from delitos_platform.contract import ARTICLES, LAKE_SCHEMA, QUARANTINE_SCHEMA, SOURCE_COLUMNS
+from delitos_platform.contract import QUARANTINE_SCHEMA
+from delitos_platform.lake.dataset import DELITOS, LakeDataset
 
-# What the lake asks of the source: the row key and the contract's columns, nothing more.
-SOURCE_FIELDS = [":id", *SOURCE_COLUMNS]
-RAW_SCHEMA = pa.schema([pa.field(name, pa.string()) for name in ["row_id", *SOURCE_COLUMNS]])
-# A value names one of the articles its entry lists: ``ARTICULO 269A. ACCESO ABUSIVO A UN SISTEMA INFORMATICO``.
-ARTICLE_PATTERN = rf"^ARTICULO ({'|'.join(ARTICLES)})\."
-DICTIONARY_COLUMNS = ("cod_depto", "departamento", "cod_muni", "municipio", "descripcion_conducta")
-# Rows between typing and writing: ``LAKE_SCHEMA`` with the repetitive text held as dictionaries.
-MEMORY_SCHEMA = pa.schema(
-    [
-        field.with_type(pa.dictionary(pa.int32(), pa.string())) if field.name in DICTIONARY_COLUMNS else field
-        for field in LAKE_SCHEMA
-    ]
-)
+
+def source_fields(dataset: LakeDataset = DELITOS) -> list[str]:
+    """What the lake asks of the source: the row key and the dataset's columns, nothing more."""
+    return [":id", *dataset.source_columns]
+
+
+# 4v6r-wu98's: a page as the API sends it, and rows between typing and writing (text held as dictionaries).
+SOURCE_FIELDS = source_fields()
+RAW_SCHEMA = DELITOS.raw_schema
+MEMORY_SCHEMA = DELITOS.memory_schema
 
 Rule = tuple[str, Callable[[pa.Table], pa.ChunkedArray]]
 
@@ -75,7 +74,15 @@ def _muni_outside_depto(raw: pa.Table) -> pa.ChunkedArray:
     return pc.not_equal(prefix, raw["cod_depto"]).fill_null(True)
 
 
-RULES: list[Rule] = [
+def article_pattern(articles: dict[str, str]) -> str:
+    """A value names one of the articles its entry lists: ``ARTICULO 269A. ACCESO ABUSIVO A UN SISTEMA …``."""
+    return rf"^ARTICULO ({'|'.join(articles)})\."
+
+
+POSITIVE_INTEGER = r"^[1-9][0-9]{0,17}$"
+INTEGER = r"^-?[0-9]{1,18}$"
+
+FAMILY_RULES: list[Rule] = [
     (":id is missing", lambda raw: pc.is_null(raw["row_id"])),
     ("fecha_hecho has a time zone (Socrata's floating_timestamp has none: its day cannot be known)", _has_time_zone),
     ("fecha_hecho is missing or not a date", _not_a_date),
@@ -84,55 +91,73 @@ RULES: list[Rule] = [
     ("cod_muni is not 5 digits", _fails_pattern("cod_muni", r"^\d{5}$")),
     ("cod_muni does not start with cod_depto", _muni_outside_depto),
     ("municipio is empty", _is_blank("municipio")),
-    (
-        "descripcion_conducta is not one of the 9 articles of Law 1273/2009",
-        _fails_pattern("descripcion_conducta", ARTICLE_PATTERN),
-    ),
-    ("cantidad is not a positive integer", _fails_pattern("cantidad", r"^[1-9][0-9]{0,17}$")),
 ]
 
 
-def type_page(raw: pa.Table) -> TypedPage:
-    """Validate a page of strings against the contract, type the good rows, explain every refused one."""
-    raw = with_parsed_day(raw)
-    failures = [(reason, test(raw)) for reason, test in RULES]
+@cache
+def rules(dataset: LakeDataset = DELITOS) -> list[Rule]:
+    """The rules a row of ``dataset`` must pass: the family's (a date, the codes, a positive ``cantidad``), a rule
+    for each further number column, and, where the entry lists the articles a conduct names, one of them."""
+    own: list[Rule] = []
+    articles = dataset.articles()
+    if articles:
+        reason = f"descripcion_conducta is not one of the {len(articles)} articles of Law 1273/2009"
+        own.append((reason, _fails_pattern("descripcion_conducta", article_pattern(articles))))
+    own.append(("cantidad is not a positive integer", _fails_pattern("cantidad", POSITIVE_INTEGER)))
+    others = [name for name, kind in dataset.source_columns.items() if kind == "number" and name != "cantidad"]
+    own += [(f"{name} is not an integer", _fails_pattern(name, INTEGER)) for name in others]
+    return [*FAMILY_RULES, *own]
+
+
+# 4v6r-wu98's rules (its article rule included).
+RULES = rules()
+
+
+def type_page(raw: pa.Table, dataset: LakeDataset = DELITOS) -> TypedPage:
+    """Validate a page of strings against the dataset's entry, type the good rows, explain every refused one."""
+    raw = with_parsed_day(raw, dataset)
+    failures = [(reason, test(raw)) for reason, test in rules(dataset)]
     refused = failures[0][1]
     for _, mask in failures[1:]:
         refused = pc.or_(refused, mask)
-    return TypedPage(rows=_typed(raw.filter(pc.invert(refused))), quarantine=_quarantined(raw, refused, failures))
+    kept = _typed(raw.filter(pc.invert(refused)), dataset)
+    return TypedPage(rows=kept, quarantine=_quarantined(raw, refused, failures, dataset))
 
 
-def with_parsed_day(raw: pa.Table) -> pa.Table:
+def with_parsed_day(raw: pa.Table, dataset: LakeDataset = DELITOS) -> pa.Table:
     """The raw columns plus ``day``: ``fecha_hecho`` parsed once for every rule that needs it."""
-    return raw.select(RAW_SCHEMA.names).append_column("day", _parse_day(raw))
+    return raw.select(dataset.raw_schema.names).append_column("day", _parse_day(raw))
 
 
-def _typed(raw: pa.Table) -> pa.Table:
-    columns = {name: raw[name] for name in RAW_SCHEMA.names}
+def _typed(raw: pa.Table, dataset: LakeDataset) -> pa.Table:
+    columns = {name: raw[name] for name in dataset.raw_schema.names}
     columns["fecha_hecho"] = raw["day"]
-    columns["cantidad"] = raw["cantidad"].cast(pa.int64())
+    for name, kind in dataset.source_columns.items():
+        if kind == "number":
+            columns[name] = raw[name].cast(pa.int64())
     # Codes and names repeat on every row: held as dictionaries they take a fraction of the memory
-    # until the month is written (``LAKE_SCHEMA`` casts them back to plain strings).
-    for name in DICTIONARY_COLUMNS:
+    # until the month is written (the lake schema casts them back to plain strings).
+    for name in dataset.text_columns:
         columns[name] = pc.dictionary_encode(columns[name])
-    return pa.table(columns).cast(MEMORY_SCHEMA)
+    return pa.table(columns).cast(dataset.memory_schema)
 
 
 def _quarantined(
     raw: pa.Table,
     refused: pa.ChunkedArray,
     failures: list[tuple[str, pa.ChunkedArray]],
+    dataset: LakeDataset,
 ) -> pa.Table:
     # Refused rows are rare: explaining them one by one in Python costs nothing.
     indices = pc.indices_nonzero(refused).to_pylist()
     masks = [(reason, mask.to_pylist()) for reason, mask in failures if pc.any(mask).as_py()]
     reasons = ["; ".join(reason for reason, mask in masks if mask[i]) for i in indices]
-    return quarantine_rows(raw.take(pa.array(indices, pa.int64())), reasons)
+    return quarantine_rows(raw.take(pa.array(indices, pa.int64())), reasons, dataset)
 
 
-def quarantine_rows(raw: pa.Table, reasons: list[str]) -> pa.Table:
+def quarantine_rows(raw: pa.Table, reasons: list[str], dataset: LakeDataset = DELITOS) -> pa.Table:
     """Raw rows set aside, each with the row as the API sent it (JSON) and why it was refused."""
-    rows = raw.select(RAW_SCHEMA.names).to_pylist()
+    rows = raw.select(dataset.raw_schema.names).to_pylist()
     columns = {
         "row_id": [row["row_id"] for row in rows],
         "fecha_hecho": [row["fecha_hecho"] for row in rows],

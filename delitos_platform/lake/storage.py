@@ -23,6 +23,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field, PrivateAttr
 
 from delitos_platform.disk import cannot_write
+from delitos_platform.lake.dataset import DELITOS, LakeDataset
 from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.versions import ObjectVersion
 from delitos_platform.volume import VolumeGuard
@@ -39,21 +40,30 @@ class LakeError(Exception):
     """A lake failure told in one sentence."""
 
 
-def data_key(month_key: str) -> str:
-    """The object holding a month's rows, e.g. ``delitos/mes=2024-01/delitos-2024-01.parquet``."""
-    month = month_key[:7]
-    return f"delitos/mes={month}/delitos-{month}.parquet"
+def data_key(month_key: str, dataset: LakeDataset = DELITOS) -> str:
+    """The object holding a month's rows, e.g. ``delitos/mes=2024-01/delitos-2024-01.parquet`` (another
+    dataset's under its prefix: ``homicidios/homicidios/mes=2024-01/homicidios-2024-01.parquet``)."""
+    month, slug = month_key[:7], dataset.slug
+    return f"{dataset.prefix}{slug}/mes={month}/{slug}-{month}.parquet"
 
 
-def quarantine_key(month_key: str) -> str:
+def quarantine_key(month_key: str, dataset: LakeDataset = DELITOS) -> str:
     """The object holding a month's refused rows and why they were refused."""
     month = month_key[:7]
-    return f"quarantine/mes={month}/quarantine-{month}.parquet"
+    return f"{dataset.prefix}quarantine/mes={month}/quarantine-{month}.parquet"
 
 
-def out_of_calendar_key() -> str:
+def out_of_calendar_key(dataset: LakeDataset = DELITOS) -> str:
     """The object holding the rows no month holds: no ``fecha_hecho``, before the first month, or in the future."""
-    return f"quarantine/{OUT_OF_CALENDAR}/quarantine-{OUT_OF_CALENDAR}.parquet"
+    return f"{dataset.prefix}quarantine/{OUT_OF_CALENDAR}/quarantine-{OUT_OF_CALENDAR}.parquet"
+
+
+def lake_asset_of(key: str) -> str:
+    """The lake asset that writes ``key``: ``lake/<slug>`` for an object under a family dataset's prefix
+    (``homicidios/…``), else 4v6r-wu98's ``lake/delitos``."""
+    first = key.split("/", 1)[0]
+    own = {DELITOS.slug, "quarantine", STAGING, HELD, OUT_OF_CALENDAR}
+    return f"lake/{first}" if "/" in key and first not in own else f"lake/{DELITOS.slug}"
 
 
 def staging_key(key: str, run_id: str) -> str:
@@ -153,7 +163,8 @@ class LakeResource(dg.ConfigurableResource):
             yield
         except (pa.ArrowException, OSError) as error:
             month = re.search(r"mes=(\d{4}-\d{2})", key)
-            again = f"materialize lake/delitos for {month.group(1)}" if month else "materialize any month of it"
+            asset = lake_asset_of(key)
+            again = f"materialize {asset} for {month.group(1)}" if month else "materialize any month of it"
             reason = str(error).strip().split(". ")[0].rstrip(".") or type(error).__name__
             raise LakeError(
                 f"the lake object {self.uri(key)} is not readable Parquet ({reason}): {again} again to rewrite it"
@@ -215,7 +226,7 @@ class LocalLake(LakeResource):
         try:
             return self.path(key).read_bytes()
         except FileNotFoundError:
-            raise LakeError(f"the lake has no object {self.uri(key)}: materialize lake/delitos first") from None
+            raise LakeError(f"the lake has no object {self.uri(key)}: materialize {lake_asset_of(key)} first") from None
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -247,18 +258,20 @@ class LocalLake(LakeResource):
     def local_files(self, keys: Sequence[str]) -> Iterator[dict[str, Path]]:
         missing = [key for key in keys if not self.exists(key)]
         if missing:
-            raise LakeError(f"the lake has no object {self.uri(missing[0])}: materialize lake/delitos first")
+            raise LakeError(
+                f"the lake has no object {self.uri(missing[0])}: materialize {lake_asset_of(missing[0])} first"
+            )
         yield {key: self.path(key) for key in keys}
 
     def parquet_rows(self, key: str) -> int:
         if not self.path(key).is_file():
-            raise LakeError(f"the lake has no object {self.uri(key)}: materialize lake/delitos first")
+            raise LakeError(f"the lake has no object {self.uri(key)}: materialize {lake_asset_of(key)} first")
         with self.readable(key):
             return pq.read_metadata(self.path(key)).num_rows  # the footer alone, not the whole object
 
     def object_version(self, key: str) -> ObjectVersion | None:
         if not self.path(key).is_file():
-            raise LakeError(f"the lake has no object {self.uri(key)}: materialize lake/delitos first")
+            raise LakeError(f"the lake has no object {self.uri(key)}: materialize {lake_asset_of(key)} first")
         with self.readable(key):
             return ObjectVersion.of(pq.read_metadata(self.path(key)).metadata)  # the footer alone
 

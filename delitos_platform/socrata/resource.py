@@ -164,6 +164,10 @@ class SocrataResource(dg.ConfigurableResource):
     _chosen_api: str | None = PrivateAttr(default=None)
     _choosing: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
+    def for_dataset(self, dataset_id: str) -> SocrataResource:
+        """The same portal, settings and app token, reading dataset ``dataset_id`` (another of the family)."""
+        return self if dataset_id == self.dataset_id else self.model_copy(update={"dataset_id": dataset_id})
+
     @property
     def shown_url(self) -> str:
         """The URL as messages may show it: credentials written into it are never repeated."""

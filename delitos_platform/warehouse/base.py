@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from delitos_platform.lake.dataset import DELITOS, LakeDataset
 from delitos_platform.lake.storage import LakeResource
 from delitos_platform.lake.versions import ObjectVersion
 from delitos_platform.partitions import Window
@@ -60,17 +61,25 @@ class WarehouseResource(dg.ConfigurableResource):
     doubles, loses or half-publishes a row.
     """
 
-    def load(self, lake: LakeResource, window: Window, run_id: str, approve: Approval = approve_all) -> BronzeLoad:
-        """Swap the window's months in from the lake; commits only when ``approve`` says so."""
+    def load(
+        self,
+        lake: LakeResource,
+        window: Window,
+        run_id: str,
+        approve: Approval = approve_all,
+        dataset: LakeDataset = DELITOS,
+    ) -> BronzeLoad:
+        """Swap the window's months of ``dataset`` in from the lake; commits only when ``approve`` says so."""
         raise NotImplementedError
 
-    def row_ids_by_month(self, window: Window) -> dict[str, RowIds]:
-        """The row ids ``bronze.delitos`` holds per month key inside ``window`` (months with none left out)."""
+    def row_ids_by_month(self, window: Window, dataset: LakeDataset = DELITOS) -> dict[str, RowIds]:
+        """The row ids the dataset's bronze table (``bronze.delitos``) holds per month key inside ``window``
+        (months with none left out)."""
         raise NotImplementedError
 
-    def count_by_month(self, window: Window) -> dict[str, int]:
-        """Rows per month key that ``bronze.delitos`` holds inside ``window`` (months with none left out)."""
-        return {month: ids.count for month, ids in self.row_ids_by_month(window).items()}
+    def count_by_month(self, window: Window, dataset: LakeDataset = DELITOS) -> dict[str, int]:
+        """Rows per month key that the dataset's bronze table holds inside ``window`` (months with none left out)."""
+        return {month: ids.count for month, ids in self.row_ids_by_month(window, dataset).items()}
 
     def fetch(self, sql: str) -> list[tuple]:
         """The rows of a read-only query written by the platform itself (never user input)."""

@@ -18,6 +18,7 @@ import snowflake.connector.errors as sf_errors
 from dagster_snowflake import SnowflakeResource
 from pydantic import Field
 
+from delitos_platform.lake.dataset import DELITOS, LakeDataset
 from delitos_platform.lake.storage import LakeResource, data_key
 from delitos_platform.partitions import Window
 from delitos_platform.row_ids import RowIds
@@ -71,6 +72,15 @@ OBJECT_MISSING = 2003
 Statement = tuple[str, Sequence[Any] | None]
 
 
+def _only_delitos(dataset: LakeDataset) -> None:
+    """Bronze on Snowflake holds 4v6r-wu98 alone so far: another dataset is refused in one sentence."""
+    if dataset.id != DELITOS.id:
+        raise WarehouseError(
+            f"bronze on Snowflake holds dataset {DELITOS.id} only so far: {dataset.id} ({dataset.slug}) loads into "
+            "the embedded warehouse (DELITOS_ENV=local)"
+        )
+
+
 def checked_identifier(name: str, what: str) -> str:
     """``name`` if it is a plain (optionally qualified) Snowflake identifier, else a ``WarehouseError``."""
     if not IDENTIFIER.fullmatch(name):
@@ -104,8 +114,16 @@ class SnowflakeWarehouse(WarehouseResource):
         """The qualified load ledger, ``BRONZE.DELITOS_CARGAS``."""
         return f"{BRONZE_SCHEMA}.{LEDGER_TABLE}".upper()
 
-    def load(self, lake: LakeResource, window: Window, run_id: str, approve: Approval = approve_all) -> BronzeLoad:
+    def load(
+        self,
+        lake: LakeResource,
+        window: Window,
+        run_id: str,
+        approve: Approval = approve_all,
+        dataset: LakeDataset = DELITOS,
+    ) -> BronzeLoad:
         """Swap the window's months in from the lake's objects through the stage, in one approved transaction."""
+        _only_delitos(dataset)
         started = time.monotonic()
         months = window.month_keys()
         source = self._stage_location()
@@ -131,8 +149,9 @@ class SnowflakeWarehouse(WarehouseResource):
                     cursor.execute(f"DROP TABLE IF EXISTS {load_table}")
         return BronzeLoad(held, run_id, time.monotonic() - started, committed)
 
-    def row_ids_by_month(self, window: Window) -> dict[str, RowIds]:
+    def row_ids_by_month(self, window: Window, dataset: LakeDataset = DELITOS) -> dict[str, RowIds]:
         """The row ids ``BRONZE.DELITOS`` holds per month key inside ``window`` (none before the first load)."""
+        _only_delitos(dataset)
         try:
             with self._cursor() as cursor:
                 return self._row_ids(cursor, window)

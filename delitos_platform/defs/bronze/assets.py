@@ -1,13 +1,19 @@
-"""The bronze asset: ``bronze.delitos`` loaded from the lake, and its blocking reconciliation check."""
+"""The bronze asset: ``bronze.delitos`` loaded from the lake, and its blocking reconciliation check.
+
+Every other configured dataset's bronze asset (``defs/family.py``) has the same checks and runs the same load,
+:func:`load_bronze_checked`, into ``bronze.<slug>``.
+"""
 
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import dagster as dg
 
 from delitos_platform.defs.lake.assets import LAKE_DELITOS
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse, row_count
+from delitos_platform.defs.policies import failed_checks, hold_warehouse, monthly_layer, row_count
 from delitos_platform.defs.volume_guard import VOLUME_CHECK, drop_accepted, drop_metadata, volume_check_result
+from delitos_platform.lake.dataset import DELITOS, LakeDataset
 from delitos_platform.lake.storage import LakeError, LakeResource
 from delitos_platform.lifeline import end_step_with_its_run
 from delitos_platform.partitions import PartitionRangeError, Window, monthly_partitions
@@ -24,25 +30,12 @@ VALUES_CHECK = "values_valid"
 SHOWN_MISMATCHES = 12
 
 
-@dg.asset(
-    key=BRONZE_DELITOS,
-    deps=[LAKE_DELITOS],
-    partitions_def=monthly_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="bronze",
-    kinds={"sql"},
-    op_tags=WRITES_WAREHOUSE_TAGS,
-    freshness_policy=MONTHLY_FRESHNESS,
-    owners=["team:data-engineering"],
-    description=(
-        "`bronze.delitos`: the lake's rows of each month, typed, with `mes` and load metadata (`_run_id`, "
-        "`_loaded_at`). Each run swaps its months in with delete + insert in ONE transaction, committed only when "
-        "its checks pass."
-    ),
-    check_specs=[
+def bronze_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """The checks every bronze asset evaluates inside its load's transaction (all block the next layer)."""
+    return [
         dg.AssetCheckSpec(
             RECONCILED_CHECK,
-            asset=BRONZE_DELITOS,
+            asset=key,
             blocking=True,
             description=(
                 "Per month: Socrata count(*) = lake rows + quarantined rows, and bronze holds exactly the lake's "
@@ -51,7 +44,7 @@ SHOWN_MISMATCHES = 12
         ),
         dg.AssetCheckSpec(
             VOLUME_CHECK,
-            asset=BRONZE_DELITOS,
+            asset=key,
             blocking=True,
             description=(
                 "No month of the run falls sharply against what bronze holds, and the window loses no more than a "
@@ -60,15 +53,34 @@ SHOWN_MISMATCHES = 12
         ),
         dg.AssetCheckSpec(
             VALUES_CHECK,
-            asset=BRONZE_DELITOS,
+            asset=key,
             blocking=True,
             description=(
                 "The loaded rows obey the contract: zero-padded codes, municipality inside its department, "
-                "fecha_hecho inside its month, cantidad a positive integer, one of the 9 articles."
+                "fecha_hecho inside its month, cantidad a positive integer, and (4v6r-wu98) one of the 9 articles."
             ),
         ),
-    ],
-)
+    ]
+
+
+def bronze_asset_settings(
+    key: dg.AssetKey, lake: dg.AssetKey, partitions: dg.PartitionsDefinition, group: str, dataset: LakeDataset
+) -> dict[str, Any]:
+    """What every bronze asset declares (``@dg.asset(**…)``): its lake, months, checks and policies."""
+    return {
+        **monthly_layer(key, lake, partitions, group),
+        "kinds": {"sql"},
+        "op_tags": WRITES_WAREHOUSE_TAGS,
+        "description": (
+            f"`{dataset.bronze_table}`: the lake's rows of each month, typed, with `mes` and load metadata "
+            "(`_run_id`, `_loaded_at`). Each run swaps its months in with delete + insert in ONE transaction, "
+            "committed only when its checks pass."
+        ),
+        "check_specs": bronze_check_specs(key),
+    }
+
+
+@dg.asset(**bronze_asset_settings(BRONZE_DELITOS, LAKE_DELITOS, monthly_partitions, "bronze", DELITOS))
 def bronze_delitos(
     context: dg.AssetExecutionContext, socrata: SocrataResource, lake: LakeResource, warehouse: WarehouseResource
 ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
@@ -78,17 +90,28 @@ def bronze_delitos(
     the rows it published before, and the step fails (dbt does not build). So does a window that would shrink
     implausibly against what bronze holds (the volume guard), unless the run accepts the drop.
     """
+    yield from load_bronze_checked(context, socrata, lake, warehouse, DELITOS)
+
+
+def load_bronze_checked(
+    context: dg.AssetExecutionContext,
+    socrata: SocrataResource,
+    lake: LakeResource,
+    warehouse: WarehouseResource,
+    dataset: LakeDataset,
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
+    """A bronze asset's step for ``dataset``: the approved load of the run's months and its checks' results."""
     end_step_with_its_run()
     hold_warehouse(context, warehouse)
     verdict: dict[str, list[MonthCounts]] = {}
     volume: dict[str, VolumeVerdict] = {}
     accept = drop_accepted(context)
     try:
-        window = Window.from_time_window(context.partition_time_window)
+        window = Window.from_time_window(context.partition_time_window, first_month=dataset.first_month)
         months = window.month_keys()
         source = source_counts(socrata, window)
-        held = read_lake(lake, months)
-        published = warehouse.count_by_month(window)
+        held = read_lake(lake, months, dataset)
+        published = warehouse.count_by_month(window, dataset)
 
         def approve(bronze: Mapping[str, RowIds]) -> bool:
             verdict["counts"] = reconcile(months, source, held, bronze)
@@ -97,7 +120,7 @@ def bronze_delitos(
             valid = not any(month.offenders for month in held.values())
             return reconciled and valid and (volume["verdict"].plausible or accept)
 
-        load = warehouse.load(lake, window, context.run_id, approve)
+        load = warehouse.load(lake, window, context.run_id, approve, dataset)
     except (LakeError, SocrataError, WarehouseError, PartitionRangeError) as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None
     checks = [
@@ -116,14 +139,14 @@ def bronze_delitos(
     for month in months:
         rows = rows_by_month.get(month, 0)
         context.add_asset_metadata({"rows": dg.MetadataValue.int(rows), **row_count(rows)}, partition_key=month)
-    metadata = {**bronze_metadata(load, len(months)), **drop_metadata(volume["verdict"], accept)}
+    metadata = {**bronze_metadata(load, len(months), dataset), **drop_metadata(volume["verdict"], accept)}
     yield dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
-def bronze_metadata(load: BronzeLoad, months: int) -> dict[str, dg.MetadataValue]:
+def bronze_metadata(load: BronzeLoad, months: int, dataset: LakeDataset = DELITOS) -> dict[str, dg.MetadataValue]:
     """What every month of the run shares: the table, and the run's totals (``run_*``)."""
     return {
-        "table": dg.MetadataValue.text("bronze.delitos"),
+        "table": dg.MetadataValue.text(dataset.bronze_table),
         "run_months": dg.MetadataValue.int(months),
         "run_rows": dg.MetadataValue.int(load.rows),
         "run_seconds": dg.MetadataValue.float(round(load.seconds, 3)),

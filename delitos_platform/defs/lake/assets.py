@@ -1,12 +1,18 @@
-"""The lake asset: one Parquet object (and one quarantine object) per month of ``fecha_hecho``."""
+"""The lake asset: one Parquet object (and one quarantine object) per month of ``fecha_hecho``.
+
+``lake/delitos`` is 4v6r-wu98's; every other configured dataset's lake asset (``defs/family.py``) has the same
+checks and runs the same extraction, :func:`extract_to_lake_checked`, with its own entry.
+"""
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
-from delitos_platform.defs.policies import MONTHLY_FRESHNESS, failed_checks, hold_warehouse
+from delitos_platform.defs.policies import failed_checks, hold_warehouse, monthly_layer
 from delitos_platform.defs.source.assets import SOCRATA_DELITOS
 from delitos_platform.defs.volume_guard import VOLUME_CHECK, drop_accepted, drop_metadata, volume_check_result
+from delitos_platform.lake.dataset import DELITOS, LakeDataset
 from delitos_platform.lake.extract import (
     AuditError,
     ContractDriftError,
@@ -31,27 +37,18 @@ QUARANTINE_CHECK = "no_rows_quarantined"
 IDS_CHECK = "row_ids_unique"
 
 
-@dg.asset(
-    key=LAKE_DELITOS,
-    deps=[SOCRATA_DELITOS],
-    partitions_def=monthly_partitions,
-    # A backfill of any range is ONE run and ONE paged query, never a run per month.
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="lake",
-    kinds={"parquet"},
-    owners=["team:data-engineering"],
-    pool="socrata",
-    freshness_policy=MONTHLY_FRESHNESS,
-    check_specs=[
+def lake_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """The checks every lake asset evaluates before it publishes (the first three block the next layer)."""
+    return [
         dg.AssetCheckSpec(
             SCHEMA_CHECK,
-            asset=LAKE_DELITOS,
+            asset=key,
             blocking=True,
             description="The source's columns and types and every object's Parquet schema match the contract.",
         ),
         dg.AssetCheckSpec(
             IDS_CHECK,
-            asset=LAKE_DELITOS,
+            asset=key,
             blocking=True,
             description=(
                 "Each :id the source served names one row: an id served twice is a fault of the source, held "
@@ -60,7 +57,7 @@ IDS_CHECK = "row_ids_unique"
         ),
         dg.AssetCheckSpec(
             VOLUME_CHECK,
-            asset=LAKE_DELITOS,
+            asset=key,
             blocking=True,
             description=(
                 "No month of the run falls sharply against what the lake publishes, and the window loses no more "
@@ -69,15 +66,36 @@ IDS_CHECK = "row_ids_unique"
         ),
         dg.AssetCheckSpec(
             QUARANTINE_CHECK,
-            asset=LAKE_DELITOS,
+            asset=key,
             description="Rows the contract refused (kept in quarantine with the reason, counted): a warning.",
         ),
-    ],
-    description=(
-        "The source's rows of each month of `fecha_hecho`, typed and sorted by `row_id`, as one Parquet object "
-        "per month; rows that break the contract go to a quarantine object with the reason."
-    ),
+    ]
+
+
+LAKE_DESCRIPTION = (
+    "The source's rows of each month of `fecha_hecho`, typed and sorted by `row_id`, as one Parquet object "
+    "per month; rows that break the contract go to a quarantine object with the reason."
 )
+
+
+def lake_asset_settings(
+    key: dg.AssetKey,
+    source: dg.AssetKey,
+    partitions: dg.PartitionsDefinition,
+    group: str,
+    description: str = LAKE_DESCRIPTION,
+) -> dict[str, Any]:
+    """What every lake asset declares (``@dg.asset(**…)``): its source, months, checks and policies."""
+    return {
+        **monthly_layer(key, source, partitions, group),
+        "kinds": {"parquet"},
+        "pool": "socrata",
+        "check_specs": lake_check_specs(key),
+        "description": description,
+    }
+
+
+@dg.asset(**lake_asset_settings(LAKE_DELITOS, SOCRATA_DELITOS, monthly_partitions, "lake"))
 def lake_delitos(
     context: dg.AssetExecutionContext, socrata: SocrataResource, lake: LakeResource, warehouse: WarehouseResource
 ) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
@@ -87,15 +105,26 @@ def lake_delitos(
     check and the step: the lake keeps every object it had. A run that goes on to write the warehouse takes it
     first: one that cannot have it extracts nothing.
     """
+    yield from extract_to_lake_checked(context, socrata, lake, warehouse, DELITOS)
+
+
+def extract_to_lake_checked(
+    context: dg.AssetExecutionContext,
+    socrata: SocrataResource,
+    lake: LakeResource,
+    warehouse: WarehouseResource,
+    dataset: LakeDataset,
+) -> Iterator[dg.AssetCheckResult | dg.MaterializeResult]:
+    """A lake asset's step for ``dataset``: the extraction of the run's months and its checks' results."""
     end_step_with_its_run()
     # Before any request: never the real API on the demo's data, never another dataset on this one.
-    refusal = source_refusal(lake, socrata.url, socrata.dataset_id)
+    refusal = source_refusal(lake, socrata.url, socrata.dataset_id, dataset)
     if refusal is not None:
         raise dg.Failure(description=refusal, allow_retries=False)
     if run_writes_warehouse(context.instance, context.run):
         hold_warehouse(context, warehouse)
     try:
-        window = Window.from_time_window(context.partition_time_window)
+        window = Window.from_time_window(context.partition_time_window, first_month=dataset.first_month)
         context.log.info(f"Extracting [{window.start}, {window.end}) from {socrata.shown_url} into the lake")
         accept = drop_accepted(context)
         extraction = extract_to_lake(
@@ -106,8 +135,10 @@ def lake_delitos(
             log=context.log,
             run_is_over=lambda run: run_is_over(context, run),
             accept_drop=accept,
+            dataset=dataset,
         )
-        claim_dataset(lake, socrata.dataset_id)  # published: the lake now holds this dataset, and refuses any other
+        # Published: the lake (under this dataset's prefix) now holds this dataset, and refuses any other.
+        claim_dataset(lake, socrata.dataset_id, dataset)
     except ContractDriftError as error:
         yield schema_check_result(error.drift)
         raise failed_checks(str(error), [SCHEMA_CHECK]) from None
