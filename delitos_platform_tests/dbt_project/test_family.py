@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 
 from delitos_platform.contract import DATASET_ID
-from delitos_platform.datasets import ENTRIES_FOLDER, DatasetEntry, configured
+from delitos_platform.datasets import ENTRIES_FOLDER, DatasetConfigError, DatasetEntry, configured, load_entries
 from delitos_platform.emulator.synthetic import synthetic_rows
 from delitos_platform.family_dbt import FAMILY_FOLDER, family_files, own_columns, silver_model
 from delitos_platform.transform import DBT_PROJECT_DIR, DelitosDbtProject, manifest_is_stale, prepare_dbt
@@ -426,3 +426,32 @@ def test_dagster_builds_none_of_the_family_layer() -> None:
     assert not family & {key.path[-1] for key in dbt_models.keys}
     assert not family & {check.name for check in dbt_models.check_keys}
     assert "stg_delitos" in {key.path[-1] for key in dbt_models.keys}
+
+
+def test_a_gold_total_off_a_silvers_is_a_failed_test(family_built: FamilyWarehouse, tmp_path: Path) -> None:
+    """``matches_totals`` by dataset compares each crime's gold totals with its silver: one Hurto a personas row that
+    counts more cases after gold was built fails both gold tables' totals tests, and no other test."""
+    built = family_built.copy(tmp_path)
+    hurto = next(entry for entry in FAMILY if entry.slug == "hurto_personas")
+    with duckdb.connect(str(built.dbt.warehouse)) as connection:
+        connection.execute(
+            f"update silver.{silver_model(hurto)} set cantidad = cantidad + 1 where row_id = ?",
+            [built.family[hurto.id][0]["row_id"]],
+        )
+
+    statuses = built.dbt("test", "--selector", "family", succeed=False)
+
+    failed = {node.split(".")[2] for node, status in statuses.items() if status != "pass"}
+    assert failed == {
+        "matches_totals_casos_por_municipio_mes_dataset__ref_familia_casos___None",
+        "matches_totals_resumen_por_delito_dataset__ref_familia_casos_",
+    }
+
+
+def test_an_entry_without_the_familys_columns_is_one_sentence(tmp_path: Path) -> None:
+    """An entry missing a column the family's silver needs is refused naming the entry and the column."""
+    entries = tmp_path / "datasets"
+    entries.mkdir()
+    (entries / "d7zw-hpf4.yaml").write_text(SECUESTRO.replace("  - {name: cod_muni, type: text}\n", ""))
+    with pytest.raises(DatasetConfigError, match=r"^dataset entry d7zw-hpf4: .* it has no cod_muni$"):
+        family_files(load_entries(entries))
