@@ -25,6 +25,8 @@ from dagster_dbt.core import dbt_cli_invocation
 from filelock import FileLock
 from packaging.version import Version
 
+from delitos_platform.datasets import ENTRIES_FOLDER, load_entries
+from delitos_platform.family_dbt import write_family_files
 from delitos_platform.in_process_dbt import dbt_in_this_process
 from delitos_platform.locations import REPO_ROOT
 
@@ -102,18 +104,26 @@ class DelitosDbtProject(DbtProject):
 delitos_dbt_project = DelitosDbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR, target="duckdb")
 
 
-def prepare_dbt(project: DbtProject = delitos_dbt_project, force: bool = False) -> bool:
+def prepare_dbt(
+    project: DbtProject = delitos_dbt_project,
+    force: bool = False,
+    entries_folder: Path = ENTRIES_FOLDER,
+) -> bool:
     """Parse ``project`` into its manifest when the manifest is missing or stale (or ``force``); True when it parsed.
 
+    First the family layer's dbt files are written from the dataset entries of ``entries_folder`` (by default the
+    package's), each only when its content changes (``family_dbt.write_family_files``), so the manifest is stale
+    exactly when the project changed; an entry newer than the manifest makes it stale too.
     Concurrent callers (test workers, a code server and a daemon starting together) wait for one another; the
     ones that waited find the manifest fresh and do not parse again. A project dbt cannot parse is a
     ``ValueError`` whose message is dbt's errors on one line.
     """
-    if not force and not manifest_is_stale(project):
+    write_family_files(Path(project.project_dir), load_entries(entries_folder))
+    if not force and not manifest_is_stale(project, entries_folder):
         return False
     project.manifest_path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(project.manifest_path.with_name("manifest.lock"), timeout=PREPARE_LOCK_SECONDS):
-        if not force and not manifest_is_stale(project):
+        if not force and not manifest_is_stale(project, entries_folder):
             return False
         invocation = DelitosDbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
             ["parse", "--quiet"], target_path=project.target_path, raise_on_error=False
@@ -144,13 +154,15 @@ def manifest_for_definitions(project: DbtProject) -> Path:
     return project.manifest_path
 
 
-def manifest_is_stale(project: DbtProject) -> bool:
-    """Whether the manifest is missing or older than any model, macro, test or ``*.yml`` of the project."""
+def manifest_is_stale(project: DbtProject, entries_folder: Path = ENTRIES_FOLDER) -> bool:
+    """Whether the manifest is missing or older than any model, macro, test or ``*.yml`` of the project, or than
+    a dataset entry (the family layer's models are written from them)."""
     if not project.manifest_path.exists():
         return True
     built = project.manifest_path.stat().st_mtime
     files = [path for folder in PROJECT_FOLDERS for path in (project.project_dir / folder).rglob("*")]
     files += project.project_dir.glob("*.yml")
+    files += [entries_folder, *entries_folder.glob("*.yaml")]
     return max((path.stat().st_mtime for path in files), default=0.0) > built
 
 

@@ -34,6 +34,9 @@ PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 WINDOW_START, WINDOW_END = date(2019, 3, 1), date(2019, 4, 1)
 WINDOW_VARS = json.dumps({"window_start": WINDOW_START.isoformat(), "window_end": WINDOW_END.isoformat()})
 
+# stg_delitos and what is built from it, without the family layer (models/family/), whose cross-crime gold reads
+# stg_delitos too but which Dagster does not build yet (test_family.py builds it).
+STG_DELITOS_DOWNSTREAM = ("--select", "stg_delitos+", "--exclude", "fqn:delitos.family")
 SILVER_MODELS = ("stg_delitos", "delitos_versiones", "delitos_historial")
 GOLD_TABLES = ("delitos_por_mes", "delitos_por_departamento", "top_municipios", "tendencia_mensual", "resumen_general")
 
@@ -446,7 +449,7 @@ def test_window_build_replaces_exactly_the_window(
     outside_query = f"select * from silver.stg_delitos where mes < date '{WINDOW_START}' or mes >= date '{WINDOW_END}'"
     outside_before = table_rows(dbt.warehouse, outside_query)
 
-    assert_all_passed(dbt("build", "--vars", WINDOW_VARS, "--select", "stg_delitos+"))
+    assert_all_passed(dbt("build", "--vars", WINDOW_VARS, *STG_DELITOS_DOWNSTREAM))
 
     window_query = (
         f"select row_id, cantidad from silver.stg_delitos where mes >= date '{WINDOW_START}' "
@@ -596,7 +599,7 @@ def test_snowflake_build_on_fakesnow(
     gone = next(row.row_id for row in rows if row.mes == date(2010, 3, 1))
     rows = [row for row in rows if row.row_id != gone]
     load(rows)
-    statuses = dbt("build", "--vars", json.dumps(window), "--select", "stg_delitos+", target="snowflake", env=env)
+    statuses = dbt("build", "--vars", json.dumps(window), *STG_DELITOS_DOWNSTREAM, target="snowflake", env=env)
     assert_all_passed(statuses)
     assert read_gold(cursor) == recount(rows)
     cursor.execute("select count(*) from silver.stg_delitos")
@@ -657,7 +660,7 @@ class SwapTarget:
     def build_window(self, succeed: bool = True) -> dict[str, str]:
         """``dbt build`` of silver and everything downstream of it for the swap's window."""
         return self.dbt(
-            "build", "--vars", SWAP_VARS, "--select", "stg_delitos+", target=self.name, env=self.env, succeed=succeed
+            "build", "--vars", SWAP_VARS, *STG_DELITOS_DOWNSTREAM, target=self.name, env=self.env, succeed=succeed
         )
 
 
