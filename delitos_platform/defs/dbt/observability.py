@@ -139,10 +139,14 @@ STAGED_SUFFIX = "__auditado"
 
 
 def declared_tables(manifest: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, str]]:
-    """Every model's and source's table, ``(schema, name)`` in lower case, with its declared columns and types."""
+    """Every model's and source's table, ``(schema, name)`` in lower case, with its declared columns and types.
+
+    A model that declares no column (an ephemeral one, which is no table) is left out: sqlglot cannot qualify
+    anything against a schema that holds a table without columns.
+    """
     tables = {}
     for node in [*manifest["nodes"].values(), *manifest["sources"].values()]:
-        if node["resource_type"] in ("model", "source"):
+        if node["resource_type"] in ("model", "source") and node["columns"]:
             name = node.get("alias") or node.get("identifier") or node["name"]
             tables[(node["schema"].lower(), name.lower())] = {
                 column.lower(): props.get("data_type") or "VARCHAR" for column, props in node["columns"].items()
