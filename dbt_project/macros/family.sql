@@ -12,19 +12,14 @@
     {%- set window_column = 'fecha_hecho' -%}
     {{ config(materialized='delitos_audited_window', unique_key='row_id', meta={'window_column': window_column}) }}
 with bronze_rows as (
-    select *
-    from {{ source('bronze', slug) }}
-    where {{ delitos_window_predicate(window_column) }}
+    {{ delitos_bronze_window(source('bronze', slug), window_column) }}
 ),
 
 cleaned as (
     select
         row_id,
         cast(fecha_hecho as date) as fecha_hecho,
-        trim(cod_depto) as cod_depto,
-        upper(trim(departamento)) as departamento,
-        trim(cod_muni) as cod_muni,
-        upper(trim(municipio)) as municipio,
+        {{ delitos_cleaned_place() }},
         {%- for column, data_type in own_columns.items() %}
         {% if data_type == 'VARCHAR' %}trim({{ column }}){% else %}cast({{ column }} as {{ data_type }}){% endif %} as {{ column }},
         {%- endfor %}
@@ -64,3 +59,19 @@ from {{ ref(dataset.silver) }}
 {% if not loop.last %}union all{% endif %}
     {%- endfor %}
 {% endmacro %}
+
+{#- The rows of a bronze table in the run's window, as every silver model of the family reads them. -#}
+{% macro delitos_bronze_window(relation, window_column) %}
+    select *
+    from {{ relation }}
+    where {{ delitos_window_predicate(window_column) }}
+{%- endmacro %}
+
+{#- The place of a row as silver writes it: codes trimmed, names trimmed and upper case (the source has stray spaces
+    and lower case in its names). -#}
+{% macro delitos_cleaned_place() -%}
+        trim(cod_depto) as cod_depto,
+        upper(trim(departamento)) as departamento,
+        trim(cod_muni) as cod_muni,
+        upper(trim(municipio)) as municipio
+{%- endmacro %}

@@ -18,19 +18,14 @@
 }}
 
 with bronze_rows as (
-    select *
-    from {{ source('bronze', 'delitos') }}
-    where {{ delitos_window_predicate(window_column) }}
+    {{ delitos_bronze_window(source('bronze', 'delitos'), window_column) }}
 ),
 
 cleaned as (
     select
         row_id,
         cast(fecha_hecho as date) as fecha_hecho,
-        trim(cod_depto) as cod_depto,
-        upper(trim(departamento)) as departamento,
-        trim(cod_muni) as cod_muni,
-        upper(trim(municipio)) as municipio,
+        {{ delitos_cleaned_place() }},
         trim(descripcion_conducta) as conducta,
         -- The article code, e.g. '269I', from the text 'ARTICULO 269I. HURTO ...'.
         {{ regexp_group('upper(descripcion_conducta)', '(269[A-J])') }} as articulo,
