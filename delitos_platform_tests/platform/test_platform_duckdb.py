@@ -209,7 +209,7 @@ def test_a_dbt_compilation_error_is_one_clear_message(emulator, tmp_path):
     broken = tmp_path / "dbt_project"
     _copy_dbt_project(broken)
     model = broken / "models" / "silver" / "stg_delitos.sql"
-    model.write_text(model.read_text().replace("{{ source('bronze', 'delitos') }}", "{{ ref('no_such_model') }}"))
+    model.write_text(model.read_text().replace("source('bronze', 'delitos')", "ref('no_such_model')"))
     resources = duckdb_resources(emulator, tmp_path, project_dir=str(broken))
 
     result = run_months(resources, "2019-03-01", "2019-03-01")

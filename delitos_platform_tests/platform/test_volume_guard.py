@@ -242,16 +242,16 @@ def _month_ids(platform: Platform, month: str) -> set[str]:
 
 def test_a_failed_silver_test_leaves_silver_and_gold_as_they_were_published(platform: Platform, tmp_path: Path) -> None:
     """Silver is audited before it is published, like gold: a month re-synced by a model that breaks a column rule
-    changes no published row of silver (by id and content), nor any gold table built from it (the history's, built
-    from bronze, are published), and the failure says silver was kept."""
+    (a null ``conducta``) changes no published row of silver (by id and content), nor any gold table built from it
+    (the history's, built from bronze, are published), and the failure says silver was kept."""
     assert platform.run().success
     silver, gold = sorted(platform.ask("SELECT * FROM silver.stg_delitos"), key=repr), platform.gold()
     platform.admin("revise", month=MONTHS[1][:7], rows=5)  # 5 rows' cantidad + 1: silver and gold would change
     broken = tmp_path / "dbt_project"
     shutil.copytree(DBT_PROJECT_DIR, broken, ignore=shutil.ignore_patterns("target", "logs"))
     model = broken / "models" / "silver" / "stg_delitos.sql"
-    nulled = "cast(null as varchar) as municipio"
-    model.write_text(model.read_text().replace("upper(trim(municipio)) as municipio", nulled))
+    nulled = "cast(null as varchar) as conducta"
+    model.write_text(model.read_text().replace("trim(descripcion_conducta) as conducta", nulled))
     dbt = platform.resources["dbt"]
     platform.resources["dbt"] = type(dbt)(project_dir=str(broken), dbt_executable=dbt.dbt_executable, target=dbt.target)
 
