@@ -30,6 +30,7 @@ from delitos_platform.warehouse.base import WarehouseError
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
 from delitos_platform.warehouse.snowflake import SnowflakeWarehouse
 from delitos_platform_tests.conftest import socrata_for
+from delitos_platform_tests.lake.helpers import failure_message
 from delitos_platform_tests.platform.helpers import check_evaluations, lake_id_list, query, table_id_list
 
 DATASETS = ["m8fd-ahd9", "4rxi-8m8d", "q2ib-t9am"]
@@ -266,3 +267,16 @@ def test_bronze_on_snowflake_refuses_a_family_dataset_in_one_sentence_before_con
         "bronze on Snowflake holds dataset 4v6r-wu98 only so far: m8fd-ahd9 (homicidios) loads into the embedded "
         "warehouse (DELITOS_ENV=local)"
     )
+
+
+def test_a_dataset_the_portal_does_not_have_is_one_sentence_naming_it_and_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    served = {dataset_id: _snapshot(dataset_id) for dataset_id in DATASETS if dataset_id != "q2ib-t9am"}
+    with EmulatorServer(datasets=served, port=0) as portal:
+        resources = _resources(portal, tmp_path)
+        result = _run_job(_member("q2ib-t9am"), resources)
+
+    assert not result.success
+    assert failure_message(result) == f"dataset 'q2ib-t9am' does not exist at {portal.url} (Not found)"
+    assert not list(Path(resources["lake"].root).rglob("*.parquet"))
