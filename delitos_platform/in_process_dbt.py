@@ -75,7 +75,7 @@ class InProcessDbt:
         from dbt.cli.main import dbtRunner
 
         try:
-            with self._ONE_INVOCATION, _environment(env), contextlib.chdir(cwd):
+            with self._ONE_INVOCATION, exact_environment(env), contextlib.chdir(cwd):
                 result = dbtRunner(callbacks=[self._print]).invoke([*self.args[1:], *QUIET_BUT_LOGGED])
                 _release_embedded_warehouse()
             if result.success:
@@ -152,7 +152,7 @@ class _InProcessSubprocess:
 
 
 @contextlib.contextmanager
-def _environment(env: Mapping[str, str]) -> Iterator[None]:
+def exact_environment(env: Mapping[str, str]) -> Iterator[None]:
     """``os.environ`` is ``env`` for the duration of the block; then the variables it changed are put back."""
     names = set(env) | set(os.environ)
     changed = {name: os.environ.get(name) for name in names if os.environ.get(name) != env.get(name)}
@@ -161,6 +161,11 @@ def _environment(env: Mapping[str, str]) -> Iterator[None]:
         yield
     finally:
         _set_environment(changed)
+
+
+def extra_environment(variables: Mapping[str, str]) -> contextlib.AbstractContextManager[None]:
+    """``variables`` set in ``os.environ`` for the duration of the block, then put back as they were."""
+    return exact_environment({**os.environ, **variables})
 
 
 def _set_environment(values: Mapping[str, str | None]) -> None:

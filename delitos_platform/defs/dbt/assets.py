@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from delitos_platform.charts import (
 )
 from delitos_platform.defs.dbt.observability import recorded_per_month, windowed_check, with_column_lineage
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, hold_warehouse
+from delitos_platform.in_process_dbt import extra_environment
 from delitos_platform.lifeline import end_step_with_its_run, guarded
 from delitos_platform.partitions import Window, monthly_partitions
 from delitos_platform.queue import WRITES_WAREHOUSE_TAGS
@@ -342,18 +342,3 @@ def keep_partial_parse(invocation_target: Path, project_dir: Path) -> None:
     staging = kept.with_name(f".{kept.name}.{os.getpid()}")
     shutil.copyfile(parsed, staging)
     os.replace(staging, kept)  # atomic: a concurrent invocation reads the old parse or the new one
-
-
-@contextmanager
-def extra_environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """``variables`` set in ``os.environ`` for the duration of the block, then restored."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
