@@ -43,10 +43,19 @@ SELECT mes, max(CASE WHEN revision = 1 THEN casos END) AS primera,
 FROM (SELECT mes, revision, casos, max(revision) OVER (PARTITION BY mes) AS ultima FROM gold.revisiones_por_mes) AS r
 GROUP BY mes ORDER BY mes DESC LIMIT 24
 """
+# Cases per crime and month, every configured dataset (the cross-crime gold), each crime by its entry's title.
+CRIMES_SQL = """
+SELECT r.titulo, c.mes, sum(c.casos) AS casos
+FROM gold.casos_por_municipio_mes AS c JOIN gold.resumen_por_delito AS r ON r.dataset = c.dataset
+GROUP BY r.titulo, c.mes ORDER BY r.titulo, c.mes
+"""
 TREND_EMPTY = "_No months yet: the trend is drawn once silver holds a month._"
 ARTICLES_EMPTY = "_No cases yet: the articles are drawn once silver holds a month._"
 REVISIONS_EMPTY = "_No months yet: the chart is drawn once a month has been loaded._"
 DEPARTMENTS_EMPTY = "_No departments yet: they are drawn once silver holds a month._"
+CRIMES_EMPTY = "_No crimes yet: they are drawn once a dataset's silver holds a month._"
+# Height of each crime's panel in the cross-crime chart: one panel per crime, stacked on one time axis.
+CRIME_PANEL_INCHES = 1.8
 
 # 1000 × 450 pixels: readable in the UI's dialog, tens of KB as PNG.
 FIGURE_INCHES = (10.0, 4.5)
@@ -232,3 +241,31 @@ def revisions_markdown(rows: Sequence[tuple[date, int, int]]) -> str:
     changed = sum(first != now for _, first, now in ordered)
     summary = f"{changed} of the last {len(ordered)} months changed since they were first published."
     return "\n\n".join([REVISIONS_HOW_TO_READ, summary, png_markdown(figure, "first published vs current cases")])
+
+
+@literal_text
+def crimes_markdown(rows: Sequence[tuple[str, date, int]]) -> str:
+    """Cases per month of every crime side by side: one panel per crime on one time axis, each on its own scale
+    (homicides and thefts differ by orders of magnitude), and a table of their totals (rows: titulo, mes, casos)."""
+    if not rows:
+        return CRIMES_EMPTY
+    by_crime: dict[str, list[tuple[date, int]]] = {}
+    for titulo, mes, casos in sorted(rows):
+        by_crime.setdefault(titulo, []).append((mes, int(casos)))
+    figure, axes = new_figure((FIGURE_INCHES[0], 1 + CRIME_PANEL_INCHES * len(by_crime)), rows=len(by_crime))
+    for axis, (titulo, months) in zip(axes, by_crime.items(), strict=True):
+        axis.bar([mes for mes, _ in months], [casos for _, casos in months], width=25, color=CASES_COLOUR)
+        axis.set_title(titulo, loc="left", fontsize=10)
+        axis.grid(axis="y", alpha=0.3)
+        axis.yaxis.set_major_formatter(_thousands())
+    first = min(months[0][0] for months in by_crime.values())
+    last = max(months[-1][0] for months in by_crime.values())
+    _month_ticks(axes[-1], (last.year - first.year) * 12 + last.month - first.month + 1)
+    axes[-1].set_xlabel("month of the offence (fecha_hecho)")
+    figure.suptitle(f"Cases per month, crime by crime, {first:%Y-%m} to {last:%Y-%m}")
+    table = ["| crime | cases | months | latest month |", "|---|---:|---:|---|"]
+    table += [
+        f"| {markdown_text(titulo)} | {sum(casos for _, casos in months):,} | {len(months)} | {months[-1][0]:%Y-%m} |"
+        for titulo, months in by_crime.items()
+    ]
+    return f"{png_markdown(figure, 'Cases per month, crime by crime')}\n\n" + "\n".join(table)

@@ -9,7 +9,7 @@ from delitos_platform.defs.automation.freshness import freshness_against_source,
 from delitos_platform.defs.automation.schedules import newest_months
 from delitos_platform.defs.automation.sync import socrata_changes
 from delitos_platform.defs.bronze.assets import bronze_delitos
-from delitos_platform.defs.dbt.assets import dbt_models
+from delitos_platform.defs.dbt.assets import FAMILY_SILVER_ASSETS, dbt_models
 from delitos_platform.defs.family import FAMILY
 from delitos_platform.defs.jobs import main_job
 from delitos_platform.defs.lake.assets import lake_delitos
@@ -22,7 +22,14 @@ from delitos_platform.environment import build_resources
 def defs() -> dg.Definitions:
     """Assets, checks, jobs and automation, with the resources of ``DELITOS_ENV``."""
     return dg.Definitions(
-        assets=[socrata_delitos, lake_delitos, bronze_delitos, dbt_models, *(a for m in FAMILY for a in m.assets)],
+        assets=[
+            socrata_delitos,
+            lake_delitos,
+            bronze_delitos,
+            dbt_models,
+            *(asset for member in FAMILY for asset in member.assets),
+            *FAMILY_SILVER_ASSETS,
+        ],
         asset_checks=[dataset_ledger_balances, freshness_against_source, *(member.ledger for member in FAMILY)],
         jobs=[main_job, freshness_job, *(member.job for member in FAMILY)],
         schedules=[newest_months, freshness_schedule],

@@ -38,15 +38,21 @@ EXPECTED_ASSETS = {
     "gold/revisiones_por_mes",
     "gold/madurez",
 }
-# Every other configured dataset: its source, lake and bronze assets, built from its entry (defs/family.py).
+# The cross-crime gold: every configured dataset's silver, 4v6r-wu98's included, side by side.
+CROSS_CRIME_GOLD = {"gold/casos_por_municipio_mes", "gold/resumen_por_delito"}
+# Every other configured dataset: its source, lake, bronze and silver assets, built from its entry (defs/family.py).
 FAMILY_SLUGS = ["homicidios", "hurto_personas", "extorsion"]
-FAMILY_ASSETS = {f"{layer}/{slug}" for slug in FAMILY_SLUGS for layer in ("socrata", "lake", "bronze")}
+FAMILY_ASSETS = {f"{layer}/{slug}" for slug in FAMILY_SLUGS for layer in ("socrata", "lake", "bronze")} | {
+    f"silver/stg_{slug}" for slug in FAMILY_SLUGS
+}
 
 
 def test_the_lineage_runs_from_the_socrata_source_to_every_gold_table():
     graph = defs().resolve_asset_graph()
 
-    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == EXPECTED_ASSETS | FAMILY_ASSETS
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == (
+        EXPECTED_ASSETS | CROSS_CRIME_GOLD | FAMILY_ASSETS
+    )
     upstream = {
         key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
         for key in graph.get_all_asset_keys()
@@ -64,13 +70,18 @@ def test_the_lineage_runs_from_the_socrata_source_to_every_gold_table():
     for slug in FAMILY_SLUGS:
         assert upstream[f"lake/{slug}"] == {f"socrata/{slug}"}
         assert upstream[f"bronze/{slug}"] == {f"lake/{slug}"}
+        assert upstream[f"silver/stg_{slug}"] == {f"bronze/{slug}"}
+    for key in CROSS_CRIME_GOLD:
+        assert upstream[key] == {"silver/stg_delitos", *(f"silver/stg_{slug}" for slug in FAMILY_SLUGS)}
 
 
-def test_the_main_job_runs_every_asset_of_4v6r_wu98():
+def test_the_main_job_runs_every_asset_of_4v6r_wu98_and_the_cross_crime_gold():
     job = defs().resolve_job_def("delitos_main_job")
     selected = job.asset_layer.selected_asset_keys
 
-    assert {key.to_user_string() for key in selected} == EXPECTED_ASSETS - {"socrata/delitos_informaticos"}
+    assert {key.to_user_string() for key in selected} == (
+        EXPECTED_ASSETS - {"socrata/delitos_informaticos"} | CROSS_CRIME_GOLD
+    )
     assert {node.name for node in job.graph.node_defs} == {
         "lake__delitos",
         "lake__delitos_dataset_ledger_balances",
@@ -85,10 +96,19 @@ def test_each_family_dataset_has_a_job_of_its_own_monthly_from_its_first_month(s
     job = definitions.resolve_job_def(f"{slug}_job")
     lake = definitions.resolve_assets_def(dg.AssetKey(["lake", slug]))
 
+    assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == {
+        f"lake/{slug}",
+        f"bronze/{slug}",
+        f"silver/stg_{slug}",
+        *CROSS_CRIME_GOLD,
+    }
+    # Its own dbt asset builds its silver; 4v6r-wu98's builds the cross-crime gold after it.
     assert {node.name for node in job.graph.node_defs} == {
         f"lake__{slug}",
         f"lake__{slug}_dataset_ledger_balances",
         f"bronze__{slug}",
+        f"dbt_{slug}",
+        "dbt_models",
     }
     assert lake.partitions_def.get_first_partition_key() == "2010-01-01"
     assert lake.backfill_policy == dg.BackfillPolicy.single_run()
@@ -193,7 +213,7 @@ def test_dbt_assets_are_described_by_their_model_with_the_sql_one_click_away():
     nodes = json.loads(delitos_dbt_project.manifest_path.read_text())["nodes"]
     specs = _dbt_specs()
 
-    assert set(specs) == {key for key in EXPECTED_ASSETS if key.startswith(("silver/", "gold/"))}
+    assert set(specs) == {key for key in EXPECTED_ASSETS | CROSS_CRIME_GOLD if key.startswith(("silver/", "gold/"))}
     for key, spec in specs.items():
         node = nodes[f"model.delitos.{key.split('/')[1]}"]
         assert spec.description and spec.description == node["description"].strip(), key

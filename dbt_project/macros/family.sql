@@ -44,9 +44,17 @@ from cleaned
 {% endmacro %}
 
 {#- Every silver row of every dataset with its dataset's id and title: the rows the cross-crime gold counts.
-    `datasets` lists {id, titulo, silver}: the dataset, its title and its silver model. -#}
+    `datasets` lists {id, titulo, silver}: the dataset, its title and its silver model. A dataset whose silver has
+    not been built yet on this warehouse (none of its months loaded) has no rows: the gold counts the others. -#}
 {% macro delitos_family_cases(datasets) %}
-    {%- for dataset in datasets %}
+    {%- set built = [] -%}
+    {%- for dataset in datasets -%}
+        {%- set relation = ref(dataset.silver) -%}
+        {%- if not execute or adapter.get_relation(relation.database, relation.schema, relation.identifier) is not none -%}
+            {%- do built.append((dataset, relation)) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- for dataset, relation in built %}
 select
     cast('{{ dataset.id }}' as varchar) as dataset,
     cast('{{ dataset.titulo | replace("'", "''") }}' as varchar) as titulo,
@@ -55,8 +63,18 @@ select
     cod_depto,
     cod_muni,
     cantidad
-from {{ ref(dataset.silver) }}
+from {{ relation }}
 {% if not loop.last %}union all{% endif %}
+    {%- else %}
+select
+    cast(null as varchar) as dataset,
+    cast(null as varchar) as titulo,
+    cast(null as varchar) as row_id,
+    cast(null as date) as mes,
+    cast(null as varchar) as cod_depto,
+    cast(null as varchar) as cod_muni,
+    cast(null as bigint) as cantidad
+where 1 = 0
     {%- endfor %}
 {% endmacro %}
 

@@ -2,7 +2,9 @@
 
 A dataset of the family is one entry in ``delitos_platform/datasets/``; from it come ``socrata/<slug>``,
 ``lake/<slug>`` and ``bronze/<slug>`` (group ``<slug>``, monthly partitions from its first month, one run per
-range), the lake's and bronze's checks and the ledger check, and the job ``<slug>_job``. They run the very steps
+range), the lake's and bronze's checks and the ledger check, and the job ``<slug>_job``. Its silver,
+``silver/stg_<slug>``, is a dbt model written from the same entry (``family_dbt.py``), an asset of ``defs/dbt``
+in the same group and calendar; the job runs it too, and the cross-crime gold after it. They run the very steps
 of 4v6r-wu98's assets (``extract_to_lake_checked``, ``load_bronze_checked``) with the dataset's entry, and read the
 source through the ``socrata`` resource pointed at the dataset's own id. 4v6r-wu98 keeps its own assets
 (``defs/source``, ``defs/lake``, ``defs/bronze``, dbt) exactly as they were.
@@ -19,6 +21,7 @@ from delitos_platform.datasets import DatasetEntry, configured
 from delitos_platform.defs.bronze.assets import bronze_asset_settings, load_bronze_checked
 from delitos_platform.defs.lake.assets import LAKE_DESCRIPTION, extract_to_lake_checked, lake_asset_settings
 from delitos_platform.defs.lake.checks import LEDGER_CHECK, ledger_description, ledger_result
+from delitos_platform.family_dbt import silver_model
 from delitos_platform.lake.dataset import LakeDataset
 from delitos_platform.lake.storage import LakeResource
 from delitos_platform.socrata import SocrataResource
@@ -44,9 +47,14 @@ class FamilyDataset:
         return [self.source, self.lake, self.bronze]
 
     @property
+    def silver_key(self) -> dg.AssetKey:
+        """Its silver model's asset key (``silver/stg_<slug>``: a dbt model of ``defs/dbt``, built from its entry)."""
+        return dg.AssetKey(["silver", silver_model(self.dataset.entry)])
+
+    @property
     def keys(self) -> list[dg.AssetKey]:
-        """The keys of its assets, upstream first."""
-        return [self.source.key, self.lake.key, self.bronze.key]
+        """The keys of its own assets, upstream first: source, lake, bronze and silver."""
+        return [self.source.key, self.lake.key, self.bronze.key, self.silver_key]
 
 
 def family_dataset(entry: DatasetEntry) -> FamilyDataset:
@@ -88,8 +96,12 @@ def family_dataset(entry: DatasetEntry) -> FamilyDataset:
 
     job = dg.define_asset_job(
         name=f"{slug}_job",
-        selection=dg.AssetSelection.assets(lake_key, bronze_key),
-        description=f"{entry.title} ({entry.id}): source → lake → bronze, for the months of the run, in ONE run.",
+        # Its lake, bronze and silver, and the cross-crime gold that reads every dataset's silver (defs/dbt).
+        selection=dg.AssetSelection.assets(lake_key).downstream(),
+        description=(
+            f"{entry.title} ({entry.id}): source → lake → bronze → silver, and the cross-crime gold, for the months "
+            "of the run, in ONE run."
+        ),
     )
     return FamilyDataset(dataset, source, lake_asset, bronze_asset, ledger, job)
 

@@ -415,17 +415,28 @@ def test_an_added_entry_gets_its_silver_and_joins_the_gold_and_a_removed_one_lea
     assert prepare_dbt(project, entries_folder=entries) is False
 
 
-def test_dagster_builds_none_of_the_family_layer() -> None:
-    """The family layer is outside Dagster's dbt selection for now: no asset and no check of Dagster's dbt assets is
-    one of its models or tests (wiring them is the next step)."""
-    from delitos_platform.defs.dbt.assets import dbt_models
+def test_dagster_builds_every_model_and_test_of_the_family_layer_each_in_one_dbt_asset() -> None:
+    """Each family silver is a dbt asset of its own; the cross-crime gold is in 4v6r-wu98's (``dbt_models``); every
+    model and test of the family layer is one of theirs, and no node is in two."""
+    from delitos_platform.defs.dbt.assets import FAMILY_SILVER_ASSETS, dbt_models
 
     manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
-    family = {node["name"] for node in manifest["nodes"].values() if node["fqn"][:2] == ["delitos", "family"]}
-    assert {"stg_homicidios", "casos_por_municipio_mes", "resumen_por_delito"} <= family
-    assert not family & {key.path[-1] for key in dbt_models.keys}
-    assert not family & {check.name for check in dbt_models.check_keys}
-    assert "stg_delitos" in {key.path[-1] for key in dbt_models.keys}
+    family = [node for node in manifest["nodes"].values() if node["fqn"][:2] == ["delitos", "family"]]
+    models = {node["name"] for node in family if node["resource_type"] == "model" and node["name"] != "familia_casos"}
+    tests = {node["name"] for node in family if node["resource_type"] == "test"}
+    dbt_assets = [dbt_models, *FAMILY_SILVER_ASSETS]
+    keys = [key.path[-1] for assets in dbt_assets for key in assets.keys]
+    checks = [check.name for assets in dbt_assets for check in assets.check_keys]
+
+    assert {"stg_homicidios", "casos_por_municipio_mes", "resumen_por_delito"} <= models
+    assert models <= set(keys) and len(keys) == len(set(keys))
+    assert tests <= set(checks) and len(checks) == len(set(checks))
+    assert {key.path[-1] for key in dbt_models.keys} >= {"stg_delitos", "casos_por_municipio_mes"}
+    assert {key.path[-1] for assets in FAMILY_SILVER_ASSETS for key in assets.keys} == {
+        "stg_homicidios",
+        "stg_hurto_personas",
+        "stg_extorsion",
+    }
 
 
 def test_a_gold_total_off_a_silvers_is_a_failed_test(family_built: FamilyWarehouse, tmp_path: Path) -> None:

@@ -33,6 +33,9 @@ GOLD_TABLES = [
     "resumen_general",
     "revisiones_por_mes",
     "madurez",
+    # The cross-crime gold, rebuilt by the main job with stg_delitos (and every other silver built).
+    "casos_por_municipio_mes",
+    "resumen_por_delito",
 ]
 
 

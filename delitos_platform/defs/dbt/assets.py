@@ -23,37 +23,48 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from delitos_platform import charts
 from delitos_platform.charts import (
     ARTICLES_SQL,
+    CRIMES_SQL,
     DEPARTMENTS_SQL,
     REVISIONS_SQL,
     TREND_SQL,
     articles_markdown,
+    crimes_markdown,
     latest_year_departments_markdown,
     revisions_markdown,
     trend_markdown,
 )
 from delitos_platform.defs.dbt.observability import recorded_per_month, windowed_check, with_column_lineage
+from delitos_platform.defs.family import FAMILY, FamilyDataset
 from delitos_platform.defs.policies import MONTHLY_FRESHNESS, hold_warehouse
+from delitos_platform.family_dbt import silver_model
 from delitos_platform.in_process_dbt import extra_environment
+from delitos_platform.lake.dataset import DELITOS
 from delitos_platform.lifeline import end_step_with_its_run, guarded
-from delitos_platform.partitions import Window, monthly_partitions
+from delitos_platform.partitions import Window
 from delitos_platform.queue import WRITES_WAREHOUSE_TAGS
 from delitos_platform.transform import ANSI_CODES, dbt_errors, delitos_dbt_project, manifest_for_definitions
 from delitos_platform.warehouse.base import WarehouseResource
 
-MODELS = "fqn:delitos.silver fqn:delitos.gold"
+# 4v6r-wu98's silver and gold, and the cross-crime gold (models/family/gold/). Each family dataset's silver is a dbt
+# asset of its own (``family_silver``), monthly on its own calendar: Dagster runs a multi-asset's partitioned
+# members on one calendar at a time, and 4v6r-wu98's daily run stays one invocation.
+MODELS = "fqn:delitos.silver fqn:delitos.gold fqn:delitos.family.gold"
 # dbt's run_results statuses of a node that went wrong: a model or seed error, a failing test.
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 # Materializations that build into a staged relation and publish only once its tests passed (macros/audit_publish.sql).
 AUDITED = frozenset({"delitos_audited_table", "delitos_audited_incremental", "delitos_audited_window"})
+# Each family dataset's silver model: monthly on its dataset's calendar, in its dataset's group (defs/family.py).
+FAMILY_SILVER = {silver_model(member.dataset.entry): member.dataset for member in FAMILY}
 # Layers in data-flow order, to name them as they are built.
 LAYERS = ("silver", "gold")
 # A row of the table dbt prints when a model breaks its contract (header and rule rows do not match):
 # | column_name | definition_type | contract_type | mismatch_reason |
 CONTRACT_ROW = re.compile(r"^\|\s*(?!column_name\b)(\w+)\s*\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|\s*([^|]*?)\s*\|$")
-# A test runs only when every model it reads is built in the same invocation ("cautious"), not when any one is
-# (dbt's "eager" default): gold's `matches_totals` tests read silver too, and a run of silver alone on a fresh
-# warehouse must not test gold tables it never built. A run of everything selects every test either way.
-INDIRECT_SELECTION = {"DBT_INDIRECT_SELECTION": "cautious"}
+# A test runs only when every model it reads is built in the same invocation or upstream of one that is
+# ("buildable"), not when any one is (dbt's "eager" default): gold's `matches_totals` tests read silver too, and a
+# run of silver alone on a fresh warehouse must not test gold tables it never built; a run of the cross-crime gold
+# tests it against the (ephemeral) union of every silver it read. A run of everything selects every test either way.
+INDIRECT_SELECTION = {"DBT_INDIRECT_SELECTION": "buildable"}
 # Longest reason quoted from dbt in the one-line failure (a database error can carry a whole query).
 REASON_CHARACTERS = 200
 
@@ -69,7 +80,8 @@ def _layer_order(node: Mapping[str, Any]) -> int:
 
 
 class DelitosDbtTranslator(DagsterDbtTranslator):
-    """Models are keyed and grouped by the schema they land in: ``silver/stg_delitos``, ``gold/...``.
+    """Models are keyed and grouped by the schema they land in: ``silver/stg_delitos``, ``gold/...``; a family
+    dataset's silver (``silver/stg_homicidios``) is in its dataset's group, monthly from its first month.
 
     The catalog shows a model's dbt description alone (dagster-dbt's default appends the raw SQL to it); the SQL
     is on the asset's page, as ``sql`` metadata and as a code reference to the model's file.
@@ -103,12 +115,13 @@ class DelitosDbtTranslator(DagsterDbtTranslator):
         if props["resource_type"] != "model":
             return spec
         layer = _layer(props)
+        dataset = FAMILY_SILVER.get(props["name"], DELITOS) if layer == "silver" else None
         return spec.replace_attributes(
             key=dg.AssetKey([layer, props["name"]]),
-            group_name=layer,
+            group_name=layer if dataset in (None, DELITOS) else dataset.slug,
             owners=["team:analytics-engineering"],
             freshness_policy=MONTHLY_FRESHNESS,
-            partitions_def=monthly_partitions if layer == "silver" else None,
+            partitions_def=dataset.partitions if dataset else None,
         )
 
     def get_asset_check_spec(
@@ -116,7 +129,7 @@ class DelitosDbtTranslator(DagsterDbtTranslator):
     ) -> dg.AssetCheckSpec | None:
         """dagster-dbt's check, partitioned by month where the dbt test checks the run's window."""
         spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
-        return windowed_check(spec, self.get_resource_props(manifest, unique_id))
+        return windowed_check(spec, self.get_resource_props(manifest, unique_id), asset_spec.partitions_def)
 
 
 def window_environment(window: Window) -> dict[str, str]:
@@ -144,8 +157,41 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     """``silver.stg_delitos`` for exactly the run's months, then every gold table, each with its tests.
 
     A run without a partition can only have selected gold (silver is monthly): it reads no window. The trend,
-    article and department tables also get a chart the UI shows on their page (``GOLD_CHARTS``). Events are
-    held until dbt exits: an embedded DuckDB file can be read only once dbt has let go of it.
+    article, department, revision and cross-crime tables also get a chart the UI shows on their page
+    (``GOLD_CHARTS``).
+    """
+    yield from build_selected(context, dbt, warehouse)
+
+
+def family_silver(member: FamilyDataset) -> dg.AssetsDefinition:
+    """A family dataset's silver model (``silver/stg_<slug>``, written from its entry) as its own dbt asset."""
+    model = silver_model(member.dataset.entry)
+
+    @dbt_assets(
+        manifest=MANIFEST,
+        select=model,
+        name=f"dbt_{member.dataset.slug}",
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        dagster_dbt_translator=TRANSLATOR,
+        op_tags=WRITES_WAREHOUSE_TAGS,
+    )
+    def silver(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource) -> Iterator[Any]:
+        yield from build_selected(context, dbt, warehouse)
+
+    silver.__doc__ = f"``silver.{model}`` ({member.dataset.entry.title}) for exactly the run's months, with its tests."
+    return silver
+
+
+FAMILY_SILVER_ASSETS = [family_silver(member) for member in FAMILY]
+
+
+def build_selected(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
+) -> Iterator[Any]:
+    """ONE ``dbt build`` of the step's selected models for the run's months, their events with row counts, per-month
+    checks and charts.
+
+    Events are held until dbt exits: an embedded DuckDB file can be read only once dbt has let go of it.
     """
     end_step_with_its_run()
     hold_warehouse(context, warehouse)
@@ -212,6 +258,7 @@ GOLD_CHARTS = {
     dg.AssetKey(["gold", "revisiones_por_mes"]): GoldChart(
         "first_published_vs_current", REVISIONS_SQL, revisions_markdown
     ),
+    dg.AssetKey(["gold", "resumen_por_delito"]): GoldChart("crimes_side_by_side", CRIMES_SQL, crimes_markdown),
 }
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import dagster as dg
 
 from delitos_platform.defs.policies import row_count
-from delitos_platform.partitions import Window, monthly_partitions
+from delitos_platform.partitions import Window
 from delitos_platform.warehouse.base import WarehouseResource
 
 # The dbt test config that makes a test check only the run's window (replaced when the test executes).
@@ -47,9 +47,12 @@ PER_MONTH_CHECK_MONTHS = 12
 MONTH_COLUMN = "mes"
 
 
-def windowed_check(spec: dg.AssetCheckSpec | None, test: Mapping[str, Any]) -> dg.AssetCheckSpec | None:
-    """dagster-dbt's check for a dbt test, partitioned by month when the test checks the run's window only."""
-    if spec is None or test.get("config", {}).get("where") != WINDOW_TEST_PLACEHOLDER:
+def windowed_check(
+    spec: dg.AssetCheckSpec | None, test: Mapping[str, Any], months: dg.PartitionsDefinition | None
+) -> dg.AssetCheckSpec | None:
+    """dagster-dbt's check for a dbt test, partitioned like its model (``months``) when the test checks the run's
+    window only."""
+    if spec is None or months is None or test.get("config", {}).get("where") != WINDOW_TEST_PLACEHOLDER:
         return spec
     with warnings.catch_warnings():  # partitioned checks are a preview of Dagster 1.12.14+, used on purpose
         warnings.simplefilter("ignore", dg.PreviewWarning)
@@ -61,7 +64,7 @@ def windowed_check(spec: dg.AssetCheckSpec | None, test: Mapping[str, Any]) -> d
             blocking=spec.blocking,
             metadata=spec.metadata,
             automation_condition=spec.automation_condition,
-            partitions_def=monthly_partitions,
+            partitions_def=months,
         )
 
 
