@@ -6,8 +6,8 @@ import dagster as dg
 
 from delitos_platform.defs.automation.alerts import failed_check_alerts, run_failure_alerts
 from delitos_platform.defs.automation.freshness import freshness_against_source, freshness_job, freshness_schedule
-from delitos_platform.defs.automation.schedules import newest_months
-from delitos_platform.defs.automation.sync import socrata_changes
+from delitos_platform.defs.automation.schedules import FAMILY_NEWEST_MONTHS, newest_months
+from delitos_platform.defs.automation.sync import FAMILY_CHANGES, socrata_changes
 from delitos_platform.defs.bronze.assets import bronze_delitos
 from delitos_platform.defs.dbt.assets import FAMILY_SILVER_ASSETS, dbt_models
 from delitos_platform.defs.family import FAMILY
@@ -32,7 +32,7 @@ def defs() -> dg.Definitions:
         ],
         asset_checks=[dataset_ledger_balances, freshness_against_source, *(member.ledger for member in FAMILY)],
         jobs=[main_job, freshness_job, *(member.job for member in FAMILY)],
-        schedules=[newest_months, freshness_schedule],
-        sensors=[socrata_changes, run_failure_alerts, failed_check_alerts],
+        schedules=[newest_months, freshness_schedule, *FAMILY_NEWEST_MONTHS],
+        sensors=[socrata_changes, run_failure_alerts, failed_check_alerts, *FAMILY_CHANGES],
         resources=build_resources(),
     )

@@ -194,6 +194,6 @@ def dataset_ledger(socrata: SocrataResource, lake: LakeResource, dataset: LakeDa
     return Ledger(total, lake_rows, quarantined, out_of_calendar, pending, missing)
 
 
-def lake_counts(lake: LakeResource, month_key: str) -> tuple[int, int]:
-    """Rows and quarantined rows of a month, read from the Parquet footers."""
-    return lake.parquet_rows(data_key(month_key)), lake.parquet_rows(quarantine_key(month_key))
+def lake_counts(lake: LakeResource, month_key: str, dataset: LakeDataset = DELITOS) -> tuple[int, int]:
+    """Rows and quarantined rows of a month of ``dataset``, read from the Parquet footers."""
+    return lake.parquet_rows(data_key(month_key, dataset)), lake.parquet_rows(quarantine_key(month_key, dataset))

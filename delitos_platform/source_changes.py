@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from delitos_platform.lake.dataset import DELITOS, LakeDataset
 from delitos_platform.lake.storage import LakeError, LakeResource, data_key
 from delitos_platform.partitions import Window
 from delitos_platform.reconcile import lake_counts
@@ -129,23 +130,25 @@ class Changes:
 
 
 def versions_held_by_lake(
-    lake: LakeResource, source: dict[str, MonthVersion], partitions: Iterable[str]
+    lake: LakeResource, source: dict[str, MonthVersion], partitions: Iterable[str], dataset: LakeDataset = DELITOS
 ) -> dict[str, str | None]:
-    """The source version each month's lake object records (``None``: an empty month), months without one left out.
+    """The source version each month's lake object of ``dataset`` records (``None``: an empty month), months
+    without one left out.
 
     An object written before objects recorded their version counts as the source's version when its rows add up
     to the source's count, else as a version of its own (it is re-synced).
     """
     held: dict[str, str | None] = {}
     for month in partitions:
-        if not lake.exists(data_key(month)):
+        key = data_key(month, dataset)
+        if not lake.exists(key):
             continue
         try:
-            version = lake.object_version(data_key(month))
+            version = lake.object_version(key)
             if version is not None:  # the month's tag holds its count: nothing more to read
                 held[month] = None if version.month_tag.startswith("0@") else version.month_tag
                 continue
-            rows, quarantined = lake_counts(lake, month)
+            rows, quarantined = lake_counts(lake, month, dataset)
         except LakeError:
             continue  # unreadable: nothing is known of it, and the run that rewrites it will say so
         fetched = rows + quarantined

@@ -75,10 +75,7 @@ def source_refusal(lake: LakeResource, url: str, dataset: str, where: LakeDatase
     ``where``'s prefix holds, else ``None``."""
     held = recorded_dataset(lake, where)
     if held is not None and held != dataset:
-        return (
-            f"the lake {lake.uri(where.prefix)} holds Socrata dataset {held}, not {dataset} (SOCRATA_DATASET): give "
-            "another dataset a lake of its own (DELITOS_DATA_DIR, or DELITOS_LAKE_PREFIX on S3)"
-        )
+        return _another_dataset(lake, held, dataset, where)
     recorded = recorded_source(lake)
     if recorded is None or recorded == source_name(url):
         return None
@@ -89,3 +86,13 @@ def source_refusal(lake: LakeResource, url: str, dataset: str, where: LakeDatase
         f"the lake {lake.uri('')} was built from {built}, not from {wanted}: open it with `{command}`, "
         "or give the other source a data folder of its own (DELITOS_DATA_DIR)"
     )
+
+
+def _another_dataset(lake: LakeResource, held: str, dataset: str, where: LakeDataset) -> str:
+    """The refusal of ``dataset`` where ``where``'s prefix holds ``held``, naming what chose ``dataset``."""
+    own_lake = "a lake of its own (DELITOS_DATA_DIR, or DELITOS_LAKE_PREFIX on S3)"
+    refused = f"the lake {lake.uri(where.prefix)} holds Socrata dataset {held}, not {dataset}"
+    if not where.prefix:  # the root is 4v6r-wu98's, whose id is a setting
+        return f"{refused} (SOCRATA_DATASET): give another dataset {own_lake}"
+    # A family dataset's id is its entry's, and its prefix its slug: the slug held another entry's dataset.
+    return f"{refused} (the entry of slug {where.slug}): give that entry another slug, or the dataset {own_lake}"
