@@ -1,7 +1,7 @@
 """A family dataset's job runs its whole chain: source → lake → bronze → its dbt silver → the cross-crime gold.
 
 The jobs are the code location's own (``defs/family.py``), with the one dbt asset of ``defs/dbt``; the emulator
-serves two family datasets (synthetic rows over two months). The cross-crime gold is compared with a recount
+serves every family dataset (synthetic rows over two months). The cross-crime gold is compared with a recount
 made here from the lake's Parquet objects, not from any table dbt built.
 """
 
@@ -26,15 +26,15 @@ from delitos_platform.partitions import range_tags
 from delitos_platform_tests.platform.helpers import duckdb_resources, lake_id_list, query, table_id_list
 from delitos_platform_tests.test_charts import assert_readable_png, embedded_png
 
-DATASETS = ["m8fd-ahd9", "q2ib-t9am"]
+DATASETS = ["m8fd-ahd9", "4rxi-8m8d", "q2ib-t9am"]
 MONTHS = ["2024-01-01", "2024-02-01"]
 ROWS = 60
 CROSS_CRIME_GOLD = ["casos_por_municipio_mes", "resumen_por_delito"]
 
 
 @pytest.fixture(scope="module")
-def two_crimes() -> Iterator[EmulatorServer]:
-    """One emulator serving homicides and extortion, two months of synthetic rows each; tests only read it."""
+def family_portal() -> Iterator[EmulatorServer]:
+    """One emulator serving every family dataset, two months of synthetic rows each; tests only read it."""
     snapshots = {
         dataset_id: list(synthetic_rows(configured()[dataset_id], rows=ROWS, start="2024-01", end="2024-02"))
         for dataset_id in DATASETS
@@ -77,10 +77,10 @@ def _gold(database: Path) -> dict[str, list[tuple]]:
 
 
 def test_a_family_datasets_job_builds_its_silver_and_the_cross_crime_gold_exact_by_row_id(
-    two_crimes: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    family_portal: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DELITOS_WAREHOUSE_PATH", str(tmp_path / "warehouse.duckdb"))  # where dbt's target finds it
-    resources = duckdb_resources(two_crimes, tmp_path)
+    resources = duckdb_resources(family_portal, tmp_path)
     lake, database = resources["lake"], tmp_path / "warehouse.duckdb"
     members = [_member(dataset_id) for dataset_id in DATASETS]
 
@@ -98,10 +98,14 @@ def test_a_family_datasets_job_builds_its_silver_and_the_cross_crime_gold_exact_
             assert {member.silver_key, *(dg.AssetKey(["gold", table]) for table in CROSS_CRIME_GOLD)} <= materialized
             failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
             assert failed == [] or {e.check_name for e in failed} == {"dataset_ledger_balances"}
-        # The cross-crime gold is the recount of both datasets' lake rows, the second run's gold holding the first's.
+        # The cross-crime gold is the recount of every dataset's lake rows: each run's gold kept the ones before.
         assert query(database, "SELECT * FROM gold.casos_por_municipio_mes ORDER BY ALL") == _recount(lake, members)
         summary = query(database, "SELECT dataset, titulo, registros FROM gold.resumen_por_delito ORDER BY dataset")
-        assert summary == [("m8fd-ahd9", "Homicidios", ROWS), ("q2ib-t9am", "Extorsión", ROWS)]
+        assert summary == [
+            ("4rxi-8m8d", "Hurto a personas", ROWS),
+            ("m8fd-ahd9", "Homicidios", ROWS),
+            ("q2ib-t9am", "Extorsión", ROWS),
+        ]
 
         # The summary's page shows the crimes side by side, each crime named in its table.
         summary_key = dg.AssetKey(["gold", "resumen_por_delito"])
