@@ -5,7 +5,11 @@ from __future__ import annotations
 import dagster as dg
 
 from delitos_platform.defs.automation.alerts import failed_check_alerts, run_failure_alerts
-from delitos_platform.defs.automation.freshness import freshness_against_source, freshness_job, freshness_schedule
+from delitos_platform.defs.automation.freshness import (
+    freshness_against_source,
+    freshness_job,
+    freshness_schedule,
+)
 from delitos_platform.defs.automation.schedules import FAMILY_NEWEST_MONTHS, newest_months
 from delitos_platform.defs.automation.sync import FAMILY_CHANGES, socrata_changes
 from delitos_platform.defs.bronze.assets import bronze_delitos
@@ -30,7 +34,11 @@ def defs() -> dg.Definitions:
             *(asset for member in FAMILY for asset in member.assets),
             *FAMILY_SILVER_ASSETS,
         ],
-        asset_checks=[dataset_ledger_balances, freshness_against_source, *(member.ledger for member in FAMILY)],
+        asset_checks=[
+            dataset_ledger_balances,
+            freshness_against_source,
+            *(check for member in FAMILY for check in member.checks),
+        ],
         jobs=[main_job, freshness_job, *(member.job for member in FAMILY)],
         schedules=[newest_months, freshness_schedule, *FAMILY_NEWEST_MONTHS],
         sensors=[socrata_changes, run_failure_alerts, failed_check_alerts, *FAMILY_CHANGES],

@@ -21,6 +21,7 @@ from delitos_platform.datasets import DatasetEntry, configured
 from delitos_platform.defs.bronze.assets import bronze_asset_settings, load_bronze_checked
 from delitos_platform.defs.lake.assets import LAKE_DESCRIPTION, extract_to_lake_checked, lake_asset_settings
 from delitos_platform.defs.lake.checks import LEDGER_CHECK, ledger_description, ledger_result
+from delitos_platform.defs.policies import build_freshness_checks
 from delitos_platform.family_dbt import silver_model
 from delitos_platform.lake.dataset import LakeDataset
 from delitos_platform.lake.storage import LakeResource
@@ -39,7 +40,9 @@ class FamilyDataset:
     lake: dg.AssetsDefinition
     bronze: dg.AssetsDefinition
     ledger: dg.AssetChecksDefinition
+    freshness: dg.AssetChecksDefinition  # its lake, bronze and silver against its own source (the daily freshness job)
     job: Any  # define_asset_job's, resolved with the Definitions (its class is not public)
+    silver_key: dg.AssetKey  # its silver model's: ``silver/stg_<slug>``, a dbt asset of ``defs/dbt`` from its entry
 
     @property
     def assets(self) -> list[dg.AssetSpec | dg.AssetsDefinition]:
@@ -47,9 +50,9 @@ class FamilyDataset:
         return [self.source, self.lake, self.bronze]
 
     @property
-    def silver_key(self) -> dg.AssetKey:
-        """Its silver model's asset key (``silver/stg_<slug>``: a dbt model of ``defs/dbt``, built from its entry)."""
-        return dg.AssetKey(["silver", silver_model(self.dataset.entry)])
+    def checks(self) -> list[dg.AssetChecksDefinition]:
+        """Its checks defined apart from its assets: the ledger's and its layers' freshness."""
+        return [self.ledger, self.freshness]
 
     @property
     def keys(self) -> list[dg.AssetKey]:
@@ -94,16 +97,21 @@ def family_dataset(entry: DatasetEntry) -> FamilyDataset:
     def ledger(socrata: SocrataResource, lake: LakeResource) -> dg.AssetCheckResult:
         return ledger_result(socrata.for_dataset(entry.id), lake, dataset)
 
+    silver_key = dg.AssetKey(["silver", silver_model(entry)])
+    freshness = build_freshness_checks(
+        [lake_key, bronze_key, silver_key], name=f"{slug}_freshness_against_source", dataset_id=entry.id
+    )
     job = dg.define_asset_job(
         name=f"{slug}_job",
-        # Its lake, bronze and silver, and the cross-crime gold that reads every dataset's silver (defs/dbt).
-        selection=dg.AssetSelection.assets(lake_key).downstream(),
+        # Its lake, bronze and silver, and the cross-crime gold that reads every dataset's silver (defs/dbt). Its
+        # freshness checks have the daily freshness job (automation/freshness.py): after a sync they say "fresh".
+        selection=dg.AssetSelection.assets(lake_key).downstream() - dg.AssetSelection.checks(freshness),
         description=(
             f"{entry.title} ({entry.id}): source → lake → bronze → silver, and the cross-crime gold, for the months "
             "of the run, in ONE run."
         ),
     )
-    return FamilyDataset(dataset, source, lake_asset, bronze_asset, ledger, job)
+    return FamilyDataset(dataset, source, lake_asset, bronze_asset, ledger, freshness, job, silver_key)
 
 
 def family(entries: Mapping[str, DatasetEntry] | None = None) -> list[FamilyDataset]:

@@ -1,15 +1,22 @@
-"""Policies shared by the assets of every layer."""
+"""Policies shared by the assets of every layer: freshness, the run's hold on the warehouse, failed checks."""
 
 import multiprocessing
 import os
-from datetime import timedelta
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 
+from delitos_platform.socrata import SocrataError, SocrataResource
+from delitos_platform.socrata.versions import rows_updated_at
 from delitos_platform.warehouse.base import WarehouseResource
 from delitos_platform.warehouse.lock import WarehouseBusyError
 
+# The check, on each layer of each dataset, that it caught up with its source's last update (automation/freshness.py).
+FRESHNESS_CHECK = "fresh_against_source"
+# The source refreshes monthly: a layer two days behind one of its updates is late.
+SOURCE_LAG = timedelta(days=2)
 # The source refreshes monthly: a layer not materialized for 32 days warns, for 35 days fails.
 MONTHLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=35), warn_window=timedelta(days=32))
 
@@ -79,3 +86,59 @@ ROW_COUNT_METADATA = "dagster/row_count"
 def row_count(rows: int) -> dict[str, dg.MetadataValue]:
     """The ``dagster/row_count`` entry of a materialization (of a whole table, or of one month of it)."""
     return {ROW_COUNT_METADATA: dg.MetadataValue.int(int(rows))}
+
+
+def build_freshness_checks(
+    layers: Sequence[dg.AssetKey],
+    name: str = "freshness_against_source",
+    dataset_id: str | None = None,
+    window: timedelta = SOURCE_LAG,
+) -> dg.AssetChecksDefinition:
+    """One check per layer: not older than the source's ``rowsUpdatedAt`` by more than ``window``.
+
+    The source is the ``socrata`` resource's dataset, or ``dataset_id`` (a family dataset) on the same portal.
+    """
+
+    @dg.multi_asset_check(
+        name=name,
+        can_subset=True,  # a run of some layers (the CLI, the UI) must not need the others' checks
+        specs=[
+            dg.AssetCheckSpec(
+                FRESHNESS_CHECK, asset=key, description=f"Caught up with Socrata's last update within {window}."
+            )
+            for key in layers
+        ],
+    )
+    def freshness_against_source(
+        context: dg.AssetCheckExecutionContext, socrata: SocrataResource
+    ) -> Iterator[dg.AssetCheckResult]:
+        source = socrata.for_dataset(dataset_id) if dataset_id else socrata
+        try:
+            source_updated = datetime.fromtimestamp(rows_updated_at(source), UTC)
+        except SocrataError as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
+        for check_key in context.selected_asset_check_keys:
+            yield layer_freshness(context.instance, check_key.asset_key, source_updated, window)
+
+    return freshness_against_source
+
+
+def layer_freshness(
+    instance: dg.DagsterInstance, key: dg.AssetKey, source_updated: datetime, window: timedelta
+) -> dg.AssetCheckResult:
+    """Passes when the layer was materialized after the source's update, or within ``window`` of it."""
+    event = instance.get_latest_materialization_event(key)
+    materialized = datetime.fromtimestamp(event.timestamp, UTC) if event else None
+    behind = source_updated - materialized if materialized else None
+    passed = behind is not None and behind <= window
+    described = f"last materialized {materialized:%Y-%m-%d %H:%M} UTC" if materialized else "never materialized"
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=FRESHNESS_CHECK,
+        passed=passed,
+        description=f"{described}; Socrata updated {source_updated:%Y-%m-%d %H:%M} UTC (allowed lag {window})",
+        metadata={
+            "source_rows_updated_at": source_updated.isoformat(),
+            "hours_behind_source": round(max(behind.total_seconds(), 0) / 3600, 2) if behind is not None else -1,
+        },
+    )

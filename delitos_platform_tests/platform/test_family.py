@@ -71,7 +71,7 @@ def _resources(server: EmulatorServer, data_dir: Path) -> dict[str, object]:
 def _run_job(member: FamilyDataset, resources: dict[str, object]) -> dg.ExecuteInProcessResult:
     """The dataset's job, as the code location defines it, over the two months in ONE run."""
     definitions = dg.Definitions(
-        assets=member.assets, asset_checks=[member.ledger], jobs=[member.job], resources=resources
+        assets=member.assets, asset_checks=member.checks, jobs=[member.job], resources=resources
     )
     job = definitions.resolve_job_def(member.job.name)
     return job.execute_in_process(tags=range_tags(MONTHS[0], MONTHS[-1]), raise_on_error=False)
@@ -175,7 +175,7 @@ def test_an_added_entry_brings_its_assets_checks_and_job_with_no_python(tmp_path
     members = family(load_entries(folder))
     definitions = dg.Definitions(
         assets=[asset for member in members for asset in member.assets],
-        asset_checks=[member.ledger for member in members],
+        asset_checks=[check for member in members for check in member.checks],
         jobs=[member.job for member in members],
         resources={
             "socrata": SocrataResource(),
@@ -187,7 +187,10 @@ def test_an_added_entry_brings_its_assets_checks_and_job_with_no_python(tmp_path
     graph = definitions.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert {"socrata/hurto_residencias", "lake/hurto_residencias", "bronze/hurto_residencias"} <= keys
-    assert keys == {f"{layer}/{m.dataset.slug}" for m in members for layer in ("socrata", "lake", "bronze")}
+    assert keys == {f"{layer}/{m.dataset.slug}" for m in members for layer in ("socrata", "lake", "bronze")} | {
+        f"silver/stg_{m.dataset.slug}"
+        for m in members  # its dbt silver (defs/dbt), here only as its checks' asset
+    }
     checks = {key.to_user_string() for key in graph.asset_check_keys if "hurto_residencias" in str(key)}
     assert checks == {
         "lake/hurto_residencias:schema_matches_contract",
@@ -198,6 +201,9 @@ def test_an_added_entry_brings_its_assets_checks_and_job_with_no_python(tmp_path
         "bronze/hurto_residencias:reconciled_with_source",
         "bronze/hurto_residencias:volume_plausible",
         "bronze/hurto_residencias:values_valid",
+        "lake/hurto_residencias:fresh_against_source",
+        "bronze/hurto_residencias:fresh_against_source",
+        "silver/stg_hurto_residencias:fresh_against_source",
     }
     job = definitions.resolve_job_def("hurto_residencias_job")
     assert {node.name for node in job.graph.node_defs} == {

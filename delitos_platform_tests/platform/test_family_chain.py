@@ -53,7 +53,7 @@ def _run_job(
     """The dataset's job as the code location defines it (its lake, bronze, silver and the cross-crime gold)."""
     definitions = dg.Definitions(
         assets=[dbt_models, *FAMILY_SILVER_ASSETS, *(asset for other in FAMILY for asset in other.assets)],
-        asset_checks=[other.ledger for other in FAMILY],
+        asset_checks=[check for other in FAMILY for check in other.checks],
         jobs=[member.job],
         resources=resources,
     )
