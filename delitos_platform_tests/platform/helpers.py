@@ -11,7 +11,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from delitos_platform.defs.bronze.assets import bronze_delitos
-from delitos_platform.defs.dbt.assets import dbt_models
+from delitos_platform.defs.dbt.assets import FAMILY_SILVER_ASSETS, dbt_models
 from delitos_platform.defs.family import FAMILY, FamilyDataset
 from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos
@@ -74,9 +74,10 @@ def run_family_job(
     instance: dg.DagsterInstance | None = None,
 ) -> dg.ExecuteInProcessResult:
     """A family dataset's job as the code location defines it (``<slug>_job``), for ``first`` → ``last`` in ONE
-    run, among every family asset and the dbt models it may select (in ``instance`` when given)."""
+    run (its lake, bronze, silver and the cross-crime gold), among every family asset and the dbt models (in
+    ``instance`` when given)."""
     definitions = dg.Definitions(
-        assets=[dbt_models, *(asset for other in FAMILY for asset in other.assets)],
+        assets=[dbt_models, *FAMILY_SILVER_ASSETS, *(asset for other in FAMILY for asset in other.assets)],
         asset_checks=[other.ledger for other in FAMILY],
         jobs=[member.job],
         resources=resources,

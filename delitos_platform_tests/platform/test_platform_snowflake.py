@@ -8,7 +8,8 @@ cannot read S3 offline, but the loader runs the same ``COPY INTO`` either way), 
 fakesnow runs every statement through a SQL translator, so the run covers only six thin months of 2010.
 
 Every other dataset of the family runs its own job (``<slug>_job``) on the same stand-ins, all three in one
-database: each into its own ``BRONZE.<SLUG>`` and ledger, two months of a few dozen synthetic rows each.
+database: each into its own ``BRONZE.<SLUG>`` and ledger, then its dbt silver ``SILVER.STG_<SLUG>`` and the
+cross-crime gold, two months of a few dozen synthetic rows each.
 
 An unset ``SNOWFLAKE_PASSWORD`` in a Dagster run is covered by ``warehouse/test_snowflake.py``.
 """
@@ -21,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import snowflake.connector
 from dagster_snowflake import SnowflakeResource
@@ -217,8 +220,11 @@ def family_bucket(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def family_db(fakesnow_server: dict[str, Any], family_bucket: Path) -> Iterator[Snowflake]:
-    """One database for the module: every family dataset's bronze side by side."""
-    with staged_database(fakesnow_server, family_bucket) as database:
+    """One database for the module, every family dataset's tables side by side; dbt's profile points at it."""
+    with staged_database(fakesnow_server, family_bucket) as database, pytest.MonkeyPatch.context() as patch:
+        for name, value in database.dbt_env().items():
+            patch.setenv(name, value)
+        patch.delenv("DELITOS_DBT_TARGET", raising=False)
         yield database
 
 
@@ -228,6 +234,33 @@ def family_bronze(database: Snowflake, dataset: LakeDataset) -> list[tuple]:
     return database.query(f"SELECT {columns} FROM {dataset.bronze_table} ORDER BY row_id")
 
 
+def lake_cases(lake: LocalLake, dataset: LakeDataset) -> list[tuple]:
+    """Cases per month and municipality of the dataset's lake objects, summed here with Arrow (no warehouse)."""
+    rows = pa.concat_tables([lake.read_table(data_key(month, dataset)) for month in FAMILY_MONTHS])
+    places = pa.table(
+        {
+            "mes": pc.floor_temporal(rows["fecha_hecho"], unit="month"),
+            "cod_depto": pc.utf8_trim_whitespace(rows["cod_depto"]),
+            "cod_muni": pc.utf8_trim_whitespace(rows["cod_muni"]),
+            "cantidad": rows["cantidad"],
+        }
+    )
+    summed = places.group_by(["mes", "cod_depto", "cod_muni"]).aggregate([("cantidad", "sum")])
+    columns = ["mes", "cod_depto", "cod_muni", "cantidad_sum"]
+    return sorted(tuple(row.values()) for row in summed.select(columns).to_pylist())
+
+
+def family_layers(database: Snowflake, dataset: LakeDataset) -> dict[str, list[tuple]]:
+    """The dataset's bronze (without load metadata), its silver, and its rows of the cross-crime gold, sorted."""
+    gold = f"WHERE dataset = '{dataset.id}'"
+    return {
+        "bronze": family_bronze(database, dataset),
+        "silver": database.query(f"SELECT * FROM SILVER.STG_{dataset.slug.upper()} ORDER BY row_id"),
+        "casos": sorted(database.query(f"SELECT * FROM GOLD.CASOS_POR_MUNICIPIO_MES {gold}"), key=repr),
+        "resumen": database.query(f"SELECT * FROM GOLD.RESUMEN_POR_DELITO {gold}"),
+    }
+
+
 def bronze_tables(database: Snowflake) -> set[str]:
     """The tables of the BRONZE schema."""
     rows = database.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'BRONZE'")
@@ -235,10 +268,11 @@ def bronze_tables(database: Snowflake) -> set[str]:
 
 
 @pytest.mark.parametrize("dataset_id", FAMILY_IDS)
-def test_a_family_datasets_job_loads_its_own_bronze_on_snowflake_exact_by_row_id_and_a_rerun_changes_nothing(
+def test_a_family_datasets_job_builds_its_bronze_silver_and_the_cross_crime_gold_on_snowflake_exact_by_row_id(
     family_portal: EmulatorServer, family_bucket: Path, family_db: Snowflake, dataset_id: str
 ) -> None:
-    """Its lake prefix copied INTO ``BRONZE.<SLUG>``: the lake's row ids, its entry's columns, ledger and checks."""
+    """Its lake prefix copied INTO ``BRONZE.<SLUG>`` (the lake's row ids, its entry's columns, ledger and checks),
+    its silver built by dbt's snowflake target, its cases in the cross-crime gold; a re-run changes nothing."""
     member = next(member for member in FAMILY if member.dataset.id == dataset_id)
     dataset, resources = member.dataset, snowflake_resources(family_portal, family_bucket, family_db)
     slug = dataset.slug.upper()
@@ -266,7 +300,16 @@ def test_a_family_datasets_job_loads_its_own_bronze_on_snowflake_exact_by_row_id
     )
     assert ledger == monthly and sum(rows for _, rows, _ in ledger) == FAMILY_ROWS
     assert {run_id for _, _, run_id in ledger} == {first.run_id}
-    # Every check passed but the dataset's ledger, which finds the calendar's other months unread.
+    # Silver holds the lake's row ids; the cross-crime gold counts its cases as the lake's objects sum them.
+    silver = family_db.query(f"SELECT row_id FROM SILVER.STG_{slug}")
+    assert sorted(row_id for (row_id,) in silver) == sorted(kept)
+    layers = family_layers(family_db, dataset)
+    assert [row[1:] for row in layers["casos"]] == lake_cases(resources["lake"], dataset)
+    [summary] = layers["resumen"]
+    assert summary[:3] == (dataset.id, dataset.entry.title, FAMILY_ROWS)
+    assert summary[3] == sum(cases for *_, cases in lake_cases(resources["lake"], dataset))
+    # Every check passed (dbt's on silver and gold too) but the dataset's ledger, which finds the calendar's other
+    # months unread.
     evaluations = {(e.asset_key.path[0], e.check_name): e.passed for e in first.get_asset_check_evaluations()}
     assert {check for check, passed in evaluations.items() if not passed} == {("lake", "dataset_ledger_balances")}
     assert {check for check in evaluations if check[0] == "bronze"} == {
@@ -278,13 +321,13 @@ def test_a_family_datasets_job_loads_its_own_bronze_on_snowflake_exact_by_row_id
     tables = bronze_tables(family_db)
     assert {slug, f"{slug}_CARGAS"} <= tables and "DELITOS" not in tables
     assert not [table for table in tables if "_LOAD_" in table]
-    before = family_bronze(family_db, dataset), ledger
+    before = layers, ledger
 
     again = run_family_job(member, resources, FAMILY_MONTHS[0], FAMILY_MONTHS[-1])
 
     assert again.success
     # The swap replaced the months with the same rows; the ledger's (month, version) entries are the same.
     ledger = family_db.query(f"SELECT mes, registros, _run_id FROM {dataset.ledger_table} ORDER BY mes")
-    assert family_bronze(family_db, dataset) == before[0]
+    assert family_layers(family_db, dataset) == before[0]
     assert [(mes, rows) for mes, rows, _ in ledger] == [(mes, rows) for mes, rows, _ in before[1]]
     assert family_db.query(f"SELECT DISTINCT _run_id FROM {dataset.bronze_table}") == [(again.run_id,)]
