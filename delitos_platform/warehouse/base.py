@@ -14,9 +14,6 @@ from delitos_platform.partitions import Window
 from delitos_platform.row_ids import NO_ROWS, RowIds
 
 BRONZE_SCHEMA = "bronze"
-BRONZE_TABLE = "delitos"
-# One row per month and source version loaded: what dates the warehouse's history (see dbt_project/README.md).
-LEDGER_TABLE = "delitos_cargas"
 
 
 class WarehouseError(Exception):

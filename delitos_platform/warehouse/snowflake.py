@@ -1,8 +1,9 @@
 """Bronze on Snowflake: ``COPY INTO`` from an external stage over the lake, then one delete+insert transaction.
 
-Each load copies the window's month objects into a transient load table of its own, then swaps them into
-``BRONZE.DELITOS`` in ONE transaction (delete the window's months, insert the copied rows, commit). A failure
-anywhere rolls back and leaves the months that were there before.
+Each load copies the window's month objects of a dataset (under its lake prefix) into a transient load table of
+its own, then swaps them into the dataset's bronze table (``BRONZE.DELITOS`` for 4v6r-wu98, ``BRONZE.<SLUG>`` for
+every other dataset of the family, its columns those of its entry) in ONE transaction (delete the window's months,
+insert the copied rows, commit). A failure anywhere rolls back and leaves the months that were there before.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 
+import pyarrow as pa
 import snowflake.connector.errors as sf_errors
 from dagster_snowflake import SnowflakeResource
 from pydantic import Field
@@ -24,8 +26,6 @@ from delitos_platform.partitions import Window
 from delitos_platform.row_ids import RowIds
 from delitos_platform.warehouse.base import (
     BRONZE_SCHEMA,
-    BRONZE_TABLE,
-    LEDGER_TABLE,
     Approval,
     BronzeLoad,
     WarehouseError,
@@ -41,17 +41,8 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,
 # Paths inside a stage: the characters of lake keys (``delitos/mes=2019-03/...``), no quotes, blanks or ``..``.
 STAGE_PATH = re.compile(r"^[A-Za-z0-9_\-=./]*$")
 
-# The lake's columns as bronze types them (contract.LAKE_SCHEMA, in order).
-LAKE_COLUMNS: dict[str, str] = {
-    "ROW_ID": "VARCHAR",
-    "FECHA_HECHO": "DATE",
-    "COD_DEPTO": "VARCHAR",
-    "DEPARTAMENTO": "VARCHAR",
-    "COD_MUNI": "VARCHAR",
-    "MUNICIPIO": "VARCHAR",
-    "DESCRIPCION_CONDUCTA": "VARCHAR",
-    "CANTIDAD": "NUMBER(38,0)",
-}
+# Bronze's type of each lake column type (the dataset's entry says which columns; their names are its own).
+SNOWFLAKE_TYPES: dict[pa.DataType, str] = {pa.string(): "VARCHAR", pa.date32(): "DATE", pa.int64(): "NUMBER(38,0)"}
 # Snowflake enforces NOT NULL (and nothing else), so bronze refuses a row the contract forbids.
 BRONZE_EXTRA_COLUMNS: dict[str, str] = {"MES": "DATE", "_RUN_ID": "VARCHAR", "_LOADED_AT": "TIMESTAMP_NTZ"}
 # The load ledger: each month's source version, written in the load's transaction (see warehouse/base.py).
@@ -72,13 +63,19 @@ OBJECT_MISSING = 2003
 Statement = tuple[str, Sequence[Any] | None]
 
 
-def _only_delitos(dataset: LakeDataset) -> None:
-    """Bronze on Snowflake holds 4v6r-wu98 alone so far: another dataset is refused in one sentence."""
-    if dataset.id != DELITOS.id:
-        raise WarehouseError(
-            f"bronze on Snowflake holds dataset {DELITOS.id} only so far: {dataset.id} ({dataset.slug}) loads into "
-            "the embedded warehouse (DELITOS_ENV=local)"
-        )
+def lake_columns(dataset: LakeDataset) -> dict[str, str]:
+    """The dataset's lake columns as bronze types them, in the lake's order (``ROW_ID`` first)."""
+    return {field.name.upper(): SNOWFLAKE_TYPES[field.type] for field in dataset.lake_schema}
+
+
+def bronze_table(dataset: LakeDataset) -> str:
+    """The dataset's qualified bronze table: ``BRONZE.DELITOS``, ``BRONZE.HOMICIDIOS``, …"""
+    return dataset.bronze_table.upper()
+
+
+def ledger_table(dataset: LakeDataset) -> str:
+    """The dataset's qualified load ledger: ``BRONZE.DELITOS_CARGAS``, ``BRONZE.HOMICIDIOS_CARGAS``, …"""
+    return dataset.ledger_table.upper()
 
 
 def checked_identifier(name: str, what: str) -> str:
@@ -104,16 +101,6 @@ class SnowflakeWarehouse(WarehouseResource):
     )
     stage_prefix: str = Field(default="", description="Path inside the stage where the lake's keys start.")
 
-    @property
-    def bronze_table(self) -> str:
-        """The qualified bronze table, e.g. ``BRONZE.DELITOS``."""
-        return f"{BRONZE_SCHEMA}.{BRONZE_TABLE}".upper()
-
-    @property
-    def ledger_table(self) -> str:
-        """The qualified load ledger, ``BRONZE.DELITOS_CARGAS``."""
-        return f"{BRONZE_SCHEMA}.{LEDGER_TABLE}".upper()
-
     def load(
         self,
         lake: LakeResource,
@@ -122,27 +109,28 @@ class SnowflakeWarehouse(WarehouseResource):
         approve: Approval = approve_all,
         dataset: LakeDataset = DELITOS,
     ) -> BronzeLoad:
-        """Swap the window's months in from the lake's objects through the stage, in one approved transaction."""
-        _only_delitos(dataset)
+        """Swap the window's months of ``dataset`` in from its lake objects through the stage, in one approved
+        transaction."""
         started = time.monotonic()
         months = window.month_keys()
         source = self._stage_location()
-        files = [checked_stage_path(data_key(month), "lake key") for month in months]
-        self._require_objects(lake, months)
-        versions = {month: lake.object_version(data_key(month)) for month in months}
+        keys = [data_key(month, dataset) for month in months]
+        files = [checked_stage_path(key, "lake key") for key in keys]
+        self._require_objects(lake, months, dataset)
+        versions = {month: lake.object_version(key) for month, key in zip(months, keys, strict=True)}
         # A load table of its own: two partitions loading at once never see each other's rows.
-        load_table = f"{BRONZE_SCHEMA}.{BRONZE_TABLE}_LOAD_{uuid.uuid4().hex}".upper()
+        load_table = f"{bronze_table(dataset)}_LOAD_{uuid.uuid4().hex}".upper()
         with self._cursor() as cursor:
-            self._create_tables(cursor, load_table)
+            self._create_tables(cursor, load_table, dataset)
             try:
                 self._copy(cursor, load_table, source, files)
                 self._refuse_strays(cursor, load_table, months)
-                statements = self._swap_statements(load_table, window, run_id)
+                statements = self._swap_statements(load_table, window, run_id, dataset)
 
                 def ledger(held: dict[str, RowIds]) -> list[Statement]:  # the months' rows are known only then
-                    return ledger_statements(self.ledger_table, ledger_entries(versions, held), run_id, "%s")
+                    return ledger_statements(ledger_table(dataset), ledger_entries(versions, held), run_id, "%s")
 
-                held, committed = self._swap(cursor, statements, window, approve, ledger)
+                held, committed = self._swap(cursor, statements, window, approve, ledger=ledger, dataset=dataset)
             finally:
                 # Best effort: a dead connection must not hide the error that killed it.
                 with suppress(sf_errors.Error):
@@ -150,11 +138,11 @@ class SnowflakeWarehouse(WarehouseResource):
         return BronzeLoad(held, run_id, time.monotonic() - started, committed)
 
     def row_ids_by_month(self, window: Window, dataset: LakeDataset = DELITOS) -> dict[str, RowIds]:
-        """The row ids ``BRONZE.DELITOS`` holds per month key inside ``window`` (none before the first load)."""
-        _only_delitos(dataset)
+        """The row ids the dataset's bronze table holds per month key inside ``window`` (none before its first
+        load)."""
         try:
             with self._cursor() as cursor:
-                return self._row_ids(cursor, window)
+                return self._row_ids(cursor, window, dataset)
         except WarehouseError as error:
             cause = error.__cause__
             message = str(getattr(cause, "msg", "")).upper()
@@ -163,7 +151,7 @@ class SnowflakeWarehouse(WarehouseResource):
             if (
                 isinstance(cause, sf_errors.ProgrammingError)
                 and cause.errno == OBJECT_MISSING
-                and BRONZE_TABLE.upper() in message
+                and dataset.slug.upper() in message
                 and "DATABASE" not in message
             ):
                 return {}
@@ -183,26 +171,29 @@ class SnowflakeWarehouse(WarehouseResource):
         return f"@{stage}/{prefix}/" if prefix else f"@{stage}/"
 
     @staticmethod
-    def _require_objects(lake: LakeResource, months: list[str]) -> None:
+    def _require_objects(lake: LakeResource, months: list[str], dataset: LakeDataset) -> None:
         # COPY fails on a missing file with a cryptic remote-file error; say which month is missing instead.
-        missing = [month[:7] for month in months if not lake.exists(data_key(month))]
+        missing = [month[:7] for month in months if not lake.exists(data_key(month, dataset))]
         if missing:
             raise WarehouseError(
-                f"the lake holds no object for {', '.join(missing)}: materialize lake/delitos for it first"
+                f"the lake holds no object for {', '.join(missing)}: materialize lake/{dataset.slug} for it first"
             )
 
-    def _create_tables(self, cursor: Any, load_table: str) -> None:
-        """Bronze if missing, and this load's transient table (DDL commits, so it runs before the swap)."""
-        lake_columns = ", ".join(f"{name} {kind}" for name, kind in LAKE_COLUMNS.items())
+    @staticmethod
+    def _create_tables(cursor: Any, load_table: str, dataset: LakeDataset) -> None:
+        """The dataset's bronze table and ledger if missing, and this load's transient table (DDL commits, so it
+        runs before the swap). Names come from a validated entry (lowercase snake case), never input."""
+        columns = lake_columns(dataset)
+        load_columns = ", ".join(f"{name} {kind}" for name, kind in columns.items())
         bronze_columns = ", ".join(
-            f"{name} {kind} NOT NULL" for name, kind in {**LAKE_COLUMNS, **BRONZE_EXTRA_COLUMNS}.items()
+            f"{name} {kind} NOT NULL" for name, kind in {**columns, **BRONZE_EXTRA_COLUMNS}.items()
         )
         cursor.execute(f"CREATE SCHEMA IF NOT EXISTS {BRONZE_SCHEMA.upper()}")
-        cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.bronze_table} ({bronze_columns})")
+        cursor.execute(f"CREATE TABLE IF NOT EXISTS {bronze_table(dataset)} ({bronze_columns})")
         ledger_columns = ", ".join(f"{name} {kind}" for name, kind in LEDGER_COLUMNS.items())
-        cursor.execute(f"CREATE TABLE IF NOT EXISTS {self.ledger_table} ({ledger_columns})")
+        cursor.execute(f"CREATE TABLE IF NOT EXISTS {ledger_table(dataset)} ({ledger_columns})")
         # Nullable on purpose: the copy takes the objects as they are and bronze's NOT NULL judges them.
-        cursor.execute(f"CREATE TRANSIENT TABLE {load_table} ({lake_columns})")
+        cursor.execute(f"CREATE TRANSIENT TABLE {load_table} ({load_columns})")
 
     @staticmethod
     def _copy(cursor: Any, load_table: str, source: str, files: list[str]) -> None:
@@ -232,25 +223,26 @@ class SnowflakeWarehouse(WarehouseResource):
         if strays:
             raise WarehouseError(f"the lake objects hold rows outside the window's months: {', '.join(strays)}")
 
-    def _swap_statements(self, load_table: str, window: Window, run_id: str) -> list[Statement]:
+    def _swap_statements(self, load_table: str, window: Window, run_id: str, dataset: LakeDataset) -> list[Statement]:
         """The statements of the swap transaction: delete the window's months, insert the window's copied rows."""
-        columns = ", ".join(LAKE_COLUMNS)
+        table, columns = bronze_table(dataset), ", ".join(lake_columns(dataset))
         bounds = (window.start, window.end)
         return [
-            (f"DELETE FROM {self.bronze_table} WHERE mes >= %s AND mes < %s", bounds),
+            (f"DELETE FROM {table} WHERE mes >= %s AND mes < %s", bounds),
             (
-                f"INSERT INTO {self.bronze_table} ({columns}, mes, _run_id, _loaded_at) "
+                f"INSERT INTO {table} ({columns}, mes, _run_id, _loaded_at) "
                 f"SELECT {columns}, DATE_TRUNC('MONTH', fecha_hecho)::DATE, %s, SYSDATE() FROM {load_table} "
                 "WHERE fecha_hecho >= %s AND fecha_hecho < %s",
                 (run_id, *bounds),
             ),
         ]
 
-    def _row_ids(self, cursor: Any, window: Window) -> dict[str, RowIds]:
+    @staticmethod
+    def _row_ids(cursor: Any, window: Window, dataset: LakeDataset) -> dict[str, RowIds]:
         """The row ids of each month, as ``RowIds`` computes them (see delitos_platform/row_ids.py)."""
         cursor.execute(
             f"SELECT mes, COUNT(*), MD5(LISTAGG(row_id, ',') WITHIN GROUP (ORDER BY row_id)) "
-            f"FROM {self.bronze_table} WHERE mes >= %s AND mes < %s GROUP BY mes",
+            f"FROM {bronze_table(dataset)} WHERE mes >= %s AND mes < %s GROUP BY mes",
             (window.start, window.end),
         )
         return {mes.isoformat(): RowIds(count, digest) for mes, count, digest in cursor.fetchall()}
@@ -261,7 +253,9 @@ class SnowflakeWarehouse(WarehouseResource):
         statements: list[Statement],
         window: Window,
         approve: Approval,
+        *,
         ledger: Callable[[dict[str, RowIds]], list[Statement]],
+        dataset: LakeDataset,
     ) -> tuple[dict[str, RowIds], bool]:
         """Run ``statements``, then the ``ledger``'s for what they swapped in, in ONE explicit transaction,
         committed only when ``approve`` agrees with the result.
@@ -272,7 +266,7 @@ class SnowflakeWarehouse(WarehouseResource):
         try:
             for sql, params in statements:
                 cursor.execute(sql, params)
-            held = in_window(window, self._row_ids(cursor, window))
+            held = in_window(window, self._row_ids(cursor, window, dataset))
             for sql, params in ledger(held):
                 cursor.execute(sql, params)
             committed = approve(held)

@@ -11,7 +11,8 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from delitos_platform.defs.bronze.assets import bronze_delitos
-from delitos_platform.defs.dbt.assets import dbt_models
+from delitos_platform.defs.dbt.assets import FAMILY_SILVER_ASSETS, dbt_models
+from delitos_platform.defs.family import FAMILY, FamilyDataset
 from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.emulator import EmulatorServer
@@ -63,6 +64,26 @@ def run_months(
     return dg.materialize(
         ASSETS, resources=resources, tags=tags, selection=selection, instance=instance, raise_on_error=False
     )
+
+
+def run_family_job(
+    member: FamilyDataset,
+    resources: dict[str, Any],
+    first: str,
+    last: str,
+    instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInProcessResult:
+    """A family dataset's job as the code location defines it (``<slug>_job``), for ``first`` → ``last`` in ONE
+    run (its lake, bronze, silver and the cross-crime gold), among every family asset and the dbt models (in
+    ``instance`` when given)."""
+    definitions = dg.Definitions(
+        assets=[dbt_models, *FAMILY_SILVER_ASSETS, *(asset for other in FAMILY for asset in other.assets)],
+        asset_checks=[other.ledger for other in FAMILY],
+        jobs=[member.job],
+        resources=resources,
+    )
+    job = definitions.resolve_job_def(member.job.name)
+    return job.execute_in_process(tags=range_tags(first, last), instance=instance, raise_on_error=False)
 
 
 def query(database: Path, sql: str) -> list[tuple]:

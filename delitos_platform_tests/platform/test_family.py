@@ -14,7 +14,6 @@ import dagster as dg
 import pytest
 import yaml
 from dagster_duckdb import DuckDBResource
-from dagster_snowflake import SnowflakeResource
 
 from delitos_platform.datasets import ENTRIES_FOLDER, DatasetConfigError, DatasetEntry, configured, load_entries
 from delitos_platform.defs.family import FAMILY, FamilyDataset, family
@@ -24,11 +23,9 @@ from delitos_platform.emulator.synthetic import synthetic_rows
 from delitos_platform.lake.dataset import LakeDataset
 from delitos_platform.lake.provenance import source_refusal
 from delitos_platform.lake.storage import LakeError, LocalLake, data_key, out_of_calendar_key, quarantine_key
-from delitos_platform.partitions import Window, range_tags
+from delitos_platform.partitions import range_tags
 from delitos_platform.socrata import SocrataResource
-from delitos_platform.warehouse.base import WarehouseError
 from delitos_platform.warehouse.duckdb import DuckDBWarehouse
-from delitos_platform.warehouse.snowflake import SnowflakeWarehouse
 from delitos_platform_tests.conftest import socrata_for
 from delitos_platform_tests.lake.helpers import failure_message
 from delitos_platform_tests.platform.helpers import check_evaluations, lake_id_list, query, table_id_list
@@ -258,21 +255,6 @@ def test_a_family_month_missing_from_the_lake_names_the_asset_that_writes_it(tmp
 
     assert str(missing.value).endswith(": materialize lake/homicidios first")
     assert str(delitos_missing.value).endswith(": materialize lake/delitos first")
-
-
-def test_bronze_on_snowflake_refuses_a_family_dataset_in_one_sentence_before_connecting(tmp_path: Path) -> None:
-    # A Snowflake no process listens for: the refusal must come before any connection is tried.
-    unreachable = SnowflakeResource(account="nowhere", user="nobody", password="unused", host="127.0.0.1", port=9)
-    warehouse = SnowflakeWarehouse(snowflake=unreachable, stage="RAW.LAKE_STAGE")
-    dataset = _member("m8fd-ahd9").dataset
-
-    with pytest.raises(WarehouseError) as refused:
-        warehouse.load(LocalLake(root=str(tmp_path / "lake")), Window.for_month(MONTHS[0]), "run-1", dataset=dataset)
-
-    assert str(refused.value) == (
-        "bronze on Snowflake holds dataset 4v6r-wu98 only so far: m8fd-ahd9 (homicidios) loads into the embedded "
-        "warehouse (DELITOS_ENV=local)"
-    )
 
 
 def test_a_dataset_the_portal_does_not_have_is_one_sentence_naming_it_and_nothing_is_written(

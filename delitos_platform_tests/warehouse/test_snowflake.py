@@ -23,8 +23,12 @@ import snowflake.connector
 from dagster_snowflake import SnowflakeResource
 
 from delitos_platform.contract import LAKE_SCHEMA
+from delitos_platform.datasets import configured
 from delitos_platform.emulator import DEFAULT_SNAPSHOT
+from delitos_platform.emulator.synthetic import synthetic_rows
+from delitos_platform.lake.dataset import LakeDataset
 from delitos_platform.lake.parquet import to_parquet_bytes
+from delitos_platform.lake.rows import type_page
 from delitos_platform.lake.storage import LocalLake, data_key
 from delitos_platform.lake.versions import UPDATED_AT_METADATA, VERSION_METADATA
 from delitos_platform.partitions import Window
@@ -90,16 +94,22 @@ class Setup:
         """The warehouse under test (overrides: stage, stage_prefix, snowflake)."""
         return cls(**{"snowflake": self.resource(), "stage": STAGE, "stage_prefix": PREFIX, **overrides})
 
-    def write(self, month: str, table: pa.Table) -> None:
-        """Store a month object in the lake, as the lake asset does."""
-        self.lake.write(data_key(month), to_parquet_bytes(table))
+    def write(self, month: str, table: pa.Table, dataset: LakeDataset | None = None) -> None:
+        """Store a month object in the lake (4v6r-wu98's, or ``dataset``'s under its prefix), as the lake asset
+        does."""
+        key = data_key(month) if dataset is None else data_key(month, dataset)
+        self.lake.write(key, to_parquet_bytes(table))
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of a query in the test's database."""
+        with self.connection() as connection:
+            cursor = connection.cursor()
+            cursor.execute(sql)
+            return [tuple(row) for row in cursor.fetchall()]
 
     def bronze(self) -> list[tuple[Any, ...]]:
         """Every bronze row: the lake columns, then mes and _run_id."""
-        with self.connection() as connection:
-            cursor = connection.cursor()
-            cursor.execute(f"SELECT {', '.join(COLUMNS)}, mes, _run_id FROM BRONZE.DELITOS ORDER BY row_id")
-            return cursor.fetchall()
+        return self.query(f"SELECT {', '.join(COLUMNS)}, mes, _run_id FROM BRONZE.DELITOS ORDER BY row_id")
 
 
 @pytest.fixture
@@ -192,8 +202,8 @@ def test_each_loaded_month_is_recorded_at_the_source_version_its_object_was_read
 class FailingBetweenDeleteAndInsert(SnowflakeWarehouse):
     """A warehouse whose swap fails after its DELETE ran and before its INSERT."""
 
-    def _swap_statements(self, load_table: str, window: Window, run_id: str) -> list[Statement]:
-        delete, insert = super()._swap_statements(load_table, window, run_id)
+    def _swap_statements(self, load_table: str, window: Window, run_id: str, dataset: LakeDataset) -> list[Statement]:
+        delete, insert = super()._swap_statements(load_table, window, run_id, dataset)
         return [delete, ("INSERT INTO BRONZE.NO_SUCH_TABLE SELECT 1", None), insert]
 
 
@@ -310,3 +320,69 @@ def test_unset_password_env_var_fails_the_run_naming_it(setup: Setup, monkeypatc
     with pytest.raises(dg.DagsterInvalidConfigError) as caught:
         run_with_env_secrets(setup, raise_on_error=True)
     assert 'environment variable "SNOWFLAKE_PASSWORD" which is not set' in str(caught.value)
+
+
+HOMICIDIOS = LakeDataset(configured()["m8fd-ahd9"])
+
+
+def homicidios_month(month: str, rows: int) -> pa.Table:
+    """A month of synthetic homicides typed as the lake stores them (the lake's own typing), read at a version."""
+    raw = list(synthetic_rows(HOMICIDIOS.entry, rows=rows, start=month[:7], end=month[:7]))
+    ids = [f"row-hom-{month[:7]}-{index:04d}" for index in range(len(raw))]
+    page = pa.Table.from_pylist([{"row_id": row_id, **row} for row_id, row in zip(ids, raw, strict=True)])
+    typed = type_page(page, HOMICIDIOS).rows.cast(HOMICIDIOS.lake_schema)
+    return typed.replace_schema_metadata({VERSION_METADATA: f"{rows}@x", UPDATED_AT_METADATA: "1700000000"})
+
+
+def test_a_family_dataset_loads_from_its_prefix_into_its_own_table_beside_4v6r_wu98s(setup: Setup) -> None:
+    """Homicides go to BRONZE.HOMICIDIOS with their entry's columns; BRONZE.DELITOS keeps its rows."""
+    warehouse = setup.warehouse()
+    warehouse.load(setup.lake, WINDOW, "run-delitos")
+    delitos = setup.bronze()
+    months = {month: homicidios_month(month, 8) for month in MONTHS}
+    for month, table in months.items():
+        setup.write(month, table, HOMICIDIOS)
+    assert warehouse.count_by_month(WINDOW, HOMICIDIOS) == {}  # the bronze schema exists, its table not yet
+
+    loaded = warehouse.load(setup.lake, WINDOW, "run-hom", dataset=HOMICIDIOS)
+
+    assert loaded.rows_by_month == dict.fromkeys(MONTHS, 8)
+    names = HOMICIDIOS.lake_schema.names
+    held = setup.query(f"SELECT {', '.join(names)}, mes, _run_id FROM BRONZE.HOMICIDIOS ORDER BY row_id")
+    expected = [
+        (*(row[name] for name in names), date.fromisoformat(month), "run-hom")
+        for month, table in months.items()
+        for row in table.to_pylist()
+    ]
+    assert held == sorted(expected)
+    ledger = setup.query("SELECT mes, registros, _run_id FROM BRONZE.HOMICIDIOS_CARGAS ORDER BY mes")
+    assert ledger == [(date.fromisoformat(month), 8, "run-hom") for month in MONTHS]
+    assert warehouse.row_ids_by_month(WINDOW, HOMICIDIOS) == loaded.ids_by_month
+    assert setup.bronze() == delitos
+
+
+def test_a_family_object_holding_a_row_of_another_month_is_refused_and_bronze_is_unchanged(setup: Setup) -> None:
+    """The stray refusal holds for every dataset: a row outside its object's month would double on its own."""
+    warehouse = setup.warehouse()
+    for month in MONTHS:
+        setup.write(month, homicidios_month(month, 6), HOMICIDIOS)
+    warehouse.load(setup.lake, WINDOW, "run-1", dataset=HOMICIDIOS)
+    before = setup.query("SELECT row_id, mes, _run_id FROM BRONZE.HOMICIDIOS ORDER BY row_id")
+    strays = pa.concat_tables([homicidios_month("2024-02-01", 6), homicidios_month("2024-05-01", 1)])
+    setup.write("2024-02-01", strays, HOMICIDIOS)
+
+    with pytest.raises(WarehouseError) as refused:
+        warehouse.load(setup.lake, Window.for_month("2024-02-01"), "run-2", dataset=HOMICIDIOS)
+
+    assert str(refused.value) == "the lake objects hold rows outside the window's months: 2024-05-01"
+    assert setup.query("SELECT row_id, mes, _run_id FROM BRONZE.HOMICIDIOS ORDER BY row_id") == before
+
+
+def test_a_family_month_missing_from_the_lake_names_its_own_lake_asset(setup: Setup) -> None:
+    """4v6r-wu98's objects do not stand in for a family dataset's: its missing month names lake/homicidios."""
+    with pytest.raises(WarehouseError) as missing:
+        setup.warehouse().load(setup.lake, WINDOW, "run-1", dataset=HOMICIDIOS)
+
+    assert str(missing.value) == (
+        "the lake holds no object for 2024-01, 2024-02, 2024-03: materialize lake/homicidios for it first"
+    )
