@@ -10,12 +10,14 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from delitos_platform.datasets import configured
 from delitos_platform.defs.bronze.assets import bronze_delitos
 from delitos_platform.defs.dbt.assets import FAMILY_SILVER_ASSETS, dbt_models
 from delitos_platform.defs.family import FAMILY, FamilyDataset
 from delitos_platform.defs.lake.assets import lake_delitos
 from delitos_platform.defs.source.assets import socrata_delitos
 from delitos_platform.emulator import EmulatorServer
+from delitos_platform.emulator.synthetic import synthetic_rows
 from delitos_platform.lake.parquet import from_parquet_bytes
 from delitos_platform.lake.storage import LakeResource, LocalLake, data_key, quarantine_key
 from delitos_platform.partitions import Window, range_tags
@@ -66,6 +68,15 @@ def run_months(
     )
 
 
+def family_snapshots(rows: int, dataset_ids: Sequence[str], months: tuple[str, str]) -> dict[str, list[dict]]:
+    """Synthetic rows in each dataset's schema, ``rows`` of them over ``months`` (first, last as ``YYYY-MM``)."""
+    first, last = months
+    return {
+        dataset_id: list(synthetic_rows(configured()[dataset_id], rows=rows, start=first, end=last))
+        for dataset_id in dataset_ids
+    }
+
+
 def run_family_job(
     member: FamilyDataset,
     resources: dict[str, Any],
@@ -78,7 +89,7 @@ def run_family_job(
     ``instance`` when given)."""
     definitions = dg.Definitions(
         assets=[dbt_models, *FAMILY_SILVER_ASSETS, *(asset for other in FAMILY for asset in other.assets)],
-        asset_checks=[other.ledger for other in FAMILY],
+        asset_checks=[check for other in FAMILY for check in other.checks],
         jobs=[member.job],
         resources=resources,
     )

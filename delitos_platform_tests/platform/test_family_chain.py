@@ -10,20 +10,22 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import pytest
 
-from delitos_platform.datasets import configured
 from delitos_platform.definitions import defs
-from delitos_platform.defs.dbt.assets import FAMILY_SILVER_ASSETS, dbt_models
 from delitos_platform.defs.family import FAMILY, FamilyDataset
 from delitos_platform.emulator import EmulatorServer
-from delitos_platform.emulator.synthetic import synthetic_rows
 from delitos_platform.lake.storage import LakeResource, data_key
-from delitos_platform.partitions import range_tags
-from delitos_platform_tests.platform.helpers import duckdb_resources, lake_id_list, query, table_id_list
+from delitos_platform_tests.platform.helpers import (
+    duckdb_resources,
+    family_snapshots,
+    lake_id_list,
+    query,
+    run_family_job,
+    table_id_list,
+)
 from delitos_platform_tests.test_charts import assert_readable_png, embedded_png
 
 DATASETS = ["m8fd-ahd9", "4rxi-8m8d", "q2ib-t9am"]
@@ -35,30 +37,12 @@ CROSS_CRIME_GOLD = ["casos_por_municipio_mes", "resumen_por_delito"]
 @pytest.fixture(scope="module")
 def family_portal() -> Iterator[EmulatorServer]:
     """One emulator serving every family dataset, two months of synthetic rows each; tests only read it."""
-    snapshots = {
-        dataset_id: list(synthetic_rows(configured()[dataset_id], rows=ROWS, start="2024-01", end="2024-02"))
-        for dataset_id in DATASETS
-    }
-    with EmulatorServer(datasets=snapshots, port=0) as server:
+    with EmulatorServer(datasets=family_snapshots(ROWS, DATASETS, ("2024-01", "2024-02")), port=0) as server:
         yield server
 
 
 def _member(dataset_id: str) -> FamilyDataset:
     return next(member for member in FAMILY if member.dataset.id == dataset_id)
-
-
-def _run_job(
-    member: FamilyDataset, resources: dict[str, Any], instance: dg.DagsterInstance
-) -> dg.ExecuteInProcessResult:
-    """The dataset's job as the code location defines it (its lake, bronze, silver and the cross-crime gold)."""
-    definitions = dg.Definitions(
-        assets=[dbt_models, *FAMILY_SILVER_ASSETS, *(asset for other in FAMILY for asset in other.assets)],
-        asset_checks=[check for other in FAMILY for check in other.checks],
-        jobs=[member.job],
-        resources=resources,
-    )
-    job = definitions.resolve_job_def(member.job.name)
-    return job.execute_in_process(tags=range_tags(MONTHS[0], MONTHS[-1]), instance=instance, raise_on_error=False)
 
 
 def _recount(lake: LakeResource, members: list[FamilyDataset]) -> list[tuple]:
@@ -85,7 +69,7 @@ def test_a_family_datasets_job_builds_its_silver_and_the_cross_crime_gold_exact_
     members = [_member(dataset_id) for dataset_id in DATASETS]
 
     with dg.instance_for_test() as instance:
-        results = [_run_job(member, resources, instance) for member in members]
+        results = [run_family_job(member, resources, MONTHS[0], MONTHS[-1], instance) for member in members]
 
         assert all(result.success for result in results)
         for member, result in zip(members, results, strict=True):
@@ -115,7 +99,7 @@ def test_a_family_datasets_job_builds_its_silver_and_the_cross_crime_gold_exact_
         assert "| Homicidios | " in chart and "| Extorsión | " in chart
 
         before = _gold(database)
-        again = _run_job(members[0], resources, instance)
+        again = run_family_job(members[0], resources, MONTHS[0], MONTHS[-1], instance)
 
     assert again.success
     assert _gold(database) == before  # a re-run changes nothing

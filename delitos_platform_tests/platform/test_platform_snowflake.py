@@ -28,11 +28,9 @@ import pytest
 import snowflake.connector
 from dagster_snowflake import SnowflakeResource
 
-from delitos_platform.datasets import configured
 from delitos_platform.defs.bronze.assets import RECONCILED_CHECK
 from delitos_platform.defs.family import FAMILY
 from delitos_platform.emulator import EmulatorServer
-from delitos_platform.emulator.synthetic import synthetic_rows
 from delitos_platform.lake.dataset import LakeDataset
 from delitos_platform.lake.storage import LocalLake, data_key
 from delitos_platform.transform import DBT_EXECUTABLE, DelitosDbtCliResource, delitos_dbt_project
@@ -42,6 +40,7 @@ from delitos_platform_tests.lake.helpers import rows_per_month
 from delitos_platform_tests.platform.helpers import (
     GOLD_TABLES,
     check_evaluations,
+    family_snapshots,
     lake_id_list,
     run_family_job,
     run_months,
@@ -204,11 +203,7 @@ def test_the_snowflake_chain_reconciles_and_a_second_run_changes_nothing(
 @pytest.fixture(scope="module")
 def family_portal() -> Iterator[EmulatorServer]:
     """One emulator serving every family dataset, two months of synthetic rows each; tests only read it."""
-    snapshots = {
-        dataset_id: list(synthetic_rows(configured()[dataset_id], rows=FAMILY_ROWS, start="2024-01", end="2024-02"))
-        for dataset_id in FAMILY_IDS
-    }
-    with EmulatorServer(datasets=snapshots, port=0) as server:
+    with EmulatorServer(datasets=family_snapshots(FAMILY_ROWS, FAMILY_IDS, ("2024-01", "2024-02")), port=0) as server:
         yield server
 
 
