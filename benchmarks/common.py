@@ -19,24 +19,39 @@ NATIONAL = WORK / "national-492000-seed7.json.gz"
 
 def national_snapshot() -> Path:
     """The synthetic national-scale snapshot (492,000 rows, 2006-05 → 2026-05), generated once."""
-    if not NATIONAL.exists():
+    return synthesized(NATIONAL, "--rows", "492000", "--seed", "7")
+
+
+def dataset_snapshot(dataset_id: str, rows: int, seed: int = 7) -> Path:
+    """``rows`` synthetic rows of a configured dataset over its calendar (``delitos synthesize --dataset``), once."""
+    output = WORK / f"{dataset_id}-{rows}-seed{seed}.json.gz"
+    return synthesized(output, "--dataset", dataset_id, "--rows", str(rows), "--seed", str(seed))
+
+
+def synthesized(output: Path, *options: str) -> Path:
+    """``output`` written by ``delitos synthesize OPTIONS`` unless it exists (renamed into place when complete, so
+    that an interrupted run leaves no half-written snapshot to be reused)."""
+    if not output.exists():
         WORK.mkdir(parents=True, exist_ok=True)
+        partial = output.with_name(f"partial-{output.name}")
         delitos = ["-m", "delitos_platform.commands"]
-        subprocess.run(
-            [sys.executable, *delitos, "synthesize", "--rows", "492000", "--seed", "7", "--output", NATIONAL],
-            check=True,
-        )
-    return NATIONAL
+        subprocess.run([sys.executable, *delitos, "synthesize", *options, "--output", str(partial)], check=True)
+        partial.rename(output)
+    return output
 
 
 @contextmanager
 def emulator(snapshot: Path) -> Iterator[str]:
     """``delitos emulator`` in a subprocess of its own (its own core, its own memory); yields its URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "delitos_platform.commands", "emulator", "--snapshot", str(snapshot), "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    command = ["-m", "delitos_platform.commands", "emulator", "--snapshot", str(snapshot), "--port", "0"]
+    with serving(command) as url:
+        yield url
+
+
+@contextmanager
+def serving(arguments: Sequence[str]) -> Iterator[str]:
+    """A Python subprocess (``arguments`` after the interpreter) that prints its URL on its first line; yields it."""
+    process = subprocess.Popen([sys.executable, *arguments], stdout=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
         match = re.search(r"http://\S+", line)
@@ -63,12 +78,21 @@ def peak_rss_mb(pid: int | str = "self") -> float:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
 
 
-def benchmark_arguments(description: str, contenders: Iterable[str]) -> argparse.Namespace:
-    """The options every benchmark takes; ``--contender``/``--url`` are how it calls itself in a subprocess."""
+def benchmark_arguments(
+    description: str,
+    contenders: Iterable[str],
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """The options every benchmark takes; ``--contender``/``--url`` are how it calls itself in a subprocess.
+
+    ``options`` adds a benchmark's own options instead of ``--skip-dlt`` (for those without dlt)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--contender", choices=list(contenders), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--skip-dlt", action="store_true", help="leave dlt out (when it is not installed)")
+    if options is None:
+        parser.add_argument("--skip-dlt", action="store_true", help="leave dlt out (when it is not installed)")
+    else:
+        options(parser)
     return parser.parse_args()
 
 
