@@ -117,5 +117,5 @@ def test_a_family_silver_is_monthly_on_its_own_calendar_and_in_its_datasets_grou
         checks = [graph.get(key) for key in graph.asset_check_keys if key.asset_key == member.silver_key]
         assert {check.partitions_def for check in checks if check.partitions_def} == {member.dataset.partitions}
     gold = graph.get(dg.AssetKey(["gold", "casos_por_municipio_mes"]))
-    assert gold.partitions_def is None
+    assert gold.partitions_def is None and gold.group_name == "cross_crime"
     assert {member.silver_key for member in FAMILY} | {dg.AssetKey(["silver", "stg_delitos"])} <= gold.parent_keys

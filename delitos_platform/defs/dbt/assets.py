@@ -55,6 +55,8 @@ FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
 AUDITED = frozenset({"delitos_audited_table", "delitos_audited_incremental", "delitos_audited_window"})
 # Each family dataset's silver model: monthly on its dataset's calendar, in its dataset's group (defs/family.py).
 FAMILY_SILVER = {silver_model(member.dataset.entry): member.dataset for member in FAMILY}
+# The cross-crime gold's group: beside 4v6r-wu98's gold, not in it (its lineage reads every dataset's silver).
+CROSS_CRIME_GROUP = "cross_crime"
 # Layers in data-flow order, to name them as they are built.
 LAYERS = ("silver", "gold")
 # A row of the table dbt prints when a model breaks its contract (header and rule rows do not match):
@@ -81,7 +83,8 @@ def _layer_order(node: Mapping[str, Any]) -> int:
 
 class DelitosDbtTranslator(DagsterDbtTranslator):
     """Models are keyed and grouped by the schema they land in: ``silver/stg_delitos``, ``gold/...``; a family
-    dataset's silver (``silver/stg_homicidios``) is in its dataset's group, monthly from its first month.
+    dataset's silver (``silver/stg_homicidios``) is in its dataset's group, monthly from its first month, and the
+    cross-crime gold (``gold/casos_por_municipio_mes``) in a group of its own.
 
     The catalog shows a model's dbt description alone (dagster-dbt's default appends the raw SQL to it); the SQL
     is on the asset's page, as ``sql`` metadata and as a code reference to the model's file.
@@ -116,9 +119,13 @@ class DelitosDbtTranslator(DagsterDbtTranslator):
             return spec
         layer = _layer(props)
         dataset = FAMILY_SILVER.get(props["name"], DELITOS) if layer == "silver" else None
+        if dataset not in (None, DELITOS):
+            group = dataset.slug
+        else:
+            group = CROSS_CRIME_GROUP if props["fqn"][:2] == ["delitos", "family"] else layer
         return spec.replace_attributes(
             key=dg.AssetKey([layer, props["name"]]),
-            group_name=layer if dataset in (None, DELITOS) else dataset.slug,
+            group_name=group,
             owners=["team:analytics-engineering"],
             freshness_policy=MONTHLY_FRESHNESS,
             partitions_def=dataset.partitions if dataset else None,
