@@ -94,7 +94,7 @@ def evaluate(world: Platform, dataset_id: str, cursor: str | None) -> dg.SensorR
 def run_job(world: Platform, of: FamilyDataset, tags: dict[str, str], **resources: object) -> dg.ExecuteInProcessResult:
     """A run of the dataset's job, as the code location defines it, in the sensors' instance."""
     definitions = dg.Definitions(
-        assets=of.assets, asset_checks=[of.ledger], jobs=[of.job], resources={**world.resources, **resources}
+        assets=of.assets, asset_checks=of.checks, jobs=[of.job], resources={**world.resources, **resources}
     )
     job = definitions.resolve_job_def(of.job.name)
     return job.execute_in_process(tags=tags, instance=world.instance, raise_on_error=False)
